@@ -1,0 +1,170 @@
+"""StateSync settings: everything that varies comes from the environment.
+
+With no variables set StateSync runs on the embedded default: SQLite files in
+DATA_DIR and an embedded redis-server (see embedded_redis.py). DATABASE_URL,
+STATE_DATABASE_URL and REDIS_URL switch to PostgreSQL and an external Redis.
+"""
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import database_identity, env_bool, env_int, env_list, env_str, parse_database_url, sqlite_database
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("SECRET_KEY is not set.")
+    # The embedded default keeps a generated key in the data folder, so sessions
+    # survive restarts without anyone having to invent one.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        import secrets
+
+        key_file.write_text(secrets.token_urlsafe(50))
+    SECRET_KEY = key_file.read_text().strip()
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "django_rq",
+    "channels",
+    "guardian",
+    "resync",
+    "history",
+    "alerts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "statesync.urls"
+ASGI_APPLICATION = "statesync.asgi.application"
+WSGI_APPLICATION = "statesync.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Two databases: `default` is the district side (plus StateSync's own tables),
+# `state` is the state-level copy. A resync moves rows from one to the other.
+_district_url = env_str("DATABASE_URL")
+_state_url = env_str("STATE_DATABASE_URL")
+if bool(_district_url) != bool(_state_url):
+    raise ImproperlyConfigured("Set both DATABASE_URL and STATE_DATABASE_URL, or neither.")
+if _district_url:
+    DATABASES = {
+        "default": parse_database_url("DATABASE_URL", _district_url),
+        "state": parse_database_url("STATE_DATABASE_URL", _state_url),
+    }
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": sqlite_database(str(DATA_DIR / "district.sqlite3")),
+        "state": sqlite_database(str(DATA_DIR / "state.sqlite3")),
+    }
+if database_identity(DATABASES["default"]) == database_identity(DATABASES["state"]):
+    raise ImproperlyConfigured(
+        "DATABASE_URL and STATE_DATABASE_URL name the same database: the district and "
+        "state sides must be separate databases."
+    )
+DATABASE_ROUTERS = ["statesync.routers.StateRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if not REDIS_URL:
+    from .embedded_redis import ensure_embedded_redis
+
+    REDIS_URL = ensure_embedded_redis(DATA_DIR)
+
+RQ_QUEUE = env_str("RQ_QUEUE", "resync")
+RQ_QUEUES = {
+    RQ_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 6 * 3600, minimum=60)},
+}
+# Enqueue only once the transaction that created the request commits.
+RQ = {"COMMIT_MODE": "on_db_commit"}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNELS_PREFIX", "statesync")},
+    }
+}
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "StateSync API",
+    "DESCRIPTION": "Resync district SIS data to the state.",
+    "VERSION": "1",
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "America/Chicago")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+LOGIN_URL = "admin:login"
+
+# How many records a resync step reads, validates and writes at a time.
+RESYNC_CHUNK = env_int("RESYNC_CHUNK", 2000, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
