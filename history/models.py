@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from django.db import models
+
+from resync import status
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for its parents"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    GREEN = "green", "Green"
+    YELLOW = "yellow", "Yellow"
+    RED = "red", "Red"
+    FAILED = "failed", "Failed"
+
+
+FINISHED = (StepStatus.GREEN, StepStatus.YELLOW, StepStatus.RED, StepStatus.FAILED)
+
+
+class DISBatchHistory(models.Model):
+    """One object's step of one resync request: the product's DISBatchHistory.
+
+    Kept forever; the tool shows the latest row per object, this keeps all.
+    """
+
+    request = models.ForeignKey("resync.ResyncRequest", on_delete=models.CASCADE, related_name="steps")
+    # Copied from the request so "the latest step per object" is one indexed query.
+    district = models.ForeignKey("resync.District", on_delete=models.CASCADE, related_name="+")
+    school_year = models.PositiveSmallIntegerField()
+    sync_object = models.ForeignKey("resync.SyncObject", on_delete=models.PROTECT, related_name="+")
+    layer = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=8, choices=StepStatus.choices, default=StepStatus.PENDING)
+    processed = models.PositiveIntegerField(default=0, help_text="Records attempted.")
+    errors = models.PositiveIntegerField(default=0, help_text="Records that did not reach the state.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="Last Resync.")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker running it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True, help_text="Why the step failed, when it did.")
+
+    class Meta:
+        db_table = "DISBatchHistory"
+        verbose_name = "DIS batch history"
+        verbose_name_plural = "DIS batch history"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["district", "school_year", "sync_object", "-id"], name="batch_latest_per_object"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sync_object_id} in request {self.request_id}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def colour(self) -> str:
+        if self.status == StepStatus.FAILED:
+            return status.RED
+        return status.colour(self.processed, self.errors, self.finished)
+
+    @property
+    def sent(self) -> int:
+        """Records that reached the state."""
+        return self.processed - self.errors
+
+
+class Reason(models.TextChoices):
+    STATE_EXCLUDED = "state_excluded", "State-excluded record"
+    PARENT_MISSING = "parent_missing", "Parent record not at the state"
+    TEST_NO_CODE = "test_no_code", "Test has no state or national code"
+    TEST_UNPUBLISHED = "test_unpublished", "Test not published from the State Edition"
+    TEST_NO_DATE = "test_no_date", "No score date and no test end year: test blocked"
+    OUT_OF_SCOPE = "out_of_scope", "Score date or test end year outside the scope year"
+    TEST_LOCKED = "test_locked", "Test is district-locked"
+    NOT_ENROLLED = "not_enrolled", "Student not actively enrolled in the district"
+
+
+class ErrorLog(models.Model):
+    """One record that did not reach the state, with why."""
+
+    step = models.ForeignKey(DISBatchHistory, on_delete=models.CASCADE, related_name="error_log")
+    district = models.ForeignKey("resync.District", on_delete=models.CASCADE, related_name="+")
+    sync_object = models.ForeignKey("resync.SyncObject", on_delete=models.PROTECT, related_name="+")
+    record_id = models.BigIntegerField()
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["district", "sync_object", "reason"], name="errorlog_filter")]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()}: {self.sync_object_id}:{self.record_id}"

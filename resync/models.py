@@ -73,3 +73,153 @@ class SyncObjectParent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.parent} -> {self.child}"
+
+
+class State(models.Model):
+    """The state agency running a State (or Regional) Edition; it owns many districts."""
+
+    code = models.CharField(max_length=8, unique=True)
+    name = models.CharField(max_length=100)
+    edition = models.CharField(
+        max_length=8, blank=True, help_text="Edition code (KY, SD, ME, BIE…) that picks edition-only objects."
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class District(models.Model):
+    state = models.ForeignKey(State, on_delete=models.PROTECT, related_name="districts")
+    code = models.CharField(max_length=16, unique=True, help_text="State district number.")
+    name = models.CharField(max_length=100)
+    scope_year = models.PositiveSmallIntegerField(
+        help_text="Scoped school year, by its ending year: 2027 is 2026-27."
+    )
+    sync_previous_year = models.BooleanField(default=False)
+    sync_next_year = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+    @property
+    def years(self) -> list[int]:
+        """The school years this district may resync, current first."""
+        years = [self.scope_year]
+        if self.sync_previous_year:
+            years.append(self.scope_year - 1)
+        if self.sync_next_year:
+            years.append(self.scope_year + 1)
+        return years
+
+
+class School(models.Model):
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="schools")
+    number = models.CharField(max_length=16)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        unique_together = [("district", "number")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RecordFields(models.Model):
+    """What both sides store of one record of one sync object."""
+
+    school_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    record_id = models.BigIntegerField(help_text="The record's district-side id.")
+    parent_ids = models.JSONField(default=dict, blank=True, help_text="{parent object: parent record id}")
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class DistrictRecord(RecordFields):
+    """A record of the district's SIS (district side, alias `default`)."""
+
+    district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="records")
+    sync_object = models.ForeignKey(SyncObject, on_delete=models.PROTECT, related_name="+")
+    # State-excluded enrollments, grade levels and calendars may never reach the state.
+    state_excluded = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["district", "sync_object", "record_id"], name="district_record_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["district", "sync_object", "school_year", "id"], name="district_record_scan")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sync_object_id}:{self.record_id}"
+
+
+class StateRecord(RecordFields):
+    """The state's copy of a district record (alias `state`: no foreign keys cross over)."""
+
+    district_code = models.CharField(max_length=16)
+    sync_object = models.CharField(max_length=64)
+    step = models.BigIntegerField(help_text="The DISBatchHistory row that last wrote this record.")
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["district_code", "sync_object", "record_id"], name="state_record_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["district_code", "sync_object", "school_year"], name="state_record_scope")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.district_code}/{self.sync_object}:{self.record_id}"
+
+
+class ResyncRequest(models.Model):
+    """One resync asked for one district and school year."""
+
+    class Level(models.TextChoices):
+        DISTRICT = "district", "District"
+        STATE = "state", "State"
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for another request of this district and year"
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+
+    district = models.ForeignKey(District, on_delete=models.PROTECT, related_name="requests")
+    school_year = models.PositiveSmallIntegerField()
+    objects_asked = models.JSONField(
+        null=True, blank=True, help_text="The objects selected; empty for a full resync."
+    )
+    check_dependencies = models.BooleanField(default=False)
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.DISTRICT)
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.WAITING)
+    current_layer = models.SmallIntegerField(default=-1, help_text="The layer now running; -1 before start.")
+    outcome = models.CharField(max_length=8, blank=True, help_text="Worst step colour once finished.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["district", "school_year", "status"], name="request_active")]
+
+    def __str__(self) -> str:
+        return f"Resync {self.pk} of {self.district_id} for {self.school_year}"
+
+    @property
+    def full(self) -> bool:
+        return self.objects_asked is None

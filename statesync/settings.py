@@ -117,7 +117,7 @@ RQ_QUEUES = {
     RQ_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 6 * 3600, minimum=60)},
 }
 # Enqueue only once the transaction that created the request commits.
-RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "resync.jobs.ResyncWorker"}
 
 CHANNEL_LAYERS = {
     "default": {

@@ -1,7 +1,82 @@
+import django_rq
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
+
+from resync import demo
+from resync.catalog import load_catalog
+from resync.models import District, DistrictRecord, School, State, SyncObject, SyncObjectParent
+
+BOTH = ["default", "state"]
 
 
 @pytest.fixture
 def superuser(db):
     return User.objects.create_superuser("root", "root@example.org", "pw")
+
+
+@pytest.fixture
+def queue():
+    """The real RQ queue on the real Redis, emptied before and after each test."""
+    q = django_rq.get_queue(settings.RQ_QUEUE)
+    q.empty()
+    yield q
+    q.empty()
+
+
+def run_queue() -> None:
+    """Run every queued job in this process, as a worker would, until the queue is empty."""
+    django_rq.get_worker(settings.RQ_QUEUE).work(burst=True, logging_level="WARNING")
+
+
+@pytest.fixture
+def catalog(transactional_db):
+    # A transactional test's flush removes what the data migration loaded.
+    if not SyncObject.objects.exists():
+        load_catalog(SyncObject, SyncObjectParent)
+
+
+@pytest.fixture
+def district(catalog):
+    state = State.objects.create(code="KY", name="Kentucky", edition="KY")
+    d = District.objects.create(
+        state=state, code="101", name="Adair County", scope_year=2027, sync_next_year=True
+    )
+    School.objects.create(district=d, number="001", name="Adair High")
+    return d
+
+
+@pytest.fixture
+def other_district(district):
+    return District.objects.create(state=district.state, code="202", name="Boone County", scope_year=2027)
+
+
+def add(
+    district, obj: str, rid: int, parents=None, payload=None, year=2027, excluded=False
+) -> DistrictRecord:
+    so = SyncObject.objects.get(name=obj)
+    return DistrictRecord.objects.create(
+        district=district,
+        sync_object=so,
+        record_id=rid,
+        parent_ids=parents or {},
+        payload=payload or {},
+        school_year=year if so.year_scoped else None,
+        state_excluded=excluded,
+    )
+
+
+def chain(district) -> None:
+    """District 1 > School 1 > Calendar 1 > ScheduleStructure 1 > PersonIdentity 1."""
+    add(district, "District", 1)
+    add(district, "School", 1, {"District": 1})
+    add(district, "Calendar", 1, {"School": 1})
+    add(district, "ScheduleStructure", 1, {"Calendar": 1})
+    add(district, "PersonIdentity", 1, {"ScheduleStructure": 1})
+
+
+@pytest.fixture
+def demo_district(catalog):
+    _state, (d,) = demo.build_state("tiny")
+    expected = demo.load_district(d, demo.SIZES["tiny"][1])
+    return d, expected

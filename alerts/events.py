@@ -1,0 +1,38 @@
+"""Live events over the Channels layer, always sent after the commit that caused them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+STATE_GROUP = "state"
+
+
+def district_group(district_id: int) -> str:
+    return f"district.{district_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def send(groups: list[str], message: dict[str, Any]) -> None:
+    """Send `message` to each group once the current transaction commits."""
+
+    def deliver() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        for group in groups:
+            try:
+                async_to_sync(layer.group_send)(group, message)
+            except Exception:  # a live push must never break a resync
+                log.exception("could not push %s to %s", message.get("type"), group)
+
+    transaction.on_commit(deliver)

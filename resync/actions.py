@@ -1,0 +1,264 @@
+"""Every resync operation has one home here.
+
+check_* validates and authorises and raises ResyncError with a message naming
+the problem; do_* changes data and sends events after commit. The admin, the
+API, the commands and the RQ jobs all call these, so each rule is written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from alerts import events
+from history.models import FINISHED, DISBatchHistory, StepStatus
+from resync import planner, status
+from resync.catalog import ALIASES
+from resync.models import District, ResyncRequest, SyncObject
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+STALE_AFTER_SECONDS = 300
+
+
+class ResyncError(ValueError):
+    """Input StateSync refuses; the message names the problem."""
+
+    def __init__(self, message: str, field: str = "objects"):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Checked:
+    district: District
+    year: int
+    objects: list[str] | None
+    check_dependencies: bool
+    plan: planner.Plan
+
+
+def available_objects(district: District, year: int):
+    """The sync objects the district may resync for `year` in this deployment."""
+    edition = district.state.edition
+    qs = SyncObject.objects.for_year(district.scope_year, year)
+    allowed = [o.pk for o in qs if not o.editions or edition in o.editions.split(",")]
+    return SyncObject.objects.filter(pk__in=allowed)
+
+
+def check_resync(
+    district: District, year: int | None, objects: list[str] | None, check_dependencies: bool
+) -> Checked:
+    """Validate a resync request; `objects=None` asks for a full resync."""
+    year = district.scope_year if year is None else year
+    if year not in district.years:
+        allowed = ", ".join(str(y) for y in sorted(district.years))
+        raise ResyncError(
+            f"School year {year} is not configured for district {district.code}: choose {allowed}.", "year"
+        )
+    parents = SyncObject.objects.parents_map()
+    offered = set(available_objects(district, year).values_list("name", flat=True))
+    names = None
+    try:
+        if objects is not None:
+            names = planner.resolve(parents, objects, ALIASES)
+            missing = [n for n in names if n not in offered]
+            if missing:
+                raise ResyncError(
+                    f"Not offered for district {district.code} in {year}: " + ", ".join(missing) + "."
+                )
+        plan = planner.plan(parents, offered, names, check_dependencies=check_dependencies)
+    except planner.PlanError as e:
+        raise ResyncError(str(e)) from None
+    return Checked(district, year, names, check_dependencies, plan)
+
+
+def do_request_resync(checked: Checked, level: str = "district", user=None) -> ResyncRequest:
+    """Store the request and its steps; start it unless the district and year are busy."""
+    by_name = {o.name: o for o in SyncObject.objects.filter(name__in=checked.plan.order)}
+    with transaction.atomic():
+        # One request at a time per district: lock its row while deciding.
+        District.objects.select_for_update().get(pk=checked.district.pk)
+        request = ResyncRequest.objects.create(
+            district=checked.district,
+            school_year=checked.year,
+            objects_asked=checked.objects,
+            check_dependencies=checked.check_dependencies,
+            level=level,
+            requested_by=user,
+        )
+        DISBatchHistory.objects.bulk_create(
+            DISBatchHistory(
+                request=request,
+                district=checked.district,
+                school_year=checked.year,
+                sync_object=by_name[name],
+                layer=i,
+            )
+            for i, layer in enumerate(checked.plan.layers)
+            for name in layer
+        )
+        busy = ResyncRequest.objects.filter(
+            district=checked.district, school_year=checked.year, status=ResyncRequest.Status.RUNNING
+        ).exists()
+        if not busy:
+            _start(request)
+    return request
+
+
+def _start(request: ResyncRequest) -> None:
+    ResyncRequest.objects.filter(pk=request.pk).update(
+        status=ResyncRequest.Status.RUNNING, started_at=timezone.now(), current_layer=-1
+    )
+    _advance_locked(request.pk)
+
+
+def _enqueue(step_ids: list[int]) -> None:
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    for step_id in step_ids:
+        # django-rq's on_db_commit mode enqueues once this transaction commits.
+        queue.enqueue("resync.jobs.run_step_job", step_id)
+
+
+def advance(request_id: int) -> None:
+    """Start the next layer once every step of the current one has finished."""
+    with transaction.atomic():
+        _advance_locked(request_id)
+
+
+def _advance_locked(request_id: int) -> None:
+    request = ResyncRequest.objects.select_for_update().get(pk=request_id)
+    if request.status != ResyncRequest.Status.RUNNING:
+        return
+    steps = DISBatchHistory.objects.filter(request=request)
+    if steps.filter(layer=request.current_layer).exclude(status__in=FINISHED).exists():
+        return
+    nxt = request.current_layer + 1
+    ids = list(steps.filter(layer=nxt, status=StepStatus.PENDING).values_list("pk", flat=True))
+    if ids:
+        request.current_layer = nxt
+        request.save(update_fields=["current_layer"])
+        steps.filter(pk__in=ids).update(status=StepStatus.QUEUED)
+        _enqueue(ids)
+        return
+    if steps.exclude(status__in=FINISHED).exists():
+        return
+    _finish(request)
+
+
+def _finish(request: ResyncRequest) -> None:
+    colours = [s.colour for s in DISBatchHistory.objects.filter(request=request)]
+    request.status = ResyncRequest.Status.FINISHED
+    request.outcome = status.worst(colours)
+    request.finished_at = timezone.now()
+    request.save(update_fields=["status", "outcome", "finished_at"])
+    events.send(
+        _groups(request),
+        {"type": "request.finished", "request": request.pk, "outcome": request.outcome},
+    )
+    waiting = (
+        ResyncRequest.objects.filter(
+            district_id=request.district_id,
+            school_year=request.school_year,
+            status=ResyncRequest.Status.WAITING,
+        )
+        .order_by("id")
+        .first()
+    )
+    if waiting:
+        _start(waiting)
+
+
+def _groups(request: ResyncRequest) -> list[str]:
+    # A district never learns which objects the state asked for: state requests
+    # are pushed to the state's group only.
+    groups = [events.STATE_GROUP]
+    if request.level == ResyncRequest.Level.DISTRICT:
+        groups.append(events.district_group(request.district_id))
+    return groups
+
+
+def step_event(step: DISBatchHistory) -> dict:
+    return {
+        "type": "step.status",
+        "step": step.pk,
+        "request": step.request_id,
+        "district": step.district_id,
+        "object": step.sync_object.name,
+        "processed": step.processed,
+        "errors": step.errors,
+        "colour": step.colour,
+        "started_at": step.started_at.isoformat() if step.started_at else None,
+    }
+
+
+def push_step(step: DISBatchHistory) -> None:
+    events.send(_groups(step.request), step_event(step))
+
+
+def do_finish_step(step: DISBatchHistory, failure: str = "") -> None:
+    """Record a step's end (its colour from its counts, or failed) and move the request on."""
+    step.ended_at = timezone.now()
+    if failure:
+        step.status, step.message = StepStatus.FAILED, failure[:2000]
+    else:
+        step.status = status.colour(step.processed, step.errors)
+    DISBatchHistory.objects.filter(pk=step.pk).update(
+        status=step.status,
+        processed=step.processed,
+        errors=step.errors,
+        ended_at=step.ended_at,
+        message=step.message,
+    )
+    push_step(step)
+    advance(step.request_id)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead(step: DISBatchHistory, now) -> bool:
+    host, _, pid = step.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return step.heartbeat_at is None or (now - step.heartbeat_at).total_seconds() > STALE_AFTER_SECONDS
+
+
+def recover_stale_steps() -> list[int]:
+    """Re-queue running steps whose worker died (killed, lost); fail them after MAX_ATTEMPTS.
+
+    Runs when a worker starts, on its periodic maintenance, and from the
+    resync_recover command. Returns the ids of the steps it touched.
+    """
+    now = timezone.now()
+    touched = []
+    for step in DISBatchHistory.objects.filter(status=StepStatus.RUNNING).select_related("request"):
+        if not _dead(step, now):
+            continue
+        running = DISBatchHistory.objects.filter(pk=step.pk, status=StepStatus.RUNNING, worker=step.worker)
+        if step.attempts < MAX_ATTEMPTS:
+            with transaction.atomic():
+                if running.update(status=StepStatus.QUEUED, worker=""):
+                    _enqueue([step.pk])
+                    touched.append(step.pk)
+        # Clearing the worker claims the step, so two recoverers never both fail it.
+        elif running.update(worker=""):
+            step.refresh_from_db()
+            do_finish_step(step, f"The worker died {step.attempts} times while running this step.")
+            touched.append(step.pk)
+        log.warning("recovered step %s after its worker %s died", step.pk, step.worker)
+    return touched

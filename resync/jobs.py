@@ -1,0 +1,49 @@
+"""What RQ workers run. Jobs are thin: the engine and the actions do the work."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from django.db import close_old_connections
+from rq.worker import SimpleWorker
+
+from history.models import DISBatchHistory
+from resync import actions, engine
+
+log = logging.getLogger(__name__)
+
+
+def run_step_job(step_id: int) -> None:
+    step = engine.claim(step_id, actions.worker_name())
+    if step is None:
+        log.info("step %s is not queued any more; skipping", step_id)
+        return
+    actions.push_step(step)
+    try:
+        engine.run_step(step, on_progress=actions.push_step)
+    except Exception as e:
+        # A failed step does not stop the batch: it is marked failed and its
+        # children still run (their orphaned records will error).
+        log.exception("step %s failed", step_id)
+        step = DISBatchHistory.objects.select_related("request", "sync_object").get(pk=step_id)
+        actions.do_finish_step(step, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+        return
+    actions.do_finish_step(step)
+
+
+class ResyncWorker(SimpleWorker):
+    """An RQ worker that first re-queues steps left by a dead worker.
+
+    SimpleWorker runs jobs in its own process: no fork, so no database
+    connection is ever shared between parent and child.
+    """
+
+    def work(self, *args, **kwargs):
+        close_old_connections()
+        actions.recover_stale_steps()
+        return super().work(*args, **kwargs)
+
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        actions.recover_stale_steps()

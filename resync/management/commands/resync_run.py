@@ -1,0 +1,82 @@
+import time
+
+import django_rq
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from history.models import FINISHED, DISBatchHistory, StepStatus
+from resync import actions
+from resync.models import District, ResyncRequest
+
+
+class Command(BaseCommand):
+    help = "Request a resync of a district and, with --wait, show its progress and results."
+
+    def add_arguments(self, parser):
+        parser.add_argument("objects", nargs="*", help="Sync objects (any case).")
+        parser.add_argument("--district", required=True, help="District code.")
+        parser.add_argument("--year", type=int, help="School year (ending year); the scoped year by default.")
+        parser.add_argument("--all", action="store_true", help="Full resync.")
+        parser.add_argument("--check-dependencies", action="store_true")
+        parser.add_argument("--state", action="store_true", help="Send it as a state resync request.")
+        parser.add_argument("--wait", action="store_true", help="Wait for the end and print the results.")
+        parser.add_argument(
+            "--work",
+            action="store_true",
+            help="Run the queue in this process (no separate worker); implies --wait.",
+        )
+
+    def handle(self, *args, objects, district, year, all, check_dependencies, state, wait, work, **options):
+        if all == bool(objects):
+            raise CommandError("Name the sync objects to resync, or pass --all (not both).")
+        found = District.objects.select_related("state").filter(code=district).first()
+        if found is None:
+            raise CommandError(f"No district with code {district!r}.")
+        try:
+            checked = actions.check_resync(found, year, None if all else objects, check_dependencies)
+        except actions.ResyncError as e:
+            raise CommandError(str(e)) from None
+        level = ResyncRequest.Level.STATE if state else ResyncRequest.Level.DISTRICT
+        request = actions.do_request_resync(checked, level=level)
+        self.stdout.write(
+            f"Resync request {request.pk}: district {found.code}, {checked.year}, "
+            f"{len(checked.plan.order)} object(s) in {len(checked.plan.layers)} layer(s)."
+        )
+        if not (wait or work):
+            return
+        if work:
+            worker = django_rq.get_worker(settings.RQ_QUEUE)
+        shown = -1
+        while True:
+            if work:
+                worker.work(burst=True, logging_level="WARNING")
+            request.refresh_from_db()
+            steps = DISBatchHistory.objects.filter(request=request)
+            count = steps.filter(status__in=FINISHED).count()
+            if count != shown:
+                shown = count
+                self.stdout.write(f"  {count}/{steps.count()} steps finished")
+            if request.status == ResyncRequest.Status.FINISHED:
+                break
+            if not work:
+                actions.recover_stale_steps()
+                time.sleep(1)
+        self.print_table(request)
+        bad = DISBatchHistory.objects.filter(request=request, status__in=[StepStatus.RED, StepStatus.FAILED])
+        if bad.exists():
+            raise CommandError(
+                f"Resync {request.pk} finished {request.outcome}: {bad.count()} step(s) red or failed."
+            )
+
+    def print_table(self, request: ResyncRequest) -> None:
+        rows = (
+            DISBatchHistory.objects.filter(request=request)
+            .select_related("sync_object")
+            .order_by("layer", "id")
+        )
+        self.stdout.write(f"{'Object':<30} {'Processed':>10} {'Errors':>8}  Status")
+        for s in rows:
+            self.stdout.write(
+                f"{s.sync_object.name:<30} {s.processed:>10,} {s.errors:>8,}  {s.status.capitalize()}"
+            )
+        self.stdout.write(f"Overall: {request.outcome.capitalize()}")

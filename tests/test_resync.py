@@ -1,0 +1,243 @@
+"""Resyncs through the real path: actions -> RQ on the real Redis -> engine -> both databases."""
+
+from collections import Counter
+
+import pytest
+
+from history.models import DISBatchHistory, ErrorLog, Reason, StepStatus
+from resync import actions, engine
+from resync.models import DistrictRecord, ResyncRequest, StateRecord
+
+from .conftest import BOTH, add, chain, run_queue
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+
+
+def resync(district, objects=None, check_dependencies=False, year=None, level="district"):
+    checked = actions.check_resync(district, year, objects, check_dependencies)
+    return actions.do_request_resync(checked, level=level)
+
+
+def results(request) -> dict:
+    return {
+        s.sync_object.name: (s.processed, s.errors, s.status)
+        for s in DISBatchHistory.objects.filter(request=request).select_related("sync_object")
+    }
+
+
+def state_rows(district) -> set:
+    return {
+        (r.sync_object, r.record_id, str(r.payload), str(r.parent_ids))
+        for r in StateRecord.objects.filter(district_code=district.code)
+    }
+
+
+def test_it_counts_what_the_generator_planted_and_a_second_run_changes_nothing(demo_district, queue):
+    district, expected = demo_district
+    request = resync(district)
+    run_queue()
+    request.refresh_from_db()
+    assert request.status == ResyncRequest.Status.FINISHED
+    got = results(request)
+    for obj, processed in expected.processed.items():
+        assert got[obj][:2] == (processed, expected.errors[obj]), obj
+    assert sum(p for p, _e, _s in got.values()) == DistrictRecord.objects.filter(district=district).count()
+    reasons = set(ErrorLog.objects.values_list("reason", flat=True))
+    assert reasons == {
+        Reason.STATE_EXCLUDED,
+        Reason.TEST_NO_CODE,
+        Reason.TEST_UNPUBLISHED,
+        Reason.TEST_NO_DATE,
+        Reason.OUT_OF_SCOPE,
+        Reason.TEST_LOCKED,
+        Reason.NOT_ENROLLED,
+    }
+    sent = sum(p - e for p, e, _s in got.values())
+    assert StateRecord.objects.filter(district_code=district.code).count() == sent
+    before = state_rows(district)
+
+    again = resync(district)
+    run_queue()
+    assert results(again) == got
+    assert state_rows(district) == before
+    assert ErrorLog.objects.filter(step__request=again).count() == sum(expected.errors.values())
+
+
+def test_it_colours_exactly_one_percent_yellow(district, queue):
+    chain(district)
+    for i in range(1, 101):
+        add(district, "Enrollment", i, {"PersonIdentity": 1}, {"end_date": None}, excluded=i == 1)
+    request = resync(district, ["Enrollment"], check_dependencies=True)
+    run_queue()
+    assert results(request)["Enrollment"] == (100, 1, StepStatus.YELLOW)
+    add(district, "Enrollment", 101, {"PersonIdentity": 1}, excluded=True)
+    request = resync(district, ["Enrollment"], check_dependencies=True)
+    run_queue()
+    assert results(request)["Enrollment"] == (101, 2, StepStatus.RED)
+    request.refresh_from_db()
+    assert request.outcome == "red"
+
+
+def test_it_errors_children_whose_parent_never_reached_the_state(district, queue):
+    chain(district)
+    add(district, "Enrollment", 1, {"PersonIdentity": 1})
+    request = resync(district, ["Enrollment"])  # no Check Dependencies, nothing synced before
+    run_queue()
+    assert results(request) == {"Enrollment": (1, 1, StepStatus.RED)}
+    error = ErrorLog.objects.get()
+    assert (error.reason, error.record_id) == (Reason.PARENT_MISSING, 1)
+    assert "PersonIdentity 1 is not at the state" in error.message
+    assert not StateRecord.objects.filter(sync_object="Enrollment").exists()
+
+
+def test_it_adds_and_runs_the_parents_with_check_dependencies(district, queue):
+    chain(district)
+    add(district, "Enrollment", 1, {"PersonIdentity": 1})
+    request = resync(district, ["Enrollment"], check_dependencies=True)
+    run_queue()
+    got = results(request)
+    assert (
+        list(got)
+        == ["District", "School", "Calendar", "ScheduleStructure", "PersonIdentity", "Enrollment"][::-1]
+    )
+    assert all(v == (1, 0, StepStatus.GREEN) for v in got.values())
+    steps = DISBatchHistory.objects.filter(request=request).order_by("started_at")
+    assert [s.sync_object.name for s in steps] == list(got)[::-1]  # parents ran first
+    assert StateRecord.objects.filter(sync_object="Enrollment", record_id=1).exists()
+
+
+def test_it_removes_at_the_state_what_the_district_deleted(district, queue):
+    chain(district)
+    for i in range(1, 6):
+        add(district, "Enrollment", i, {"PersonIdentity": 1})
+    resync(district, ["Enrollment"], check_dependencies=True)
+    run_queue()
+    DistrictRecord.objects.filter(sync_object__name="Enrollment", record_id__in=[2, 4]).delete()
+    DistrictRecord.objects.filter(sync_object__name="Enrollment", record_id=5).update(state_excluded=True)
+    resync(district, ["Enrollment"])
+    run_queue()
+    ids = set(StateRecord.objects.filter(sync_object="Enrollment").values_list("record_id", flat=True))
+    assert ids == {1, 3}  # deleted ones gone, and the one now excluded too
+
+
+def test_it_keeps_other_districts_and_years_apart(district, other_district, queue):
+    chain(district)
+    chain(other_district)
+    add(district, "Calendar", 9, {"School": 1}, year=2028)
+    resync(district, ["District", "School", "Calendar"])
+    run_queue()
+    resync(other_district, ["District"])
+    run_queue()
+    assert StateRecord.objects.filter(district_code=district.code, sync_object="District").count() == 1
+    assert StateRecord.objects.filter(district_code=other_district.code).count() == 1
+    # The 2028 calendar is out of this 2027 resync and stays untouched at the district.
+    assert not StateRecord.objects.filter(sync_object="Calendar", school_year=2028).exists()
+    resync(district, ["Calendar"], year=2028)
+    run_queue()
+    assert set(StateRecord.objects.filter(sync_object="Calendar").values_list("school_year", flat=True)) == {
+        2027,
+        2028,
+    }
+
+
+def test_it_runs_one_request_per_district_and_year_at_a_time(district, queue):
+    chain(district)
+    first = resync(district, ["District", "School"])
+    second = resync(district, ["District"])
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (ResyncRequest.Status.RUNNING, ResyncRequest.Status.WAITING)
+    assert len(queue) == 1  # only the first request's first layer is queued
+    run_queue()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == second.status == ResyncRequest.Status.FINISHED
+    assert second.started_at >= first.finished_at  # not interleaved
+    assert DISBatchHistory.objects.filter(request=second).get().attempts == 1  # run once
+
+
+def test_it_keeps_every_request_in_history(district, queue):
+    chain(district)
+    for _ in range(3):
+        resync(district, ["District"])
+        run_queue()
+    rows = DISBatchHistory.objects.filter(district=district, sync_object__name="District")
+    assert rows.count() == 3
+    assert all(r.started_at and r.ended_at and r.status == StepStatus.GREEN for r in rows)
+
+
+def test_it_runs_children_after_a_failed_step_and_ends_red(district, queue, monkeypatch):
+    chain(district)
+    add(district, "Enrollment", 1, {"PersonIdentity": 1})
+    real = engine.run_step
+
+    def explode(step, on_progress=None):
+        if step.sync_object.name == "PersonIdentity":
+            raise RuntimeError("disk on fire")
+        return real(step, on_progress)
+
+    monkeypatch.setattr(engine, "run_step", explode)
+    request = resync(district, ["PersonIdentity", "Enrollment"])
+    run_queue()
+    request.refresh_from_db()
+    step = DISBatchHistory.objects.get(request=request, sync_object__name="PersonIdentity")
+    assert step.status == StepStatus.FAILED and "disk on fire" in step.message
+    assert results(request)["Enrollment"] == (1, 1, StepStatus.RED)  # orphaned child errors
+    assert (request.status, request.outcome) == (ResyncRequest.Status.FINISHED, "red")
+
+
+def test_it_refuses_bad_requests_with_a_message_naming_the_problem(district):
+    with pytest.raises(actions.ResyncError, match="Unknown sync object.*Nonsense"):
+        actions.check_resync(district, None, ["Nonsense"], False)
+    with pytest.raises(actions.ResyncError, match="School year 2020 is not configured for district 101"):
+        actions.check_resync(district, 2020, None, False)
+    with pytest.raises(actions.ResyncError, match="Not offered for district 101 in 2028: District"):
+        actions.check_resync(district, 2028, ["District"], False)  # not tied to a year
+    with pytest.raises(actions.ResyncError, match="Not offered.*AttendanceSDMinute"):
+        actions.check_resync(district, None, ["AttendanceSDMinute"], False)  # another edition
+    with pytest.raises(actions.ResyncError, match="at least one"):
+        actions.check_resync(district, None, [], False)
+    assert not ResyncRequest.objects.exists()
+
+
+def test_it_offers_only_the_districts_edition(district):
+    plan = actions.check_resync(district, None, None, False).plan
+    names = Counter(n[-2:] for n in plan.order)
+    assert "LEPKY" in plan.order and "AttendanceSDMinute" not in plan.order
+    assert "CTEDataME" not in plan.order and "NASIS" not in plan.order
+    assert names["KY"] > 0
+
+
+def test_it_runs_from_the_command_and_fails_on_red(demo_district, queue, capsys):
+    from django.core.management import CommandError, call_command
+
+    district, expected = demo_district
+    with pytest.raises(CommandError, match="finished red"):
+        call_command("resync_run", "--district", district.code, "--all", "--work")
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("TestScore "))
+    assert row.split()[1:] == [
+        f"{expected.processed['TestScore']:,}",
+        f"{expected.errors['TestScore']:,}",
+        "Red",
+    ]
+    assert "Overall: Red" in out
+
+
+def test_it_exits_cleanly_when_all_is_green(district, queue, capsys):
+    from django.core.management import call_command
+
+    chain(district)
+    call_command(
+        "resync_run", "--district", district.code, "PersonIdentity", "--check-dependencies", "--work"
+    )
+    out = capsys.readouterr().out
+    assert "PersonIdentity                          1        0  Green" in out
+    assert "Overall: Green" in out
+
+
+def test_it_refuses_an_unknown_district_from_the_command(catalog):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="No district with code '999'"):
+        call_command("resync_run", "--district", "999", "--all")
