@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
 from . import planner
-from .models import SyncObject
+from .models import District, ResyncRequest, SyncObject
 
 
 def _marked(names: list[str], immediate: set[str]):
@@ -60,3 +60,47 @@ class SyncObjectAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnly:
+    """History is written by resyncs only."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(District)
+class DistrictAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "state", "scope_year", "sync_previous_year", "sync_next_year"]
+    list_select_related = ["state"]
+    list_filter = ["state", "scope_year"]
+    search_fields = ["code", "name"]
+
+
+@admin.register(ResyncRequest)
+class ResyncRequestAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "district",
+        "school_year",
+        "level",
+        "asked",
+        "requested_by",
+        "status",
+        "outcome",
+        "created_at",
+    ]
+    list_select_related = ["district", "requested_by"]
+    list_filter = ["status", "level", "outcome", "school_year"]
+    search_fields = ["district__code", "district__name"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Objects")
+    def asked(self, obj: ResyncRequest) -> str:
+        if obj.full:
+            return "Full resync"
+        names = ", ".join(obj.objects_asked)
+        return names + (" (+ dependencies)" if obj.check_dependencies else "")
