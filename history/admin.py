@@ -31,6 +31,9 @@ class DISBatchHistoryAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ["sync_object__name", "district__code"]
     date_hierarchy = "started_at"
 
+    class Media:
+        css = {"all": ["resync/status.css"]}
+
     @admin.display(description="Status", ordering="status")
     def status_dot(self, obj: DISBatchHistory):
         return dot(obj.colour)

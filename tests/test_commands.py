@@ -36,3 +36,12 @@ def test_it_refuses_unknown_objects_and_empty_selections():
         call_command("resync_plan", "Bogus")
     with pytest.raises(CommandError, match="or pass --all"):
         call_command("resync_plan")
+
+
+@pytest.mark.django_db
+def test_it_prints_a_working_demo_login(capsys, client):
+    call_command("demo_login", "--port", "8123")
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:8123/admin/ as admin / " in out
+    password = out.strip().rsplit(" / ", 1)[1]
+    assert client.login(username="admin", password=password)
