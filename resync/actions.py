@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alerts import events
-from history.models import FINISHED, DISBatchHistory, StepStatus
+from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import planner, status
 from resync.catalog import ALIASES
 from resync.models import District, ResyncRequest, SyncObject
@@ -46,14 +46,6 @@ class Checked:
     plan: planner.Plan
 
 
-def available_objects(district: District, year: int):
-    """The sync objects the district may resync for `year` in this deployment."""
-    edition = district.state.edition
-    qs = SyncObject.objects.for_year(district.scope_year, year)
-    allowed = [o.pk for o in qs if not o.editions or edition in o.editions.split(",")]
-    return SyncObject.objects.filter(pk__in=allowed)
-
-
 def check_resync(
     district: District, year: int | None, objects: list[str] | None, check_dependencies: bool
 ) -> Checked:
@@ -65,7 +57,7 @@ def check_resync(
             f"School year {year} is not configured for district {district.code}: choose {allowed}.", "year"
         )
     parents = SyncObject.objects.parents_map()
-    offered = set(available_objects(district, year).values_list("name", flat=True))
+    offered = set(SyncObject.objects.offered(district, year).values_list("name", flat=True))
     names = None
     try:
         if objects is not None:
@@ -208,6 +200,9 @@ def do_finish_step(step: DISBatchHistory, failure: str = "") -> None:
     """Record a step's end (its colour from its counts, or failed) and move the request on."""
     step.ended_at = timezone.now()
     if failure:
+        # The step's state transaction was rolled back: nothing it did counts.
+        ErrorLog.objects.filter(step=step).delete()
+        step.processed = step.errors = 0
         step.status, step.message = StepStatus.FAILED, failure[:2000]
     else:
         step.status = status.colour(step.processed, step.errors)
@@ -255,10 +250,11 @@ def recover_stale_steps() -> list[int]:
                 if running.update(status=StepStatus.QUEUED, worker=""):
                     _enqueue([step.pk])
                     touched.append(step.pk)
+                    log.warning("re-queued step %s: its worker %s died", step.pk, step.worker)
         # Clearing the worker claims the step, so two recoverers never both fail it.
         elif running.update(worker=""):
             step.refresh_from_db()
             do_finish_step(step, f"The worker died {step.attempts} times while running this step.")
             touched.append(step.pk)
-        log.warning("recovered step %s after its worker %s died", step.pk, step.worker)
+            log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
     return touched

@@ -23,7 +23,7 @@ SIZES = {  # districts, students per district
     "tiny": (1, 30),
     "small": (2, 120),
     "medium": (3, 800),
-    "large": (6, 8500),
+    "large": (6, 9500),  # about 1,070,000 records
 }
 
 # Objects under PersonIdentity or Enrollment that every demo student may have,

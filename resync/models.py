@@ -27,6 +27,14 @@ class SyncObjectQuerySet(models.QuerySet):
             qs = qs.filter(year_scoped=True, syncs_other_years=True)
         return qs
 
+    def offered(self, district: District, year: int) -> SyncObjectQuerySet:
+        """What `district` may resync for `year`: enabled, of its state's edition, offered that year."""
+        edition = district.state.edition
+        mine = models.Q(editions="")
+        if edition:
+            mine |= models.Q(editions__regex=rf"(^|,){edition}(,|$)")
+        return self.for_year(district.scope_year, year).filter(mine)
+
 
 class SyncObject(models.Model):
     """One row of the article's Campus Object Hierarchies table."""

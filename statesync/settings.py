@@ -17,8 +17,6 @@ DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY is not set.")
     # The embedded default keeps a generated key in the data folder, so sessions
     # survive restarts without anyone having to invent one.
     DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -241,3 +241,36 @@ def test_it_refuses_an_unknown_district_from_the_command(catalog):
 
     with pytest.raises(CommandError, match="No district with code '999'"):
         call_command("resync_run", "--district", "999", "--all")
+
+
+def test_it_counts_nothing_of_a_step_that_failed_half_way(district, queue, monkeypatch, settings):
+    chain(district)
+    add(district, "PersonIdentity", 2, {"ScheduleStructure": 1}, excluded=True)
+    add(district, "PersonIdentity", 3, {"ScheduleStructure": 1})
+    resync(district, ["PersonIdentity"], check_dependencies=True)
+    run_queue()
+    assert StateRecord.objects.filter(sync_object="PersonIdentity").count() == 2
+    settings.RESYNC_CHUNK = 1
+    real, calls = engine.context, []
+
+    def fail_on_second_chunk(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("connection lost")
+        return real(*args)
+
+    monkeypatch.setattr(engine, "context", fail_on_second_chunk)
+    DistrictRecord.objects.filter(sync_object__name="PersonIdentity", record_id=1).delete()
+    request = resync(district, ["PersonIdentity"])
+    run_queue()
+    step = DISBatchHistory.objects.get(request=request)
+    assert len(calls) == 2  # one chunk was judged (its error logged) before the failure
+    assert (step.status, step.processed, step.errors) == (StepStatus.FAILED, 0, 0)
+    assert not ErrorLog.objects.filter(step=step).exists()
+    # The state is as it was: the deletion of record 1 was rolled back with the rest.
+    assert set(
+        StateRecord.objects.filter(sync_object="PersonIdentity").values_list("record_id", flat=True)
+    ) == {
+        1,
+        3,
+    }

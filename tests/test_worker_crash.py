@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,7 +95,7 @@ def test_it_fails_a_step_whose_worker_keeps_dying(district, queue):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     DISBatchHistory.objects.filter(pk=step.pk).update(
-        status=StepStatus.RUNNING, worker=f"{actions.socket.gethostname()}:{dead.pid}", attempts=3
+        status=StepStatus.RUNNING, worker=f"{socket.gethostname()}:{dead.pid}", attempts=3
     )
     queue.empty()
     assert actions.recover_stale_steps() == [step.pk]
