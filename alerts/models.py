@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from alerts import events
+
+
+class AlertQuerySet(models.QuerySet):
+    def unread(self) -> AlertQuerySet:
+        return self.filter(read_at__isnull=True)
+
+    def mark_read(self) -> int:
+        return self.unread().update(read_at=timezone.now())
+
+    def notify(self, users: Iterable, **fields) -> list[ProcessAlert]:
+        """Store one alert per user and push each their new unread count after commit."""
+        alerts = ProcessAlert.objects.bulk_create(ProcessAlert(user=u, **fields) for u in users)
+        for alert in alerts:
+            unread = ProcessAlert.objects.filter(user_id=alert.user_id).unread().count()
+            events.send(
+                [events.user_group(alert.user_id)],
+                {"type": "alert.new", "alert": alert.pk, "name": alert.name, "unread": unread},
+            )
+        return alerts
+
+
+class ProcessAlert(models.Model):
+    """A message in a user's Process Alerts inbox."""
+
+    STATE_RESYNC_REQUESTED = "State Resync Requested"
+    RESYNC_FINISHED = "Resync Finished"
+    VERTICAL_INTEROPERABILITY = "Vertical Interoperability"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="process_alerts"
+    )
+    name = models.CharField(max_length=100)
+    category = models.CharField(max_length=100)
+    process = models.CharField(max_length=100, default="Resync State Data")
+    message = models.CharField(max_length=500)
+    link = models.CharField(max_length=300, blank=True)
+    district = models.ForeignKey(
+        "resync.District", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    request = models.ForeignKey(
+        "resync.ResyncRequest", null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "read_at"], name="alert_inbox")]
+
+    def __str__(self) -> str:
+        return f"{self.name} for {self.user_id}"

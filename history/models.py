@@ -18,6 +18,20 @@ class StepStatus(models.TextChoices):
 FINISHED = (StepStatus.GREEN, StepStatus.YELLOW, StepStatus.RED, StepStatus.FAILED)
 
 
+class HistoryQuerySet(models.QuerySet):
+    def visible_to(self, user) -> HistoryQuerySet:
+        """Rows of the districts `user` may see; a district user never sees state requests."""
+        from resync import rights
+
+        qs = self.filter(district__in=rights.districts(user))
+        return qs if rights.is_state(user) else qs.filter(request__level="district")
+
+    def latest_per_object(self) -> dict[int, DISBatchHistory]:
+        """{sync_object_id: its latest step} in two queries, however long the history."""
+        last = self.values("sync_object").annotate(last=models.Max("id")).values_list("last", flat=True)
+        return {s.sync_object_id: s for s in DISBatchHistory.objects.filter(pk__in=list(last))}
+
+
 class DISBatchHistory(models.Model):
     """One object's step of one resync request: the product's DISBatchHistory.
 
@@ -39,6 +53,8 @@ class DISBatchHistory(models.Model):
     worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker running it.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True, help_text="Why the step failed, when it did.")
+
+    objects = HistoryQuerySet.as_manager()
 
     class Meta:
         db_table = "DISBatchHistory"

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import django_rq
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from alerts import events
+from alerts.models import ProcessAlert
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
-from resync import planner, status
+from resync import planner, rights, status
 from resync.catalog import ALIASES
 from resync.models import District, ResyncRequest, SyncObject
 
@@ -44,12 +46,25 @@ class Checked:
     objects: list[str] | None
     check_dependencies: bool
     plan: planner.Plan
+    level: str = "district"
+    user: object = None
 
 
 def check_resync(
-    district: District, year: int | None, objects: list[str] | None, check_dependencies: bool
+    district: District,
+    year: int | None,
+    objects: list[str] | None,
+    check_dependencies: bool,
+    user=None,
+    level: str = "district",
 ) -> Checked:
-    """Validate a resync request; `objects=None` asks for a full resync."""
+    """Validate and authorise a resync request; `objects=None` asks for a full resync.
+
+    `user=None` is the system itself (an operator's command): no rights apply.
+    Raises RightsError for a missing right, ResyncError for bad input.
+    """
+    if user is not None:
+        rights.check_request(user, district, level)
     year = district.scope_year if year is None else year
     if year not in district.years:
         allowed = ", ".join(str(y) for y in sorted(district.years))
@@ -70,10 +85,12 @@ def check_resync(
         plan = planner.plan(parents, offered, names, check_dependencies=check_dependencies)
     except planner.PlanError as e:
         raise ResyncError(str(e)) from None
-    return Checked(district, year, names, check_dependencies, plan)
+    if user is not None:
+        rights.check_objects(user, plan.order, plan.added)
+    return Checked(district, year, names, check_dependencies, plan, level, user)
 
 
-def do_request_resync(checked: Checked, level: str = "district", user=None) -> ResyncRequest:
+def do_request_resync(checked: Checked) -> ResyncRequest:
     """Store the request and its steps; start it unless the district and year are busy."""
     by_name = {o.name: o for o in SyncObject.objects.filter(name__in=checked.plan.order)}
     with transaction.atomic():
@@ -84,8 +101,8 @@ def do_request_resync(checked: Checked, level: str = "district", user=None) -> R
             school_year=checked.year,
             objects_asked=checked.objects,
             check_dependencies=checked.check_dependencies,
-            level=level,
-            requested_by=user,
+            level=checked.level,
+            requested_by=checked.user,
         )
         DISBatchHistory.objects.bulk_create(
             DISBatchHistory(
@@ -103,7 +120,24 @@ def do_request_resync(checked: Checked, level: str = "district", user=None) -> R
         ).exists()
         if not busy:
             _start(request)
+        if request.level == ResyncRequest.Level.STATE:
+            _alert_state_request(request)
     return request
+
+
+def _alert_state_request(request: ResyncRequest) -> None:
+    # The district may not learn which objects the state asked for: the alert
+    # names the district and year only, for district and state users alike.
+    district = request.district
+    ProcessAlert.objects.notify(
+        rights.alert_recipients(district),
+        name=ProcessAlert.STATE_RESYNC_REQUESTED,
+        category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+        message=f"The state requested a resync of district {district.code} {district.name} for {request.school_year}.",
+        link=reverse("admin:resync_tool", args=[district.code]),
+        district=district,
+        request=request,
+    )
 
 
 def _start(request: ResyncRequest) -> None:
@@ -156,6 +190,17 @@ def _finish(request: ResyncRequest) -> None:
         _groups(request),
         {"type": "request.finished", "request": request.pk, "outcome": request.outcome},
     )
+    if request.requested_by_id:
+        ProcessAlert.objects.notify(
+            [request.requested_by],
+            name=ProcessAlert.RESYNC_FINISHED,
+            category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+            message=f"Resync {request.pk} of district {request.district.code} for {request.school_year} "
+            f"finished {request.outcome.title()}.",
+            link=reverse("admin:resync_tool", args=[request.district.code]),
+            district=request.district,
+            request=request,
+        )
     waiting = (
         ResyncRequest.objects.filter(
             district_id=request.district_id,

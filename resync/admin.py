@@ -1,7 +1,10 @@
+from functools import partial
+
 from django.contrib import admin
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from . import planner
+from . import planner, rights, tool
 from .models import District, ResyncRequest, SyncObject
 
 
@@ -74,10 +77,51 @@ class ReadOnly:
 
 @admin.register(District)
 class DistrictAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "state", "scope_year", "sync_previous_year", "sync_next_year"]
+    list_display = [
+        "code",
+        "name",
+        "state",
+        "scope_year",
+        "sync_previous_year",
+        "sync_next_year",
+        "tool_link",
+    ]
     list_select_related = ["state"]
     list_filter = ["state", "scope_year"]
     search_fields = ["code", "name"]
+
+    def get_urls(self):
+        site = self.admin_site
+        return [
+            path(
+                "<str:code>/tool/",
+                site.admin_view(partial(tool.district_tool, admin_site=site)),
+                name="resync_tool",
+            ),
+            path(
+                "<str:code>/tool/plan/",
+                site.admin_view(partial(tool.plan_preview, admin_site=site)),
+                name="resync_tool_plan",
+            ),
+            path(
+                "state-tool/",
+                site.admin_view(partial(tool.state_tool, admin_site=site)),
+                name="resync_state_tool",
+            ),
+            *super().get_urls(),
+        ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(pk__in=rights.districts(request.user).values("pk"))
+
+    def has_view_permission(self, request, obj=None):
+        return rights.active(request.user) and (
+            super().has_view_permission(request, obj) or rights.districts(request.user).exists()
+        )
+
+    @admin.display(description="Resync State Data")
+    def tool_link(self, obj: District):
+        return format_html('<a href="{}">Open tool</a>', reverse("admin:resync_tool", args=[obj.code]))
 
 
 @admin.register(ResyncRequest)

@@ -106,7 +106,9 @@ def claim(step_id: int, worker: str) -> DISBatchHistory | None:
     )
     if not taken:
         return None
-    return DISBatchHistory.objects.select_related("district", "sync_object", "request").get(pk=step_id)
+    return DISBatchHistory.objects.select_related(
+        "district", "sync_object", "request", "request__requested_by"
+    ).get(pk=step_id)
 
 
 def run_step(step: DISBatchHistory, on_progress=None) -> DISBatchHistory:

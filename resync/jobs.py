@@ -9,7 +9,7 @@ from django.db import close_old_connections
 from rq.worker import SimpleWorker
 
 from history.models import DISBatchHistory
-from resync import actions, engine
+from resync import actions, engine, rights
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,12 @@ def run_step_job(step_id: int) -> None:
     step = engine.claim(step_id, actions.worker_name())
     if step is None:
         log.info("step %s is not queued any more; skipping", step_id)
+        return
+    denied = rights.still_allowed(
+        step.request.requested_by, step.district, step.request.level, step.sync_object.name
+    )
+    if denied:
+        actions.do_finish_step(step, f"Refused at run time: {denied}")
         return
     actions.push_step(step)
     try:

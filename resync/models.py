@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from . import planner
 from .catalog import ALIASES
@@ -57,6 +58,7 @@ class SyncObject(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("resync_object", "May resync this sync object")]
 
     def __str__(self) -> str:
         return self.name
@@ -108,6 +110,7 @@ class District(models.Model):
 
     class Meta:
         ordering = ["code"]
+        permissions = [("resync_district", "Batch resync R: view and run batch resyncs of this district")]
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
@@ -224,6 +227,10 @@ class ResyncRequest(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["district", "school_year", "status"], name="request_active")]
+        permissions = [
+            ("view_state_resync", "State resync R: view state resync requests and every district's results"),
+            ("send_state_resync", "State resync W: send a state resync request"),
+        ]
 
     def __str__(self) -> str:
         return f"Resync {self.pk} of {self.district_id} for {self.school_year}"
@@ -231,3 +238,21 @@ class ResyncRequest(models.Model):
     @property
     def full(self) -> bool:
         return self.objects_asked is None
+
+
+# Object permissions with direct foreign keys (django-guardian): rights are
+# checked on every page and job, so they get real joins, not generic ones.
+class DistrictUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(District, on_delete=models.CASCADE)
+
+
+class DistrictGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(District, on_delete=models.CASCADE)
+
+
+class SyncObjectUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(SyncObject, on_delete=models.CASCADE)
+
+
+class SyncObjectGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(SyncObject, on_delete=models.CASCADE)

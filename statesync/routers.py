@@ -14,7 +14,7 @@ class StateRouter:
 
     def allow_relation(self, obj1, obj2, **hints):
         # No foreign key may cross from one database to the other.
-        return self._is_state(type(obj1)) == self._is_state(type(obj2))
+        return self._is_state(obj1) == self._is_state(obj2)
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         if model_name is None:

@@ -80,3 +80,43 @@ def demo_district(catalog):
     _state, (d,) = demo.build_state("tiny")
     expected = demo.load_district(d, demo.SIZES["tiny"][1])
     return d, expected
+
+
+class Cast:
+    """The fixed cast every rights test uses (healthchecks' alice/bob/charlie)."""
+
+    def __init__(self, district, other):
+        from django.contrib.auth.models import Group
+        from guardian.shortcuts import assign_perm
+
+        from resync import rights
+
+        def user(name, *groups, staff=True):
+            u = User.objects.create_user(name, f"{name}@example.org", "pw", is_staff=staff)
+            for g in groups:
+                u.groups.add(Group.objects.get(name=g))
+            return u
+
+        self.a, self.b = district, other
+        self.state = user("stella", rights.STATE_ADMINS)
+        self.admin_a = user("alice", rights.DISTRICT_ADMINS)
+        assign_perm(rights.DISTRICT, self.admin_a, district)
+        # Bob may resync district A, but only Enrollment and PersonIdentity.
+        self.limited_a = user("bob")
+        assign_perm(rights.DISTRICT, self.limited_a, district)
+        for name in ("Enrollment", "PersonIdentity"):
+            assign_perm(rights.OBJECT, self.limited_a, SyncObject.objects.get(name=name))
+        self.admin_b = user("charlie", rights.DISTRICT_ADMINS)
+        assign_perm(rights.DISTRICT, self.admin_b, other)
+
+
+@pytest.fixture
+def cast(district, other_district):
+    from django.contrib.auth.models import Group, Permission
+
+    from resync import rights
+    from resync.models import SyncObjectGroupObjectPermission
+
+    # A transactional test's flush removed the groups the migration made.
+    rights.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
+    return Cast(district, other_district)

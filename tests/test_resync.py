@@ -14,8 +14,8 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 
 def resync(district, objects=None, check_dependencies=False, year=None, level="district"):
-    checked = actions.check_resync(district, year, objects, check_dependencies)
-    return actions.do_request_resync(checked, level=level)
+    checked = actions.check_resync(district, year, objects, check_dependencies, level=level)
+    return actions.do_request_resync(checked)
 
 
 def results(request) -> dict:

@@ -33,11 +33,13 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"No district with code {district!r}.")
         try:
-            checked = actions.check_resync(found, year, None if all else objects, check_dependencies)
+            level = ResyncRequest.Level.STATE if state else ResyncRequest.Level.DISTRICT
+            checked = actions.check_resync(
+                found, year, None if all else objects, check_dependencies, level=level
+            )
         except actions.ResyncError as e:
             raise CommandError(str(e)) from None
-        level = ResyncRequest.Level.STATE if state else ResyncRequest.Level.DISTRICT
-        request = actions.do_request_resync(checked, level=level)
+        request = actions.do_request_resync(checked)
         self.stdout.write(
             f"Resync request {request.pk}: district {found.code}, {checked.year}, "
             f"{len(checked.plan.order)} object(s) in {len(checked.plan.layers)} layer(s)."

@@ -1,0 +1,152 @@
+"""The Resync State Data tool pages in the admin: district and state level.
+
+Views validate, call one action, respond; what they show comes from querysets.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Max
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from history.models import DISBatchHistory
+from resync import actions, rights
+from resync.models import District, ResyncRequest, SyncObject
+
+
+def _district(request: HttpRequest, code: str) -> District:
+    # 404, not 403: a district user may not even learn another district's code exists.
+    district = rights.districts(request.user).select_related("state").filter(code=code).first()
+    if district is None:
+        raise Http404("No such district.")
+    return district
+
+
+def _year(request: HttpRequest, district: District) -> int:
+    raw = request.GET.get("year") or request.POST.get("year") or district.scope_year
+    try:
+        year = int(raw)
+    except (TypeError, ValueError):
+        raise Http404(f"Year {raw!r} is not a number.") from None
+    return year if year in district.years else district.scope_year
+
+
+def rows(user, district: District, year: int) -> list[dict]:
+    """One row per object offered for `year`, with its latest step as the user may see it."""
+    objects = list(SyncObject.objects.offered(district, year).prefetch_related("parents"))
+    history = DISBatchHistory.objects.visible_to(user).filter(district=district, school_year=year)
+    latest = history.latest_per_object()
+    allowed = rights.object_names(user)
+    return [
+        {
+            "object": o,
+            "parents": ", ".join(p.name for p in o.parents.all()),
+            "step": latest.get(o.pk),
+            "allowed": o.name in allowed,
+        }
+        for o in objects
+    ]
+
+
+@require_http_methods(["GET", "POST"])
+def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
+    district = _district(request, code)
+    year = _year(request, district)
+    if request.method == "POST":
+        full = request.POST.get("full") == "1"
+        try:
+            checked = actions.check_resync(
+                district,
+                parse_year(request.POST.get("year")),
+                None if full else request.POST.getlist("objects"),
+                request.POST.get("check_dependencies") == "1",
+                user=request.user,
+            )
+            req = actions.do_request_resync(checked)
+        except (actions.ResyncError, rights.RightsError) as e:
+            messages.error(request, str(e))
+        else:
+            messages.success(request, f"Resync {req.pk} sent: {len(checked.plan.order)} object(s).")
+        return redirect(f"{reverse('admin:resync_tool', args=[code])}?year={year}")
+    context = {
+        **admin_site.each_context(request),
+        "title": f"Resync State Data: {district}",
+        "district": district,
+        "year": year,
+        "rows": rows(request.user, district, year),
+        "live": {"district": district.pk, "year": year},
+    }
+    return TemplateResponse(request, "admin/resync/tool.html", context)
+
+
+def plan_preview(request: HttpRequest, code: str, admin_site) -> JsonResponse:
+    """What Send Resync would run, in order: the same check the send does."""
+    district = _district(request, code)
+    year = _year(request, district)
+    full = request.GET.get("full") == "1"
+    try:
+        checked = actions.check_resync(
+            district,
+            year,
+            None if full else request.GET.getlist("objects"),
+            request.GET.get("check_dependencies") == "1",
+            user=request.user,
+        )
+    except (actions.ResyncError, rights.RightsError) as e:
+        return JsonResponse({"error": str(e)}, status=400)
+    return JsonResponse({"order": list(checked.plan.order), "added": list(checked.plan.added)})
+
+
+def parse_year(raw: str | None) -> int | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise actions.ResyncError(f"Year {raw!r} is not a number.", "year") from None
+
+
+@require_http_methods(["GET", "POST"])
+def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
+    if not rights.is_state(request.user):
+        raise Http404("Only state users see the state-level tool.")
+    districts = (
+        rights.districts(request.user).select_related("state").annotate(last_request=Max("requests__id"))
+    )
+    if request.method == "POST":
+        codes = request.POST.getlist("districts")
+        full = request.POST.get("full") == "1"
+        if not codes:
+            messages.error(request, "Pick at least one district.")
+        sent = 0
+        for d in districts.filter(code__in=codes):
+            try:
+                checked = actions.check_resync(
+                    d,
+                    parse_year(request.POST.get("year")),
+                    None if full else request.POST.getlist("objects"),
+                    request.POST.get("check_dependencies") == "1",
+                    user=request.user,
+                    level=ResyncRequest.Level.STATE,
+                )
+                actions.do_request_resync(checked)
+                sent += 1
+            except (actions.ResyncError, rights.RightsError) as e:
+                messages.error(request, f"District {d.code}: {e}")
+        if sent:
+            messages.success(request, f"State resync requested for {sent} district(s).")
+        return redirect("admin:resync_state_tool")
+    districts = list(districts)
+    last = ResyncRequest.objects.in_bulk([d.last_request for d in districts if d.last_request])
+    context = {
+        **admin_site.each_context(request),
+        "title": "Resync State Data (State)",
+        "rows": [{"district": d, "request": last.get(d.last_request)} for d in districts],
+        "objects": SyncObject.objects.enabled(),
+        "live": {"state": True},
+    }
+    return TemplateResponse(request, "admin/resync/state_tool.html", context)

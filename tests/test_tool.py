@@ -1,0 +1,156 @@
+"""The Resync State Data tool pages, through the real admin URLs."""
+
+import pytest
+from django.db import connection
+
+from alerts.models import ProcessAlert
+from history.models import DISBatchHistory
+from resync.models import ResyncRequest
+
+from .conftest import BOTH, chain, run_queue
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+
+
+def tool(code="101"):
+    return f"/admin/resync/district/{code}/tool/"
+
+
+def test_it_lists_the_objects_offered_with_their_latest_results(client, cast, queue):
+    chain(cast.a)
+    client.force_login(cast.admin_a)
+    client.post(tool(), {"objects": ["PersonIdentity"], "check_dependencies": "1", "year": "2027"})
+    run_queue()
+    html = client.get(tool()).content.decode()
+    assert 'data-object="PersonIdentity"' in html and 'data-object="AttendanceSDMinute"' not in html
+    assert (
+        'title="1 records sent">Processed: <span class="processed">1</span> Errors: <span class="errors">0</span>'
+        in html
+    )
+    assert 'status-dot status-green" title="Green"' in html
+
+
+def test_it_offers_only_year_objects_for_another_year(client, cast):
+    client.force_login(cast.admin_a)
+    html = client.get(tool() + "?year=2028").content.decode()
+    assert 'data-object="Enrollment"' in html
+    assert 'data-object="District"' not in html  # not tied to a school year
+    assert 'data-object="Graduation"' not in html  # not configured for other years
+    assert '<option value="2028" selected>' in html
+
+
+def test_it_sends_a_partial_resync_with_check_dependencies(client, cast, queue):
+    client.force_login(cast.admin_a)
+    response = client.post(tool(), {"objects": ["Enrollment"], "check_dependencies": "1", "year": "2027"})
+    assert response.status_code == 302
+    request = ResyncRequest.objects.get()
+    assert (request.objects_asked, request.check_dependencies, request.requested_by) == (
+        ["Enrollment"],
+        True,
+        cast.admin_a,
+    )
+    assert DISBatchHistory.objects.filter(request=request).count() == 6
+
+
+def test_it_names_parents_the_user_may_not_resync(client, cast):
+    client.force_login(cast.limited_a)
+    response = client.post(
+        tool(), {"objects": ["Enrollment"], "check_dependencies": "1", "year": "2027"}, follow=True
+    )
+    text = response.content.decode()
+    assert (
+        "Check Dependencies needs parents you may not resync: District, School, Calendar, ScheduleStructure."
+        in text
+    )
+    assert not ResyncRequest.objects.exists()
+
+
+def test_it_refuses_a_year_the_district_does_not_sync(client, cast):
+    client.force_login(cast.admin_a)
+    response = client.post(tool(), {"objects": ["Enrollment"], "year": "2020"}, follow=True)
+    assert "School year 2020 is not configured for district 101" in response.content.decode()
+    assert not ResyncRequest.objects.exists()
+
+
+def test_it_previews_the_plan_in_order(client, cast):
+    client.force_login(cast.admin_a)
+    body = client.get(tool() + "plan/", {"objects": ["Enrollment"], "check_dependencies": "1"}).json()
+    assert body["order"] == [
+        "District",
+        "School",
+        "Calendar",
+        "ScheduleStructure",
+        "PersonIdentity",
+        "Enrollment",
+    ]
+    assert (
+        client.get(tool() + "plan/", {"objects": ["Nope"]}).json()["error"] == "Unknown sync object(s): Nope."
+    )
+
+
+def test_it_hides_another_districts_tool(client, cast):
+    client.force_login(cast.admin_b)
+    assert client.get(tool("101")).status_code == 404
+    assert client.get(tool("101") + "plan/").status_code == 404
+    assert client.post(tool("101"), {"full": "1"}).status_code == 404
+    assert not ResyncRequest.objects.exists()
+
+
+def test_it_sends_an_outsider_to_the_login(client, cast):
+    response = client.get(tool())
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_it_alerts_the_district_but_hides_the_objects_the_state_asked_for(client, cast, queue):
+    chain(cast.a)
+    client.force_login(cast.state)
+    response = client.post(
+        "/admin/resync/district/state-tool/",
+        {"districts": ["101"], "objects": ["PersonIdentity"], "check_dependencies": "1"},
+    )
+    assert response.status_code == 302
+    request = ResyncRequest.objects.get()
+    assert request.level == "state"
+    alerts = ProcessAlert.objects.filter(name="State Resync Requested", category="Vertical Interoperability")
+    assert set(alerts.values_list("user__username", flat=True)) == {"stella", "alice", "bob"}
+    assert not ProcessAlert.objects.filter(user=cast.admin_b).exists()
+    assert all("PersonIdentity" not in a.message for a in alerts)
+    run_queue()
+
+    client.force_login(cast.admin_a)
+    html = client.get(tool()).content.decode()
+    assert 'status-green" title="Green"' not in html  # the state's steps are not the district's to see
+    inbox = client.get("/admin/alerts/processalert/").content.decode()
+    assert "The state requested a resync of district 101" in inbox and "PersonIdentity" not in inbox
+
+    client.force_login(cast.state)
+    assert 'status-green" title="Green"' in client.get(tool()).content.decode()
+    assert ProcessAlert.objects.filter(user=cast.state, name="Resync Finished").exists()
+
+
+def test_it_keeps_the_state_tool_from_district_users(client, cast):
+    client.force_login(cast.admin_a)
+    assert client.get("/admin/resync/district/state-tool/").status_code == 404
+    assert (
+        client.post("/admin/resync/district/state-tool/", {"districts": ["101"], "full": "1"}).status_code
+        == 404
+    )
+    assert not ResyncRequest.objects.exists()
+
+
+def test_it_shows_the_tool_in_constant_queries(client, cast, queue, django_assert_max_num_queries):
+    chain(cast.a)
+    client.force_login(cast.admin_a)
+    client.post(tool(), {"objects": ["District"], "year": "2027"})
+    run_queue()
+    connection.queries_log.clear()  # a full log (9000) would make the capture below count nothing
+    with django_assert_max_num_queries(30) as few:
+        client.get(tool())
+    baseline = len(few.captured_queries)  # read now: clearing the log empties the capture
+    assert baseline > 0
+    for _ in range(3):
+        client.post(tool(), {"full": "1", "year": "2027"})
+        run_queue()
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(baseline):
+        assert client.get(tool()).status_code == 200
