@@ -1,6 +1,13 @@
+import csv
+import io
+
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import StreamingHttpResponse
+from django.urls import path
 from django.utils.html import format_html
 
+from resync import rights
 from resync.admin import ReadOnly
 
 from .models import DISBatchHistory, ErrorLog
@@ -10,6 +17,32 @@ def dot(colour: str):
     return format_html(
         '<span class="status-dot status-{}" title="{}">●</span> {}', colour, colour, colour.title()
     )
+
+
+CSV_HEADER = ["created_at", "district", "object", "record_id", "reason", "message", "request", "step"]
+
+
+def csv_lines(errors):
+    """Yield the CSV text of `errors` line by line."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_HEADER)
+    rows = errors.values_list(
+        "created_at",
+        "district__code",
+        "sync_object__name",
+        "record_id",
+        "reason",
+        "message",
+        "step__request_id",
+        "step_id",
+    )
+    for row in rows.iterator(chunk_size=2000):
+        writer.writerow([row[0].isoformat(), *row[1:]])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
 
 
 @admin.register(DISBatchHistory)
@@ -27,12 +60,16 @@ class DISBatchHistoryAdmin(ReadOnly, admin.ModelAdmin):
         "ended_at",
     ]
     list_select_related = ["district", "sync_object"]
-    list_filter = ["status", "school_year", "district"]
+    # Related-only filters: listing every district or object would show what the user may not see.
+    list_filter = ["status", "school_year", ("district", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["sync_object__name", "district__code"]
     date_hierarchy = "started_at"
 
     class Media:
         css = {"all": ["resync/status.css"]}
+
+    def get_queryset(self, request):
+        return rights.visible(request.user, super().get_queryset(request))
 
     @admin.display(description="Status", ordering="status")
     def status_dot(self, obj: DISBatchHistory):
@@ -43,6 +80,28 @@ class DISBatchHistoryAdmin(ReadOnly, admin.ModelAdmin):
 class ErrorLogAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["created_at", "district", "sync_object", "record_id", "reason", "message"]
     list_select_related = ["district", "sync_object"]
-    list_filter = ["reason", "district", "sync_object"]
+    list_filter = [
+        "reason",
+        ("district", admin.RelatedOnlyFieldListFilter),
+        ("sync_object", admin.RelatedOnlyFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+    ]
     search_fields = ["message"]
     date_hierarchy = "created_at"
+    change_list_template = "admin/history/errorlog/change_list.html"
+
+    def get_queryset(self, request):
+        return rights.visible(request.user, super().get_queryset(request), level="step__request__level")
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_csv)
+        return [path("export.csv", export, name="history_errorlog_export"), *super().get_urls()]
+
+    def export_csv(self, request):
+        """The Error Log as filtered on the page, streamed as CSV (flat memory at any size)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows = self.get_changelist_instance(request).get_queryset(request).order_by("id")
+        response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="error-log.csv"'
+        return response

@@ -23,8 +23,7 @@ class HistoryQuerySet(models.QuerySet):
         """Rows of the districts `user` may see; a district user never sees state requests."""
         from resync import rights
 
-        qs = self.filter(district__in=rights.districts(user))
-        return qs if rights.is_state(user) else qs.filter(request__level="district")
+        return rights.visible(user, self)
 
     def latest_per_object(self) -> dict[int, DISBatchHistory]:
         """{sync_object_id: its latest step} in two queries, however long the history."""

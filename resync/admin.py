@@ -142,6 +142,13 @@ class ResyncRequestAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ["district__code", "district__name"]
     date_hierarchy = "created_at"
 
+    def get_queryset(self, request):
+        return rights.visible(request.user, super().get_queryset(request), level="level")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(partial(tool.agent_queue, admin_site=self.admin_site))
+        return [path("queue/", view, name="resync_agent_queue"), *super().get_urls()]
+
     @admin.display(description="Objects")
     def asked(self, obj: ResyncRequest) -> str:
         if obj.full:

@@ -163,3 +163,10 @@ def create_groups(group_model, permission_model, sync_object_model, rule_model) 
         ],
         ignore_conflicts=True,
     )
+
+
+def visible(user, qs: QuerySet, level: str = "request__level") -> QuerySet:
+    """Narrow `qs` (rows with a `district`) to what `user` may see: their
+    districts' rows, and for a district user never the state's requests."""
+    qs = qs.filter(district__in=districts(user))
+    return qs if is_state(user) else qs.filter(**{level: "district"})

@@ -5,6 +5,8 @@ Views validate, call one action, respond; what they show comes from querysets.
 
 from __future__ import annotations
 
+import django_rq
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -12,6 +14,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
+from rq import Worker
 
 from history.models import DISBatchHistory
 from resync import actions, rights
@@ -150,3 +153,41 @@ def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
         "live": {"state": True},
     }
     return TemplateResponse(request, "admin/resync/state_tool.html", context)
+
+
+def agent_queue(request: HttpRequest, admin_site) -> HttpResponse:
+    """Agent Queue: requests and steps waiting or running, and RQ's own view of the queue."""
+    if not (rights.is_state(request.user) or rights.districts(request.user).exists()):
+        raise Http404("No districts to show.")
+    active = rights.visible(
+        request.user,
+        ResyncRequest.objects.exclude(status=ResyncRequest.Status.FINISHED).select_related("district"),
+        level="level",
+    )
+    steps = (
+        DISBatchHistory.objects.filter(request__in=active, status__in=["queued", "running"])
+        .select_related("sync_object", "district")
+        .order_by("request_id", "layer", "id")
+    )
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    rq_state = (
+        {
+            "queued": queue.count,
+            "started": queue.started_job_registry.count,
+            "failed": queue.failed_job_registry.count,
+            "workers": [
+                {"name": w.name, "state": w.get_state(), "job": (w.get_current_job_id() or "")}
+                for w in Worker.all(queue=queue)
+            ],
+        }
+        if rights.is_state(request.user)
+        else None
+    )
+    context = {
+        **admin_site.each_context(request),
+        "title": "Agent Queue",
+        "requests": active.order_by("id"),
+        "steps": steps,
+        "rq": rq_state,
+    }
+    return TemplateResponse(request, "admin/resync/agent_queue.html", context)

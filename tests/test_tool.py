@@ -154,3 +154,37 @@ def test_it_shows_the_tool_in_constant_queries(client, cast, queue, django_asser
     connection.queries_log.clear()
     with django_assert_max_num_queries(baseline):
         assert client.get(tool()).status_code == 200
+
+
+def test_it_shows_the_agent_queue_as_each_user_may_see_it(client, cast, queue):
+    chain(cast.a)
+    client.post("/admin/logout/")
+    client.force_login(cast.state)
+    client.post("/admin/resync/district/state-tool/", {"districts": ["101"], "objects": ["District"]})
+    client.force_login(cast.admin_a)
+    client.post(tool(), {"objects": ["School"], "check_dependencies": "1", "year": "2027"})
+    html = client.get("/admin/resync/resyncrequest/queue/").content.decode()
+    assert "Waiting for another request" in html  # the district's own request waits its turn
+    assert "RQ queue" not in html  # RQ internals are the state's to see
+    assert html.count("<td>State</td>") == 0  # the state's request is not shown to the district
+    client.force_login(cast.state)
+    html = client.get("/admin/resync/resyncrequest/queue/").content.decode()
+    assert "<td>State</td>" in html and "Queued jobs: 1" in html
+    run_queue()
+    assert (
+        "Nothing is waiting or running." in client.get("/admin/resync/resyncrequest/queue/").content.decode()
+    )
+    client.force_login(cast.limited_a)
+    assert client.get("/admin/resync/resyncrequest/queue/").status_code == 200
+    client.logout()
+    assert client.get("/admin/resync/resyncrequest/queue/").status_code == 302
+
+
+def test_it_links_each_user_to_their_tools_from_the_admin_home(client, cast):
+    client.force_login(cast.admin_a)
+    html = client.get("/admin/").content.decode()
+    assert 'href="/admin/resync/district/101/tool/"' in html
+    assert "/admin/resync/district/202/tool/" not in html and "state-tool" not in html
+    client.force_login(cast.state)
+    html = client.get("/admin/").content.decode()
+    assert "/admin/resync/district/state-tool/" in html and "/admin/resync/district/202/tool/" in html
