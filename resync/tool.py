@@ -38,6 +38,11 @@ def _year(request: HttpRequest, district: District) -> int:
     return year if year in district.years else district.scope_year
 
 
+def wants_json(request: HttpRequest) -> bool:
+    """The tool's script sends without leaving the page and asks for JSON."""
+    return request.headers.get("Accept") == "application/json"
+
+
 def rows(user, district: District, year: int) -> list[dict]:
     """One row per object offered for `year`, with its latest step as the user may see it."""
     objects = list(SyncObject.objects.offered(district, year).prefetch_related("parents"))
@@ -47,7 +52,7 @@ def rows(user, district: District, year: int) -> list[dict]:
     return [
         {
             "object": o,
-            "parents": ", ".join(p.name for p in o.parents.all()),
+            "parents": ", ".join(p.name for p in o.parents.all() if p.enabled),
             "step": latest.get(o.pk),
             "allowed": o.name in allowed,
         }
@@ -71,9 +76,14 @@ def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
             )
             req = actions.do_request_resync(checked)
         except (actions.ResyncError, rights.RightsError) as e:
+            if wants_json(request):
+                return JsonResponse({"error": str(e)}, status=400)
             messages.error(request, str(e))
         else:
-            messages.success(request, f"Resync {req.pk} sent: {len(checked.plan.order)} object(s).")
+            sent = f"Resync {req.pk} sent: {len(checked.plan.order)} object(s)."
+            if wants_json(request):
+                return JsonResponse({"request": req.pk, "message": sent, "order": list(checked.plan.order)})
+            messages.success(request, sent)
         return redirect(f"{reverse('admin:resync_tool', args=[code])}?year={year}")
     context = {
         **admin_site.each_context(request),

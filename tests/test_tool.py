@@ -188,3 +188,16 @@ def test_it_links_each_user_to_their_tools_from_the_admin_home(client, cast):
     client.force_login(cast.state)
     html = client.get("/admin/").content.decode()
     assert "/admin/resync/district/state-tool/" in html and "/admin/resync/district/202/tool/" in html
+
+
+def test_it_answers_the_tools_script_in_json(client, cast, queue):
+    client.force_login(cast.admin_a)
+    json_ = {"HTTP_ACCEPT": "application/json"}
+    ok = client.post(
+        tool(), {"objects": ["School", "Calendar"], "check_dependencies": "1", "year": "2027"}, **json_
+    )
+    assert ok.status_code == 200
+    assert ok.json()["order"] == ["District", "School", "Calendar"]
+    assert ResyncRequest.objects.get().pk == ok.json()["request"]
+    bad = client.post(tool(), {"objects": ["Nope"], "year": "2027"}, **json_)
+    assert (bad.status_code, bad.json()) == (400, {"error": "Unknown sync object(s): Nope."})

@@ -6,46 +6,17 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connections
 
 from history.models import DISBatchHistory, ErrorLog, StepStatus
 from resync import actions
 from resync.models import DistrictRecord, StateRecord, SyncObject
 
 from .conftest import BOTH, run_queue
+from .servers import start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def url(alias: str) -> str:
-    db = connections[alias].settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def start_worker() -> subprocess.Popen:
-    env = dict(
-        os.environ,
-        DATABASE_URL=url("default"),
-        STATE_DATABASE_URL=url("state"),
-        REDIS_URL=settings.REDIS_URL,
-        RQ_QUEUE=settings.RQ_QUEUE,
-        RESYNC_CHUNK="10",  # many small chunks: a long step to kill in the middle of
-    )
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", settings.RQ_QUEUE, "--burst"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def test_it_recovers_a_step_whose_worker_was_killed(district, queue):
@@ -57,7 +28,7 @@ def test_it_recovers_a_step_whose_worker_was_killed(district, queue):
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
 
-    worker = start_worker()
+    worker = start_worker(RESYNC_CHUNK="10")  # many small chunks: a long step to kill in the middle of
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -8,7 +8,10 @@
   function connect() {
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + window.location.host + "/ws/live/");
-    socket.onopen = () => (delay = 1000);
+    socket.onopen = () => {
+      delay = 1000;
+      document.body.dataset.live = "open";
+    };
     socket.onmessage = (message) => {
       const event = JSON.parse(message.data);
       if (event.type === "alert.new" || event.type === "alert.count") {
@@ -21,6 +24,7 @@
       }
     };
     socket.onclose = () => {
+      document.body.dataset.live = "closed";
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);
     };

@@ -38,9 +38,23 @@
     if (!c.checked) selectAll.checked = false;
     preview();
   }));
-  document.getElementById("send-form").addEventListener("submit", (event) => {
+  const form = document.getElementById("send-form");
+  const note = document.getElementById("send-result");
+  form.addEventListener("submit", async (event) => {
+    // Send without leaving the page: the rows then turn Gray and Green live.
+    event.preventDefault();
+    full.value = selectAll.checked ? "1" : "0";
     const what = selectAll.checked ? "a full resync" : chosen().length + " object(s)";
-    if (!window.confirm("Send " + what + " to the state?")) event.preventDefault();
+    if (!window.confirm("Send " + what + " to the state?")) return;
+    const response = await fetch(window.location.pathname, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    const body = await response.json();
+    note.textContent = body.error || body.message;
+    note.className = body.error ? "errornote" : "success";
   });
 
   document.addEventListener("statesync:step", (event) => {

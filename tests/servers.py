@@ -1,0 +1,85 @@
+"""Real StateSync processes (daphne, RQ workers) started by tests against the test databases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connections
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots and server logs, kept by CI
+
+
+def url(alias: str) -> str:
+    db = connections[alias].settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_env(**extra: str) -> dict:
+    """The environment of a child process that must see what this test sees."""
+    return dict(
+        os.environ,
+        DATABASE_URL=url("default"),
+        STATE_DATABASE_URL=url("state"),
+        REDIS_URL=settings.REDIS_URL,
+        RQ_QUEUE=settings.RQ_QUEUE,
+        **extra,
+    )
+
+
+def start_worker(burst: bool = True, **extra: str) -> subprocess.Popen:
+    args = [sys.executable, "manage.py", "rqworker", settings.RQ_QUEUE] + (["--burst"] if burst else [])
+    return subprocess.Popen(
+        args, cwd=ROOT, env=child_env(**extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve():
+    """daphne and one RQ worker on a free loopback port; yields the base URL."""
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / f"daphne-{port}.log", "w")
+    web = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "statesync.asgi:application"],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    worker = start_worker(burst=False)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or web.poll() is not None:
+                    raise RuntimeError(f"daphne did not start; see {log.name}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for proc in (worker, web):
+            proc.terminate()
+        for proc in (worker, web):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
