@@ -107,10 +107,26 @@ class District(models.Model):
     )
     sync_previous_year = models.BooleanField(default=False)
     sync_next_year = models.BooleanField(default=False)
+    # Set by the year switch only (resync.actions.do_year_switch): the state checks
+    # against them that the end-of-year and start-of-year full resyncs happened.
+    year_switched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the scoped year was last switched to the next one."
+    )
+    end_of_year_request = models.ForeignKey(
+        "ResyncRequest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The full resync of the previous year that allowed the last switch.",
+    )
 
     class Meta:
         ordering = ["code"]
-        permissions = [("resync_district", "Batch resync R: view and run batch resyncs of this district")]
+        permissions = [
+            ("resync_district", "Batch resync R: view and run batch resyncs of this district"),
+            ("switch_year", "Year switch: move a district's scoped year to the next school year"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
@@ -166,7 +182,9 @@ class DistrictRecord(RecordFields):
             )
         ]
         indexes = [
-            models.Index(fields=["district", "sync_object", "school_year", "id"], name="district_record_scan")
+            models.Index(fields=["district", "sync_object", "school_year", "id"], name="district_record_scan"),
+            # The year switch asks for a district's last data change.
+            models.Index(fields=["district", "changed_at"], name="district_record_changed"),
         ]
 
     def __str__(self) -> str:
@@ -213,6 +231,11 @@ class ResyncRequest(models.Model):
         null=True, blank=True, help_text="The objects selected; empty for a full resync."
     )
     check_dependencies = models.BooleanField(default=False)
+    records = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Selective Sync: the record ids of its one object to resync; empty for whole objects.",
+    )
     level = models.CharField(max_length=8, choices=Level.choices, default=Level.DISTRICT)
     requested_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
