@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from .models import ProcessAlert
@@ -16,6 +18,16 @@ class ProcessAlertAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(user=request.user)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.open_alert)
+        return [path("<int:pk>/open/", view, name="alerts_processalert_open"), *super().get_urls()]
+
+    def open_alert(self, request, pk: int):
+        """Opening an alert marks it read and takes the user to the related tool."""
+        alert = get_object_or_404(self.get_queryset(request), pk=pk)  # someone else's alert is a 404
+        ProcessAlert.objects.filter(pk=alert.pk).mark_read()
+        return redirect(alert.link or reverse("admin:alerts_processalert_changelist"))
 
     # Everyone reads their own inbox; nobody writes alerts by hand.
     def has_module_permission(self, request):
@@ -39,7 +51,7 @@ class ProcessAlertAdmin(admin.ModelAdmin):
 
     @admin.display(description="")
     def open_link(self, obj: ProcessAlert):
-        return format_html('<a href="{}">Open</a>', obj.link) if obj.link else ""
+        return format_html('<a href="{}">Open</a>', reverse("admin:alerts_processalert_open", args=[obj.pk]))
 
     @admin.action(description="Mark selected alerts read")
     def mark_read(self, request, queryset):

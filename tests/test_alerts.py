@@ -1,0 +1,58 @@
+import pytest
+
+from alerts.models import ProcessAlert
+
+from .conftest import BOTH
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+
+
+def alert(user, name="State Resync Requested", link="/admin/resync/district/101/tool/"):
+    (a,) = ProcessAlert.objects.notify(
+        [user],
+        name=name,
+        category="Vertical Interoperability",
+        message="The state requested a resync.",
+        link=link,
+    )
+    return a
+
+
+def test_it_marks_an_alert_read_when_opened_and_goes_to_the_tool(client, cast):
+    a = alert(cast.admin_a)
+    client.force_login(cast.admin_a)
+    assert (
+        'Process Alerts (<span id="alert-count" data-unread="1">1</span>)'
+        in client.get("/admin/").content.decode()
+    )
+    response = client.get(f"/admin/alerts/processalert/{a.pk}/open/")
+    assert response.status_code == 302 and response["Location"] == "/admin/resync/district/101/tool/"
+    a.refresh_from_db()
+    assert a.read_at is not None
+    assert 'data-unread="0"' in client.get("/admin/").content.decode()
+
+
+def test_it_keeps_each_inbox_to_its_owner(client, cast):
+    a = alert(cast.admin_a)
+    client.force_login(cast.admin_b)
+    assert client.get(f"/admin/alerts/processalert/{a.pk}/open/").status_code == 404
+    assert "The state requested" not in client.get("/admin/alerts/processalert/").content.decode()
+    a.refresh_from_db()
+    assert a.read_at is None
+
+
+def test_it_filters_the_inbox_by_name_and_marks_read_in_bulk(client, cast):
+    alert(cast.admin_a)
+    alert(cast.admin_a, name="Resync Finished")
+    client.force_login(cast.admin_a)
+    html = client.get("/admin/alerts/processalert/", {"name": "Resync Finished"}).content.decode()
+    assert html.count('class="field-name"') == 1
+    ids = list(ProcessAlert.objects.values_list("pk", flat=True))
+    client.post("/admin/alerts/processalert/", {"action": "mark_read", "_selected_action": ids})
+    assert not ProcessAlert.objects.unread().exists()
+
+
+def test_it_sends_an_outsider_to_the_login(client, cast):
+    a = alert(cast.admin_a)
+    response = client.get(f"/admin/alerts/processalert/{a.pk}/open/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
