@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import django_rq
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -23,7 +24,7 @@ from alerts.models import ProcessAlert
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import planner, rights, status
 from resync.catalog import ALIASES
-from resync.models import District, ResyncRequest, SyncObject
+from resync.models import District, DistrictRecord, ResyncRequest, StateRecord, SyncObject
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Checked:
     plan: planner.Plan
     level: str = "district"
     user: object = None
+    records: list[int] | None = None  # Selective Sync: the one object's record ids
 
 
 def check_resync(
@@ -100,6 +102,7 @@ def do_request_resync(checked: Checked) -> ResyncRequest:
             district=checked.district,
             school_year=checked.year,
             objects_asked=checked.objects,
+            records=checked.records,
             check_dependencies=checked.check_dependencies,
             level=checked.level,
             requested_by=checked.user,
@@ -303,3 +306,168 @@ def recover_stale_steps() -> list[int]:
             touched.append(step.pk)
             log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
     return touched
+
+
+# ---- Selective Sync ------------------------------------------------------------
+
+SELECTIVE_OBJECTS = ("PersonIdentity", "Enrollment")
+SELECTIVE_MAX = 1000
+
+
+def level_for(user) -> str:
+    # A state user's request is the state's: the district is alerted, not shown its objects.
+    state = user is not None and rights.may_send_state(user)
+    return ResyncRequest.Level.STATE if state else ResyncRequest.Level.DISTRICT
+
+
+def parse_record_ids(raw) -> list[int]:
+    """Record ids from a list or from text separated by commas, spaces or new lines."""
+    items = raw.replace(",", " ").split() if isinstance(raw, str) else list(raw or [])
+    ids = []
+    for item in items:
+        try:
+            value = int(str(item).strip())
+        except ValueError:
+            raise ResyncError(f"Record id {item!r} is not a whole number.", "records") from None
+        if value <= 0:
+            raise ResyncError(f"Record id {value} is not a positive number.", "records")
+        ids.append(value)
+    if not ids:
+        raise ResyncError("Give at least one record id.", "records")
+    ids = sorted(set(ids))
+    if len(ids) > SELECTIVE_MAX:
+        raise ResyncError(f"At most {SELECTIVE_MAX} records at a time; got {len(ids)}.", "records")
+    return ids
+
+
+def check_selective_sync(district: District, year: int | None, obj: str, records, user=None) -> Checked:
+    """Validate and authorise a Selective Sync: single PersonIdentity records by district
+    person id, or Enrollment records by enrollment id; then the batch's own check."""
+    if user is not None:
+        rights.check_selective(user, district)
+    name = {n.lower(): n for n in SELECTIVE_OBJECTS}.get(str(obj or "").strip().lower())
+    if name is None:
+        raise ResyncError(
+            f"Selective Sync resyncs PersonIdentity or Enrollment records, not {obj!r}.", "object"
+        )
+    ids = parse_record_ids(records)
+    checked = check_resync(district, year, [name], False, user=user, level=level_for(user))
+    # A record only the state still holds is allowed: the resync removes it there.
+    year_scoped = SyncObject.objects.filter(name=name, year_scoped=True).exists()
+    at_district = DistrictRecord.objects.filter(district=district, sync_object__name=name, record_id__in=ids)
+    at_state = StateRecord.objects.filter(district_code=district.code, sync_object=name, record_id__in=ids)
+    if year_scoped:
+        at_district = at_district.filter(school_year=checked.year)
+        at_state = at_state.filter(school_year=checked.year)
+    found = set(at_district.values_list("record_id", flat=True)) | set(
+        at_state.values_list("record_id", flat=True)
+    )
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise ResyncError(
+            f"No {name} record {shown} at district {district.code} or at the state for {checked.year}.",
+            "records",
+        )
+    return replace(checked, records=ids)
+
+
+def do_selective_sync(checked: Checked) -> ResyncRequest:
+    """A Selective Sync is a batch of one object narrowed to its records: same steps,
+    Error Log and history."""
+    if not checked.records:
+        raise ResyncError("A Selective Sync needs the records check_selective_sync found.", "records")
+    return do_request_resync(checked)
+
+
+# ---- The year switch -----------------------------------------------------------
+
+START_OF_YEAR_NEEDED = "Start-of-Year Resync Needed"
+
+
+@dataclass(frozen=True)
+class YearSwitch:
+    district: District
+    from_year: int
+    end_of_year: ResyncRequest
+
+
+def last_change(district: District):
+    """When the district's data last changed (one index lookup)."""
+    return DistrictRecord.objects.filter(district=district).aggregate(last=Max("changed_at"))["last"]
+
+
+def full_resyncs(district, year) -> QuerySet[ResyncRequest]:
+    """Finished full resyncs of `year` in which every step ran (a failed step synced nothing).
+    `district` and `year` may be OuterRefs: the year-switch overview uses it as a subquery."""
+    return ResyncRequest.objects.filter(
+        district=district,
+        school_year=year,
+        objects_asked__isnull=True,
+        records__isnull=True,
+        status=ResyncRequest.Status.FINISHED,
+    ).exclude(steps__status=StepStatus.FAILED)
+
+
+def end_of_year_resync(district: District) -> ResyncRequest | None:
+    """The latest full resync of the scoped year that started after the last data change:
+    one that started before it may have read the records before they changed."""
+    qs = full_resyncs(district, district.scope_year)
+    changed = last_change(district)
+    if changed is not None:
+        qs = qs.filter(started_at__gt=changed)
+    return qs.order_by("-finished_at").first()
+
+
+def start_of_year_resync(district: District) -> ResyncRequest | None:
+    """The first full resync of the scoped year after the last year switch."""
+    if district.year_switched_at is None:
+        return None
+    qs = full_resyncs(district, district.scope_year).filter(started_at__gte=district.year_switched_at)
+    return qs.order_by("finished_at").first()
+
+
+def _end_of_year_or_refuse(district: District) -> ResyncRequest:
+    request = end_of_year_resync(district)
+    if request is None:
+        year, changed = district.scope_year, last_change(district)
+        since = f" that started after its last data change ({timezone.localtime(changed):%Y-%m-%d %H:%M})"
+        raise ResyncError(
+            f"District {district.code} has no finished full resync of {year}{since if changed else ''}: "
+            f"run the end-of-year full resync of {year} before switching to {year + 1}.",
+            "year",
+        )
+    return request
+
+
+def check_year_switch(district: District, user=None) -> YearSwitch:
+    """May the district's scoped year move to the next one? The end-of-year rule: only
+    once a full resync of the current year finished after its last data change."""
+    if user is not None:
+        rights.check_year_switch(user, district)
+    return YearSwitch(district, district.scope_year, _end_of_year_or_refuse(district))
+
+
+def do_year_switch(switch: YearSwitch) -> District:
+    """Switch to the next school year and remind the district of the start-of-year resync."""
+    with transaction.atomic():
+        district = District.objects.select_for_update().get(pk=switch.district.pk)
+        if district.scope_year != switch.from_year:
+            raise ResyncError(f"District {district.code} already syncs {district.scope_year}.", "year")
+        # Data may have changed since the check: the rule holds under the lock.
+        end = _end_of_year_or_refuse(district)
+        district.scope_year += 1
+        district.year_switched_at = timezone.now()
+        district.end_of_year_request = end
+        district.save(update_fields=["scope_year", "year_switched_at", "end_of_year_request"])
+        year = district.scope_year
+        ProcessAlert.objects.notify(
+            rights.alert_recipients(district),
+            name=START_OF_YEAR_NEEDED,
+            category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+            message=f"District {district.code} {district.name} now syncs school year {year - 1}-{year}: "
+            f"run the start-of-year full resync of {year}.",
+            link=reverse("admin:resync_tool", args=[district.code]),
+            district=district,
+        )
+    return district

@@ -90,6 +90,11 @@ class DistrictAdmin(admin.ModelAdmin):
     list_filter = ["state", "scope_year"]
     search_fields = ["code", "name"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # An existing district's year moves only through the year switch and its end-of-year rule.
+        switch = ["year_switched_at", "end_of_year_request"]
+        return ["scope_year", *switch] if obj else switch
+
     def get_urls(self):
         site = self.admin_site
         return [

@@ -34,6 +34,11 @@ def scope(step: DISBatchHistory) -> tuple:
     if obj.year_scoped:
         district_side = district_side.filter(school_year=step.school_year)
         state_side = state_side.filter(school_year=step.school_year)
+    # Selective Sync narrows both sides to its records, so the step removes at
+    # the state only those of them the district no longer has.
+    if step.request.records is not None:
+        district_side = district_side.filter(record_id__in=step.request.records)
+        state_side = state_side.filter(record_id__in=step.request.records)
     return district_side, state_side
 
 

@@ -170,3 +170,111 @@ def visible(user, qs: QuerySet, level: str = "request__level") -> QuerySet:
     districts' rows, and for a district user never the state's requests."""
     qs = qs.filter(district__in=districts(user))
     return qs if is_state(user) else qs.filter(**{level: "district"})
+
+
+# ---- Verification Summary, Selective Sync and the year switch ------------------
+# Their permissions live on the verification app's models (Selective Sync on a
+# proxy of ResyncRequest, so its R/W/D are the proxy's view/use/delete) and on
+# District for the year switch; each is still combined with the district right.
+
+VERIFY_VIEW = "verification.view_verificationrun"  # Verification Summary R
+VERIFY_RUN = "verification.run_verification"  # Verification Summary W
+VERIFY_DELETE = "verification.delete_verificationrun"  # Verification Summary D
+VERIFY_SWITCH = "verification.change_verificationsetting"  # the state's switch
+SELECTIVE_VIEW = "verification.view_selectivesync"  # Selective Sync R
+SELECTIVE_USE = "verification.use_selectivesync"  # Selective Sync W
+SELECTIVE_DELETE = "verification.delete_selectivesync"  # Selective Sync D
+YEAR_SWITCH = "resync.switch_year"
+
+TOOL_STATE_PERMS = [
+    VERIFY_VIEW,
+    VERIFY_RUN,
+    VERIFY_DELETE,
+    VERIFY_SWITCH,
+    "verification.view_verificationsetting",
+    SELECTIVE_VIEW,
+    SELECTIVE_USE,
+    SELECTIVE_DELETE,
+    YEAR_SWITCH,
+]
+TOOL_DISTRICT_PERMS = [VERIFY_VIEW, VERIFY_RUN, SELECTIVE_VIEW, SELECTIVE_USE, SELECTIVE_DELETE, YEAR_SWITCH]
+
+
+def _holds(user, perm: str) -> bool:
+    return active(user) and user.has_perm(perm)
+
+
+def district_verification_on() -> bool:
+    from verification.models import VerificationSetting
+
+    return VerificationSetting.current().district_initiated
+
+
+def may_view_verification(user) -> bool:
+    return _holds(user, VERIFY_VIEW)
+
+
+def may_delete_verification(user) -> bool:
+    return _holds(user, VERIFY_DELETE)
+
+
+def may_switch_verification(user) -> bool:
+    """The state's switch for district-initiated verification."""
+    return is_state(user) and _holds(user, VERIFY_SWITCH)
+
+
+def check_verification(user, district: District) -> None:
+    """May `user` run a verification of `district`? Names what is missing."""
+    if not may_resync(user, district):
+        raise RightsError(f"You have no right to verify district {district.code}.")
+    if not _holds(user, VERIFY_RUN):
+        raise RightsError("Running a verification needs the Verification Summary W right.")
+    if not is_state(user) and not district_verification_on():
+        raise RightsError("The state has switched district-initiated verification off.")
+
+
+def may_run_verification(user) -> bool:
+    """Whether to offer the Run button at all (check_verification decides per district)."""
+    return _holds(user, VERIFY_RUN) and (is_state(user) or district_verification_on())
+
+
+def may_view_selective(user) -> bool:
+    return _holds(user, SELECTIVE_VIEW)
+
+
+def may_use_selective(user) -> bool:
+    return _holds(user, SELECTIVE_USE)
+
+
+def may_delete_selective(user) -> bool:
+    return _holds(user, SELECTIVE_DELETE)
+
+
+def check_selective(user, district: District) -> None:
+    if not may_resync(user, district):
+        raise RightsError(f"You have no right to resync district {district.code}.")
+    if not may_use_selective(user):
+        raise RightsError("Selective Sync needs its W right.")
+
+
+def may_switch_year(user) -> bool:
+    return _holds(user, YEAR_SWITCH)
+
+
+def check_year_switch(user, district: District) -> None:
+    if not may_resync(user, district):
+        raise RightsError(f"You have no right to manage district {district.code}.")
+    if not may_switch_year(user):
+        raise RightsError("Switching the school year needs the year switch right.")
+
+
+def grant_tool_perms(group_model, permission_model) -> None:
+    """Give the two ready-made groups the rights above (create_groups predates them).
+    Takes the model classes so a data migration can pass its historical ones."""
+    for name, perms in ((STATE_ADMINS, TOOL_STATE_PERMS), (DISTRICT_ADMINS, TOOL_DISTRICT_PERMS)):
+        group, _ = group_model.objects.get_or_create(name=name)
+        for perm in perms:
+            app, codename = perm.split(".")
+            group.permissions.add(
+                permission_model.objects.get(content_type__app_label=app, codename=codename)
+            )

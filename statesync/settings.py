@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "resync",
     "history",
     "alerts",
+    "verification",
 ]
 
 MIDDLEWARE = [

@@ -120,3 +120,15 @@ def cast(district, other_district):
     # A transactional test's flush removed the groups the migration made.
     rights.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
     return Cast(district, other_district)
+
+
+@pytest.fixture
+def tool_cast(cast):
+    """The cast with the groups' Verification Summary, Selective Sync and year switch
+    rights, which a later migration grants (the flush removed them with the groups)."""
+    from django.contrib.auth.models import Group, Permission
+
+    from resync import rights
+
+    rights.grant_tool_perms(Group, Permission)
+    return cast

@@ -1,0 +1,36 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from resync import actions
+from resync.models import District
+
+
+class Command(BaseCommand):
+    help = (
+        "Switch a district's scoped school year to the next one. Refused unless a full resync "
+        "of the current year started after the district's last data change (the end-of-year rule)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--district", required=True, help="District code.")
+        parser.add_argument("--check", action="store_true", help="Only say whether the switch may go ahead.")
+
+    def handle(self, *args, district, check, **options):
+        found = District.objects.filter(code=district).first()
+        if found is None:
+            raise CommandError(f"No district with code {district!r}.")
+        try:
+            switch = actions.check_year_switch(found)
+            if check:
+                end = switch.end_of_year
+                self.stdout.write(
+                    f"District {found.code} may switch to {switch.from_year + 1}: "
+                    f"full resync {end.pk} of {end.school_year} finished {end.finished_at:%Y-%m-%d %H:%M}."
+                )
+                return
+            switched = actions.do_year_switch(switch)
+        except actions.ResyncError as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write(
+            f"District {switched.code} now syncs {switched.scope_year}; its users were reminded "
+            f"to run the start-of-year full resync."
+        )

@@ -1,0 +1,283 @@
+"""The Verification Summary through the real path: actions -> RQ on the real Redis ->
+compare both databases -> stored results, and the one-click resync back to zero."""
+
+import pytest
+from guardian.shortcuts import assign_perm
+
+from alerts.models import ProcessAlert
+from history.models import Reason
+from resync import actions, rights
+from resync.models import DistrictRecord, ResyncRequest, SyncObject
+from verification import actions as verify
+from verification.models import (
+    DISVerificationDifference,
+    DISVerificationResult,
+    VerificationRun,
+    VerificationSetting,
+)
+
+from .conftest import BOTH, add, chain, run_queue
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+
+Kind = DISVerificationDifference.Kind
+
+
+def full_resync(district) -> None:
+    actions.do_request_resync(actions.check_resync(district, None, None, False))
+    run_queue()
+
+
+def verification(district, objects=None, user=None) -> VerificationRun:
+    run = verify.do_request_verification(verify.check_verification(district, None, objects, user))
+    run_queue()
+    run.refresh_from_db()
+    assert run.status == VerificationRun.Status.FINISHED, run.message
+    return run
+
+
+def found(run) -> set[tuple]:
+    """(object, record id, kind) of every difference a resync would fix."""
+    rows = DISVerificationDifference.objects.filter(result__run=run).exclude(kind=Kind.NOT_ALLOWED)
+    return set(rows.values_list("result__sync_object__name", "record_id", "kind"))
+
+
+def counts(run) -> dict[str, tuple]:
+    results = DISVerificationResult.objects.filter(run=run).select_related("sync_object")
+    return {
+        r.sync_object.name: (r.only_district, r.only_state, r.different, r.not_allowed, r.matching)
+        for r in results
+    }
+
+
+def test_it_finds_only_the_planted_not_allowed_records_after_a_full_resync(demo_district, queue):
+    district, expected = demo_district
+    full_resync(district)
+    run = verification(district)
+    got = counts(run)
+    offered = set(SyncObject.objects.offered(district, 2027).values_list("name", flat=True))
+    assert set(got) == offered
+    for obj, (only_d, only_s, different, not_allowed, matching) in got.items():
+        assert (only_d, only_s, different) == (0, 0, 0), obj
+        assert not_allowed == expected.errors[obj], obj
+        assert matching == expected.processed[obj] - expected.errors[obj], obj
+    assert found(run) == set()
+    reasons = set(DISVerificationDifference.objects.filter(result__run=run).values_list("reason", flat=True))
+    assert reasons == {
+        Reason.STATE_EXCLUDED,
+        Reason.TEST_NO_CODE,
+        Reason.TEST_UNPUBLISHED,
+        Reason.TEST_NO_DATE,
+        Reason.OUT_OF_SCOPE,
+        Reason.TEST_LOCKED,
+        Reason.NOT_ENROLLED,
+    }
+    assert run.objects_done == len(offered)
+    assert run.records_compared == DistrictRecord.objects.filter(district=district).count()
+
+
+def test_it_reports_exactly_what_changed_and_the_one_click_resync_brings_it_to_zero(demo_district, queue):
+    district, expected = demo_district
+    full_resync(district)
+    records = DistrictRecord.objects.filter(district=district, state_excluded=False)
+    want = set()
+    for obj in ("VaccineShot", "ContactLog"):  # deleted at the district: still at the state
+        for r in records.filter(sync_object__name=obj).order_by("record_id")[:2]:
+            want.add((obj, r.record_id, Kind.ONLY_STATE))
+            r.delete()
+    enrollments = records.filter(sync_object__name="Enrollment").order_by("-record_id")[:3]
+    for e in enrollments:  # changed payloads
+        DistrictRecord.objects.filter(pk=e.pk).update(payload={**e.payload, "grade": "KG"})
+        want.add(("Enrollment", e.record_id, Kind.DIFFERENT))
+    person = records.filter(sync_object__name="PersonIdentity").order_by("record_id").first()
+    other = (
+        records.filter(sync_object__name="ScheduleStructure")
+        .exclude(record_id=person.parent_ids["ScheduleStructure"])
+        .first()
+    )
+    DistrictRecord.objects.filter(pk=person.pk).update(parent_ids={"ScheduleStructure": other.record_id})
+    want.add(("PersonIdentity", person.record_id, Kind.DIFFERENT))
+    top = expected.processed
+    add(
+        district,
+        "Enrollment",
+        top["Enrollment"] + 1,
+        {"PersonIdentity": person.record_id},
+        {"grade": "09", "end_date": None},
+    )
+    add(district, "Behavior", top["Behavior"] + 1, {"PersonIdentity": person.record_id}, {"note": "new"})
+    want |= {
+        ("Enrollment", top["Enrollment"] + 1, Kind.ONLY_DISTRICT),
+        ("Behavior", top["Behavior"] + 1, Kind.ONLY_DISTRICT),
+    }
+
+    run = verification(district)
+    assert found(run) == want
+    changed = {o for o, _r, _k in want}
+    for obj, (only_d, only_s, different, not_allowed, _m) in counts(run).items():
+        assert not_allowed == expected.errors[obj], obj  # not-allowed records stay apart
+        assert (only_d + only_s + different > 0) == (obj in changed), obj
+
+    checked = verify.check_verification_resync(run)
+    assert set(checked.objects) == changed and checked.check_dependencies
+    assert {"District", "School", "Calendar", "ScheduleStructure"} <= set(checked.plan.added)
+    request = verify.do_verification_resync(run, checked)
+    run_queue()
+    request.refresh_from_db()
+    assert request.status == "finished"
+    assert VerificationRun.objects.get(pk=run.pk).resync_request == request
+
+    again = verification(district)
+    assert found(again) == set()
+    assert all(c[:3] == (0, 0, 0) for c in counts(again).values())
+    assert {o: c[3] for o, c in counts(again).items()} == {o: c[3] for o, c in counts(run).items()}
+
+
+def test_it_pages_both_sides_in_chunks_with_the_same_answer(district, queue, settings):
+    chain(district)
+    for i in range(1, 24):
+        add(district, "Enrollment", i, {"PersonIdentity": 1}, {"n": i}, excluded=i == 5)
+    actions.do_request_resync(actions.check_resync(district, None, ["Enrollment"], True))
+    run_queue()
+    DistrictRecord.objects.filter(sync_object__name="Enrollment", record_id__in=[3, 9, 21]).delete()
+    DistrictRecord.objects.filter(sync_object__name="Enrollment", record_id=12).update(payload={"n": 0})
+    for i in (24, 25, 26, 27):
+        add(district, "Enrollment", i, {"PersonIdentity": 1})
+    settings.RESYNC_CHUNK = 3  # every page boundary falls inside the data, on both sides
+    small = verification(district, ["Enrollment"])
+    settings.RESYNC_CHUNK = 2000
+    whole = verification(district, ["Enrollment"])
+    assert counts(small) == counts(whole) == {"Enrollment": (4, 3, 1, 1, 18)}
+    assert (
+        found(small)
+        == found(whole)
+        == {
+            *(("Enrollment", i, Kind.ONLY_STATE) for i in (3, 9, 21)),
+            ("Enrollment", 12, Kind.DIFFERENT),
+            *(("Enrollment", i, Kind.ONLY_DISTRICT) for i in (24, 25, 26, 27)),
+        }
+    )
+
+
+def test_it_tells_a_missing_parent_and_a_changed_record_from_a_refused_one(demo_district, queue):
+    district, _expected = demo_district
+    chain_objects = ["District", "School", "Calendar", "ScheduleStructure"]
+    actions.do_request_resync(actions.check_resync(district, None, chain_objects + ["Enrollment"], False))
+    run_queue()  # no PersonIdentity at the state: every enrollment errors parent_missing
+    excluded = DistrictRecord.objects.filter(
+        district=district, sync_object__name="Enrollment", state_excluded=True
+    ).first()
+    run = verification(district, ["Enrollment"])
+    rows = DISVerificationDifference.objects.filter(result__run=run)
+    assert set(rows.values_list("kind", "reason")) == {
+        (Kind.ONLY_DISTRICT, Reason.PARENT_MISSING),  # a failure a resync fixes: not "not allowed"
+        (Kind.NOT_ALLOWED, Reason.STATE_EXCLUDED),
+    }
+    assert rows.get(record_id=excluded.record_id).kind == Kind.NOT_ALLOWED
+
+    full_resync(district)
+    refused = DistrictRecord.objects.get(
+        district=district,
+        sync_object__name="TestScore",
+        record_id=DISVerificationDifference.objects.filter(
+            result__run=verification(district, ["TestScore"]), reason=Reason.TEST_LOCKED
+        ).values_list("record_id", flat=True)[:1],
+    )
+    refused.payload = {**refused.payload, "score": 1}
+    refused.save()  # changed since the resync refused it: it may now pass, so it is a difference
+    again = DISVerificationDifference.objects.filter(result__run=verification(district, ["TestScore"]))
+    assert again.get(record_id=refused.record_id).kind == Kind.ONLY_DISTRICT
+    assert again.get(record_id=refused.record_id).reason == Reason.TEST_LOCKED
+
+
+def test_it_shows_a_state_excluded_record_still_at_the_state_as_different(district, queue):
+    chain(district)
+    add(district, "Enrollment", 1, {"PersonIdentity": 1})
+    actions.do_request_resync(actions.check_resync(district, None, ["Enrollment"], True))
+    run_queue()
+    DistrictRecord.objects.filter(sync_object__name="Enrollment").update(state_excluded=True)
+    run = verification(district, ["Enrollment"])
+    row = DISVerificationDifference.objects.get(result__run=run)
+    assert (row.kind, row.reason, row.detail) == (
+        Kind.DIFFERENT,
+        Reason.STATE_EXCLUDED,
+        "state-excluded, yet at the state",
+    )
+
+
+def test_it_alerts_the_requester_when_done(tool_cast, queue):
+    chain(tool_cast.a)
+    run = verification(tool_cast.a, ["District"], user=tool_cast.admin_a)
+    alert = ProcessAlert.objects.get(user=tool_cast.admin_a, name="Verification Finished")
+    assert (
+        alert.message
+        == f"Verification {run.pk} of district 101 for 2027 finished: 1 difference(s) to resync."
+    )
+    assert alert.link == f"/admin/verification/verificationrun/{run.pk}/change/"
+
+
+def test_it_refuses_what_it_cannot_compare_naming_it(tool_cast, queue):
+    a = tool_cast.a
+    with pytest.raises(
+        actions.ResyncError, match="School year 2020 is not configured for district 101: choose 2027, 2028."
+    ):
+        verify.check_verification(a, 2020, None, tool_cast.admin_a)
+    with pytest.raises(actions.ResyncError, match=r"Unknown sync object\(s\): Nope."):
+        verify.check_verification(a, None, ["Nope"], tool_cast.admin_a)
+    with pytest.raises(actions.ResyncError, match="Not offered for district 101 in 2028: District."):
+        verify.check_verification(a, 2028, ["District"], tool_cast.admin_a)
+    chain(a)
+    actions.do_request_resync(actions.check_resync(a, None, ["District"], False))  # queued, not run
+    with pytest.raises(actions.ResyncError, match="A resync of district 101 for 2027 is under way"):
+        verify.check_verification(a, None, None, tool_cast.admin_a)
+    assert not VerificationRun.objects.exists()
+
+
+def test_it_lets_only_users_with_rights_verify(tool_cast, queue):
+    a, b = tool_cast.a, tool_cast.b
+    with pytest.raises(rights.RightsError, match="You have no right to verify district 101."):
+        verify.check_verification(a, None, None, tool_cast.admin_b)
+    with pytest.raises(rights.RightsError, match="Verification Summary W"):
+        verify.check_verification(a, None, None, tool_cast.limited_a)
+    # Bob may resync two objects only: he verifies those two, and is refused the others by name.
+    assign_perm(rights.VERIFY_RUN, tool_cast.limited_a)
+    bob = type(tool_cast.limited_a).objects.get(pk=tool_cast.limited_a.pk)
+    assert verify.check_verification(a, None, None, bob).objects == ["PersonIdentity", "Enrollment"]
+    with pytest.raises(rights.RightsError, match="You have no tool right to verify District, School."):
+        verify.check_verification(a, None, ["District", "School", "Enrollment"], bob)
+    assert verify.check_verification(b, None, ["District"], tool_cast.state).objects == ["District"]
+
+
+def test_it_lets_the_state_switch_district_initiated_verification_off(tool_cast, queue):
+    setting = VerificationSetting.current()
+    setting.district_initiated = False
+    setting.save()
+    with pytest.raises(
+        rights.RightsError, match="The state has switched district-initiated verification off."
+    ):
+        verify.check_verification(tool_cast.a, None, None, tool_cast.admin_a)
+    assert verify.check_verification(tool_cast.a, None, ["District"], tool_cast.state).objects == ["District"]
+
+
+def test_it_checks_the_requester_again_when_the_job_runs(tool_cast, queue):
+    chain(tool_cast.a)
+    run = verify.do_request_verification(
+        verify.check_verification(tool_cast.a, None, ["District"], tool_cast.admin_a)
+    )
+    setting = VerificationSetting.current()
+    setting.district_initiated = False
+    setting.save()
+    run_queue()
+    run.refresh_from_db()
+    assert run.status == VerificationRun.Status.FAILED
+    assert run.message == "Refused at run time: The state has switched district-initiated verification off."
+    assert not DISVerificationResult.objects.exists()
+
+
+def test_it_sends_no_resync_when_nothing_differs(demo_district, queue):
+    district, _ = demo_district
+    full_resync(district)
+    run = verification(district, ["Calendar", "Enrollment"])  # only not-allowed records differ
+    with pytest.raises(actions.ResyncError, match=f"Verification {run.pk} found nothing a resync would fix."):
+        verify.check_verification_resync(run)
+    assert ResyncRequest.objects.count() == 1

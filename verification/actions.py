@@ -1,0 +1,216 @@
+"""Every verification operation has one home here, as resync.actions is for resyncs.
+
+check_* validates and authorises (RightsError, ResyncError naming the problem);
+do_* writes. The admin, the API and the RQ job all call these.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import django_rq
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from alerts.models import ProcessAlert
+from resync import actions, planner, rights
+from resync.actions import ResyncError
+from resync.catalog import ALIASES
+from resync.models import District, ResyncRequest, SyncObject
+
+from . import compare
+from .models import DISVerificationDifference, DISVerificationResult, VerificationRun
+
+log = logging.getLogger(__name__)
+
+KEPT_PER_OBJECT = 10_000  # difference rows kept per object; the counts stay exact
+PROGRESS_SECONDS = 1.0
+VERIFICATION_FINISHED = "Verification Finished"
+
+
+@dataclass(frozen=True)
+class CheckedVerification:
+    district: District
+    year: int
+    objects: list[str]
+    user: object = None
+
+
+def check_verification(
+    district: District, year: int | None, objects: list[str] | None, user=None
+) -> CheckedVerification:
+    """Validate and authorise a verification; `objects=None` compares every object offered
+    for the year that the user holds the tool right for."""
+    if user is not None:
+        rights.check_verification(user, district)
+    year = district.scope_year if year is None else year
+    if year not in district.years:
+        allowed = ", ".join(str(y) for y in sorted(district.years))
+        raise ResyncError(
+            f"School year {year} is not configured for district {district.code}: choose {allowed}.", "year"
+        )
+    parents = SyncObject.objects.parents_map()
+    offered = set(SyncObject.objects.offered(district, year).values_list("name", flat=True))
+    allowed = rights.object_names(user) if user is not None else offered
+    if objects is None:
+        names = sorted(offered & allowed)
+    else:
+        try:
+            names = planner.resolve(parents, objects, ALIASES)
+        except planner.PlanError as e:
+            raise ResyncError(str(e)) from None
+        missing = [n for n in names if n not in offered]
+        if missing:
+            raise ResyncError(
+                f"Not offered for district {district.code} in {year}: " + ", ".join(missing) + "."
+            )
+        refused = [n for n in names if n not in allowed]
+        if refused:
+            raise rights.RightsError("You have no tool right to verify " + ", ".join(refused) + ".")
+    if not names:
+        raise ResyncError("Select at least one sync object to verify.")
+    busy = ResyncRequest.objects.filter(
+        district=district,
+        school_year=year,
+        status__in=(ResyncRequest.Status.RUNNING, ResyncRequest.Status.WAITING),
+    )
+    if busy.exists():
+        # The two stores are read at different moments: mid-resync they differ by design.
+        raise ResyncError(
+            f"A resync of district {district.code} for {year} is under way: verify once it finishes.", "year"
+        )
+    order = [n for layer in planner.depth_layers(parents, names) for n in layer]
+    return CheckedVerification(district, year, order, user)
+
+
+def do_request_verification(checked: CheckedVerification) -> VerificationRun:
+    """Store the run and queue its job (once the transaction commits)."""
+    with transaction.atomic():
+        run = VerificationRun.objects.create(
+            district=checked.district,
+            school_year=checked.year,
+            sync_objects=checked.objects,
+            requested_by=checked.user,
+        )
+        django_rq.get_queue(settings.RQ_QUEUE).enqueue("verification.jobs.run_verification_job", run.pk)
+    return run
+
+
+def claim(run_id: int) -> VerificationRun | None:
+    taken = VerificationRun.objects.filter(pk=run_id, status=VerificationRun.Status.QUEUED).update(
+        status=VerificationRun.Status.RUNNING, started_at=timezone.now()
+    )
+    if not taken:
+        return None
+    return VerificationRun.objects.select_related("district", "requested_by").get(pk=run_id)
+
+
+def run_verification(run: VerificationRun) -> VerificationRun:
+    """Compare every object of a claimed run, storing results and differences as it goes."""
+    if run.requested_by is not None:
+        try:
+            rights.check_verification(run.requested_by, run.district)
+        except rights.RightsError as e:
+            return do_finish_run(run, f"Refused at run time: {e}")
+    chunk = settings.RESYNC_CHUNK
+    by_name = SyncObject.objects.in_bulk(run.sync_objects, field_name="name")
+    for name in run.sync_objects:
+        verify_object(run, by_name[name], chunk)
+        run.objects_done += 1
+        VerificationRun.objects.filter(pk=run.pk).update(
+            objects_done=run.objects_done, records_compared=run.records_compared
+        )
+    return do_finish_run(run)
+
+
+def verify_object(run: VerificationRun, obj: SyncObject, chunk: int) -> DISVerificationResult:
+    result = DISVerificationResult.objects.create(run=run, sync_object=obj)
+    counts: Counter = Counter()
+    buffer: list[DISVerificationDifference] = []
+    kept, last_write = 0, time.monotonic()
+    for outcome in compare.compare(run.district, obj, run.school_year, chunk):
+        counts[outcome.kind] += 1
+        run.records_compared += 1
+        if outcome.kind != compare.MATCHING:
+            if kept < KEPT_PER_OBJECT:
+                kept += 1
+                buffer.append(
+                    DISVerificationDifference(
+                        result=result,
+                        kind=outcome.kind,
+                        record_id=outcome.record_id,
+                        reason=outcome.reason,
+                        detail=outcome.detail,
+                    )
+                )
+            if len(buffer) >= chunk:
+                DISVerificationDifference.objects.bulk_create(buffer)
+                buffer = []
+        if time.monotonic() - last_write >= PROGRESS_SECONDS:
+            last_write = time.monotonic()
+            VerificationRun.objects.filter(pk=run.pk).update(records_compared=run.records_compared)
+    DISVerificationDifference.objects.bulk_create(buffer)
+    Kind = DISVerificationDifference.Kind
+    result.only_district = counts[Kind.ONLY_DISTRICT]
+    result.only_state = counts[Kind.ONLY_STATE]
+    result.different = counts[Kind.DIFFERENT]
+    result.not_allowed = counts[Kind.NOT_ALLOWED]
+    result.matching = counts[compare.MATCHING]
+    result.truncated = kept < sum(counts.values()) - result.matching
+    result.save()
+    return result
+
+
+def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
+    run.status = VerificationRun.Status.FAILED if failure else VerificationRun.Status.FINISHED
+    run.message = failure[:2000]
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "message", "finished_at", "objects_done", "records_compared"])
+    if run.requested_by_id:
+        differing = DISVerificationResult.objects.filter(run=run).values_list(
+            "only_district", "only_state", "different"
+        )
+        found = sum(sum(row) for row in differing)
+        outcome = f"failed: {failure[:200]}" if failure else f"finished: {found} difference(s) to resync"
+        ProcessAlert.objects.notify(
+            [run.requested_by],
+            name=VERIFICATION_FINISHED,
+            category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+            message=f"Verification {run.pk} of district {run.district.code} for {run.school_year} {outcome}.",
+            link=reverse("admin:verification_verificationrun_change", args=[run.pk]),
+            district=run.district,
+        )
+    return run
+
+
+def differing_objects(run: VerificationRun) -> list[str]:
+    """The objects where a resync would change something, parents first."""
+    results = DISVerificationResult.objects.filter(run=run).select_related("sync_object").order_by("id")
+    return [r.sync_object.name for r in results if r.differences_count]
+
+
+def check_verification_resync(run: VerificationRun, user=None) -> actions.Checked:
+    """The one-click resync: exactly the objects that differ, with Check Dependencies."""
+    if user is not None and not rights.may_resync(user, run.district):
+        raise rights.RightsError(f"You have no right to resync district {run.district.code}.")
+    if run.status != VerificationRun.Status.FINISHED:
+        raise ResyncError(f"Verification {run.pk} has not finished: it is {run.get_status_display()}.")
+    names = differing_objects(run)
+    if not names:
+        raise ResyncError(f"Verification {run.pk} found nothing a resync would fix.")
+    return actions.check_resync(
+        run.district, run.school_year, names, True, user=user, level=actions.level_for(user)
+    )
+
+
+def do_verification_resync(run: VerificationRun, checked: actions.Checked) -> ResyncRequest:
+    with transaction.atomic():
+        request = actions.do_request_resync(checked)
+        VerificationRun.objects.filter(pk=run.pk).update(resync_request=request)
+    run.resync_request = request
+    return request

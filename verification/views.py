@@ -1,0 +1,120 @@
+"""The admin pages of the Verification Summary and Selective Sync that are not
+plain change lists: the forms that run them and the one-click resync.
+
+Views validate, call one action, respond.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from resync import actions, rights
+from resync.models import District, SyncObject
+from resync.tool import parse_year
+
+from . import actions as verify
+from .models import VerificationRun
+
+REFUSALS = (actions.ResyncError, rights.RightsError)
+
+
+def district_or_404(user, code: str | None) -> District:
+    # 404, not 403: a district user may not even learn another district's code exists.
+    district = rights.districts(user).filter(code=code or "").first()
+    if district is None:
+        raise Http404("No such district.")
+    return district
+
+
+def run_or_404(user, pk) -> VerificationRun:
+    run = (
+        VerificationRun.objects.filter(district__in=rights.districts(user), pk=pk)
+        .select_related("district")
+        .first()
+    )
+    if run is None:
+        raise Http404("No such verification.")
+    return run
+
+
+def run_form(request: HttpRequest, admin_site) -> HttpResponse:
+    """Run a verification: district, school year, objects (none picked: every object)."""
+    if not rights.may_run_verification(request.user):
+        raise PermissionDenied
+    if request.method == "POST":
+        district = district_or_404(request.user, request.POST.get("district"))
+        try:
+            checked = verify.check_verification(
+                district,
+                parse_year(request.POST.get("year")),
+                request.POST.getlist("objects") or None,
+                user=request.user,
+            )
+            run = verify.do_request_verification(checked)
+        except REFUSALS as e:
+            messages.error(request, str(e))
+            return redirect(f"{reverse('admin:verification_verificationrun_add')}?district={district.code}")
+        messages.success(request, f"Verification {run.pk} queued: {len(checked.objects)} object(s).")
+        return redirect("admin:verification_verificationrun_change", run.pk)
+    context = {
+        **admin_site.each_context(request),
+        "title": "Run a verification",
+        "districts": rights.districts(request.user),
+        "picked": request.GET.get("district", ""),
+        "objects": SyncObject.objects.enabled().filter(name__in=rights.object_names(request.user)),
+    }
+    return TemplateResponse(request, "admin/verification/run_form.html", context)
+
+
+@require_POST
+def run_resync(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
+    """The one-click resync of exactly the objects a verification found different."""
+    if not rights.may_view_verification(request.user):
+        raise PermissionDenied
+    run = run_or_404(request.user, pk)
+    try:
+        checked = verify.check_verification_resync(run, request.user)
+        req = verify.do_verification_resync(run, checked)
+    except REFUSALS as e:
+        messages.error(request, str(e))
+    else:
+        messages.success(
+            request, f"Resync {req.pk} sent with Check Dependencies: {', '.join(checked.plan.order)}."
+        )
+    return redirect("admin:verification_verificationrun_change", run.pk)
+
+
+def selective_form(request: HttpRequest, admin_site) -> HttpResponse:
+    """Selective Sync: resync single PersonIdentity or Enrollment records."""
+    if not rights.may_use_selective(request.user):
+        raise PermissionDenied
+    if request.method == "POST":
+        district = district_or_404(request.user, request.POST.get("district"))
+        try:
+            checked = actions.check_selective_sync(
+                district,
+                parse_year(request.POST.get("year")),
+                request.POST.get("object", ""),
+                request.POST.get("records", ""),
+                user=request.user,
+            )
+            req = actions.do_selective_sync(checked)
+        except REFUSALS as e:
+            messages.error(request, str(e))
+            return redirect(f"{reverse('admin:verification_selectivesync_add')}?district={district.code}")
+        messages.success(request, f"Selective Sync {req.pk} sent: {len(checked.records)} record(s).")
+        return redirect("admin:verification_selectivesync_changelist")
+    context = {
+        **admin_site.each_context(request),
+        "title": "Selective Sync",
+        "districts": rights.districts(request.user),
+        "picked": request.GET.get("district", ""),
+        "objects": actions.SELECTIVE_OBJECTS,
+    }
+    return TemplateResponse(request, "admin/verification/selective_form.html", context)
