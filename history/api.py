@@ -1,0 +1,145 @@
+"""The REST API for where results land: DISBatchHistory and the Error Log.
+
+Both need their feature's view right (history view, Error Log R) and show only
+the rows `rights.visible` lets the user see: their districts', and for a
+district user never a state request's.
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, renderers, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+
+from history.admin import csv_lines
+from history.models import DISBatchHistory, ErrorLog, Reason
+from resync import rights
+from resync.api import Holds, IdFilter, MomentFilter, Page, StepSerializer, errors
+
+
+class HistorySerializer(StepSerializer):
+    request = serializers.IntegerField(source="request_id")
+    district = serializers.CharField(source="district.code")
+
+    class Meta(StepSerializer.Meta):
+        fields = ["id", "request", "district", "school_year", *StepSerializer.Meta.fields[1:]]
+
+
+class HistoryFilter(filters.FilterSet):
+    # Plain numbers and codes, not choices of rows: a filter must not tell an
+    # existing request from an absent one.
+    district = filters.CharFilter(field_name="district__code", help_text="District code.")
+    object = filters.CharFilter(field_name="sync_object__name", help_text="Sync object name.")
+    request = IdFilter(field_name="request_id")
+    school_year = IdFilter()
+    started_after = MomentFilter(field_name="started_at", lookup_expr="gte")
+    started_before = MomentFilter(field_name="started_at", lookup_expr="lt")
+
+    class Meta:
+        model = DISBatchHistory
+        fields = ["district", "object", "request", "school_year", "status"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="DISBatchHistory: every step of every request you may see",
+        responses={200: HistorySerializer, **errors(400, 403, 404)},
+    ),
+    retrieve=extend_schema(summary="One step", responses={200: HistorySerializer, **errors(403, 404)}),
+)
+class HistoryViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [permissions.IsAuthenticated, Holds]
+    required_perm = "history.view_disbatchhistory"
+    serializer_class = HistorySerializer
+    pagination_class = Page
+    filterset_class = HistoryFilter
+    filter_backends = [filters.DjangoFilterBackend]
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[DISBatchHistory]:
+        return DISBatchHistory.objects.visible_to(self.request.user).select_related("district", "sync_object")
+
+
+class ErrorLogSerializer(serializers.ModelSerializer):
+    district = serializers.CharField(source="district.code")
+    object = serializers.CharField(source="sync_object.name")
+    request = serializers.IntegerField(source="step.request_id")
+
+    class Meta:
+        model = ErrorLog
+        fields = [
+            "id",
+            "created_at",
+            "district",
+            "object",
+            "record_id",
+            "reason",
+            "message",
+            "request",
+            "step",
+        ]
+
+
+class ErrorLogFilter(filters.FilterSet):
+    district = filters.CharFilter(field_name="district__code", help_text="District code.")
+    object = filters.CharFilter(field_name="sync_object__name", help_text="Sync object name.")
+    reason = filters.ChoiceFilter(choices=Reason.choices)
+    request = IdFilter(field_name="step__request_id")
+    step = IdFilter(field_name="step_id")
+    date_from = filters.DateFilter(field_name="created_at", lookup_expr="date__gte", help_text="On or after.")
+    date_to = filters.DateFilter(field_name="created_at", lookup_expr="date__lte", help_text="On or before.")
+
+    class Meta:
+        model = ErrorLog
+        fields = ["district", "object", "reason", "request", "step", "date_from", "date_to"]
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """Lets `Accept: text/csv` through negotiation; the export streams its own body,
+    so this only ever renders an error's detail."""
+
+    media_type = "text/csv"
+    format = "csv"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return str(data.get("detail", data) if isinstance(data, dict) else data).encode()
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The Error Log: records that did not reach the state, with why",
+        responses={200: ErrorLogSerializer, **errors(400, 403, 404)},
+    ),
+)
+class ErrorLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    permission_classes = [permissions.IsAuthenticated, Holds]
+    required_perm = "history.view_errorlog"
+    serializer_class = ErrorLogSerializer
+    pagination_class = Page
+    filterset_class = ErrorLogFilter
+    filter_backends = [filters.DjangoFilterBackend]
+
+    def get_queryset(self) -> QuerySet[ErrorLog]:
+        qs = ErrorLog.objects.select_related("district", "sync_object", "step")
+        return rights.visible(self.request.user, qs, level="step__request__level")
+
+    @extend_schema(
+        summary="The Error Log as CSV",
+        description="Every row the same filters select, unpaged, streamed in flat memory.",
+        parameters=[OpenApiParameter("format", exclude=True)],  # the endpoint is the format
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header line."),
+            **errors(400, 403, 404),
+        },
+    )
+    @action(detail=False, methods=["get"], renderer_classes=[renderers.JSONRenderer, CSVRenderer])
+    def export(self, request: Request) -> StreamingHttpResponse:
+        rows = self.filter_queryset(self.get_queryset()).order_by("id")
+        response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="error-log.csv"'
+        return response

@@ -1,0 +1,32 @@
+"""The REST API (/api/v1/…), its OpenAPI schema and its doc pages, all under /api/."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from alerts.api import AlertViewSet
+from history.api import ErrorLogViewSet, HistoryViewSet
+from resync.api import (
+    DistrictViewSet,
+    ResyncRequestViewSet,
+    StateRequestViewSet,
+    SyncObjectViewSet,
+    not_found,
+)
+
+router = DefaultRouter()
+router.register("sync-objects", SyncObjectViewSet, basename="syncobject")
+router.register("districts", DistrictViewSet, basename="district")
+router.register("requests", ResyncRequestViewSet, basename="request")
+router.register("state-requests", StateRequestViewSet, basename="state-request")
+router.register("history", HistoryViewSet, basename="history")
+router.register("error-log", ErrorLogViewSet, basename="errorlog")
+router.register("alerts", AlertViewSet, basename="alert")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("v1/<path:rest>", not_found),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]

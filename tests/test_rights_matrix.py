@@ -1,0 +1,191 @@
+"""Who may do what, door by door: every API endpoint, the tool's admin pages, the
+live websocket and the grant_district command, for the whole cast.
+
+stella: state admin; alice: district A admin; bob: district A user with only the
+Enrollment and PersonIdentity tool rights; charlie: district B admin; anon: nobody.
+404 where knowing the thing exists would leak, 403 for a missing right on
+something the user may know of, 400 for a district code the user may not name.
+"""
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+
+from alerts import events
+from alerts.consumers import LiveConsumer
+from alerts.models import ProcessAlert
+from history.models import DISBatchHistory
+from resync import actions, rights
+from resync.models import ResyncRequest
+from statesync.asgi import application
+
+from .conftest import BOTH
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+
+ACTORS = ["stella", "alice", "bob", "charlie", "anon"]
+
+
+def outcomes(stella, alice, bob, charlie, anon) -> dict[str, int]:
+    return dict(zip(ACTORS, (stella, alice, bob, charlie, anon), strict=True))
+
+
+RESYNC_A = {"district": "101", "objects": ["District"]}
+STATE_A = {"districts": ["101"], "objects": ["District"]}
+
+# (door, method, url, JSON body, expected status per actor)
+DOORS = [
+    ("catalog", "get", "/api/v1/sync-objects/", None, outcomes(200, 200, 200, 200, 401)),
+    ("catalog entry", "get", "/api/v1/sync-objects/Enrollment/", None, outcomes(200, 200, 200, 200, 401)),
+    ("districts", "get", "/api/v1/districts/", None, outcomes(200, 200, 200, 200, 401)),
+    ("district A", "get", "/api/v1/districts/101/", None, outcomes(200, 200, 200, 404, 401)),
+    (
+        "plan for A with parents",
+        "get",
+        "/api/v1/districts/101/plan/?objects=Enrollment&check_dependencies=true",
+        None,
+        outcomes(200, 200, 403, 404, 401),
+    ),
+    (
+        "plan for A, own right",
+        "get",
+        "/api/v1/districts/101/plan/?objects=Enrollment",
+        None,
+        outcomes(200, 200, 200, 404, 401),
+    ),
+    ("requests", "get", "/api/v1/requests/", None, outcomes(200, 200, 200, 200, 401)),
+    ("A's request", "get", "/api/v1/requests/{req_a}/", None, outcomes(200, 200, 200, 404, 401)),
+    ("state request to A", "get", "/api/v1/requests/{req_state}/", None, outcomes(200, 404, 404, 404, 401)),
+    ("B's request", "get", "/api/v1/requests/{req_b}/", None, outcomes(200, 404, 404, 200, 401)),
+    ("send a resync of A", "post", "/api/v1/requests/", RESYNC_A, outcomes(201, 201, 403, 400, 401)),
+    ("state requests", "get", "/api/v1/state-requests/", None, outcomes(200, 403, 403, 403, 401)),
+    ("send a state request", "post", "/api/v1/state-requests/", STATE_A, outcomes(201, 403, 403, 403, 401)),
+    ("history", "get", "/api/v1/history/", None, outcomes(200, 200, 403, 200, 401)),
+    ("A's step", "get", "/api/v1/history/{step_a}/", None, outcomes(200, 200, 403, 404, 401)),
+    ("state request's step", "get", "/api/v1/history/{step_state}/", None, outcomes(200, 404, 403, 404, 401)),
+    ("Error Log", "get", "/api/v1/error-log/", None, outcomes(200, 200, 403, 200, 401)),
+    ("Error Log CSV", "get", "/api/v1/error-log/export/", None, outcomes(200, 200, 403, 200, 401)),
+    ("alerts", "get", "/api/v1/alerts/", None, outcomes(200, 200, 200, 200, 401)),
+    ("alice's alert read", "post", "/api/v1/alerts/{alert_a}/read/", None, outcomes(404, 200, 404, 404, 401)),
+    ("all alerts read", "post", "/api/v1/alerts/read/", None, outcomes(200, 200, 200, 200, 401)),
+    ("API root", "get", "/api/v1/", None, outcomes(200, 200, 200, 200, 401)),
+    ("no such endpoint", "get", "/api/v1/nowhere/", None, outcomes(404, 404, 404, 404, 401)),
+    ("schema", "get", "/api/schema/", None, outcomes(200, 200, 200, 200, 200)),
+    ("doc page", "get", "/api/docs/", None, outcomes(200, 200, 200, 200, 200)),
+    ("tool of A", "get", "/admin/resync/district/101/tool/", None, outcomes(200, 200, 200, 404, 302)),
+    (
+        "tool plan of A with parents",
+        "get",
+        "/admin/resync/district/101/tool/plan/?objects=Enrollment&check_dependencies=1",
+        None,
+        outcomes(200, 200, 400, 404, 302),
+    ),
+    ("tool of B", "get", "/admin/resync/district/202/tool/", None, outcomes(200, 404, 404, 200, 302)),
+    ("state tool", "get", "/admin/resync/district/state-tool/", None, outcomes(200, 404, 404, 404, 302)),
+]
+
+
+@pytest.fixture
+def world(cast, queue) -> dict:
+    """A district request of A, a state request to A and a district request of B (not run)."""
+
+    def resync(district, user, level="district"):
+        checked = actions.check_resync(district, None, ["District"], False, user=user, level=level)
+        return actions.do_request_resync(checked)
+
+    req_a = resync(cast.a, cast.admin_a)
+    req_state = resync(cast.a, cast.state, ResyncRequest.Level.STATE)
+    req_b = resync(cast.b, cast.admin_b)
+    step = lambda r: DISBatchHistory.objects.get(request=r).pk  # noqa: E731
+    return {
+        "users": {
+            "stella": cast.state,
+            "alice": cast.admin_a,
+            "bob": cast.limited_a,
+            "charlie": cast.admin_b,
+            "anon": None,
+        },
+        "ids": {
+            "req_a": req_a.pk,
+            "req_state": req_state.pk,
+            "req_b": req_b.pk,
+            "step_a": step(req_a),
+            "step_state": step(req_state),
+            "alert_a": ProcessAlert.objects.get(user=cast.admin_a).pk,
+        },
+    }
+
+
+def knock(client, user, method: str, url: str, body) -> int:
+    """One actor's request at one door: a session for the admin, a token for the API."""
+    client.logout()
+    headers = {}
+    if user is not None and url.startswith("/admin/"):
+        client.force_login(user)
+    elif user is not None:
+        headers["authorization"] = f"Token {Token.objects.get_or_create(user=user)[0].key}"
+    kwargs = {"content_type": "application/json"} if body is not None else {}
+    response = getattr(client, method)(url, body, headers=headers, **kwargs)
+    if response.status_code == 302:
+        assert "/admin/login/" in response["Location"]
+    return response.status_code
+
+
+@pytest.mark.parametrize("door, method, url, body, expected", DOORS, ids=[d[0] for d in DOORS])
+def test_it_opens_each_door_to_the_right_people_only(client, world, door, method, url, body, expected):
+    got, stored = {}, {}
+    for actor in ACTORS:
+        before = ResyncRequest.objects.count()
+        got[actor] = knock(client, world["users"][actor], method, url.format(**world["ids"]), body)
+        stored[actor] = ResyncRequest.objects.count() - before
+    assert got == expected
+    # Only a 201 stores a request: a refused send leaves nothing behind.
+    assert stored == {actor: int(status == 201) for actor, status in got.items()}
+
+
+@pytest.mark.parametrize(
+    "actor, groups",
+    [
+        ("stella", lambda w: {events.STATE_GROUP}),
+        ("alice", lambda w: {events.district_group(w["a"])}),
+        ("bob", lambda w: {events.district_group(w["a"])}),
+        ("charlie", lambda w: {events.district_group(w["b"])}),
+    ],
+)
+@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
+async def test_it_lets_each_user_hear_only_their_own_on_the_websocket(cast, actor, groups):
+    user = {"stella": cast.state, "alice": cast.admin_a, "bob": cast.limited_a, "charlie": cast.admin_b}[
+        actor
+    ]
+    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    heard = set(get_channel_layer().groups) - {events.user_group(user.pk)}
+    assert heard == groups({"a": cast.a.pk, "b": cast.b.pk})
+    await communicator.disconnect()
+
+
+async def test_it_refuses_the_websocket_to_an_anonymous_visitor():
+    communicator = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://localhost")])
+    connected, code = await communicator.connect()
+    assert (connected, code) == (False, 4401)
+
+
+@pytest.mark.parametrize("actor", ["stella", "alice", "bob", "charlie"])
+def test_it_grants_a_known_user_a_known_district_only(cast, actor, capsys):
+    user = {"stella": cast.state, "alice": cast.admin_a, "bob": cast.limited_a, "charlie": cast.admin_b}[
+        actor
+    ]
+    with pytest.raises(CommandError, match="No district with code '999'."):
+        call_command("grant_district", actor, "999")
+    with pytest.raises(CommandError, match="No user named 'ghost'."):
+        call_command("grant_district", "ghost", "202")
+    call_command("grant_district", actor, "202", "--objects", "Enrollment")
+    assert capsys.readouterr().out == f"{actor} may resync district 202: Enrollment\n"
+    user = type(user).objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
+    assert rights.may_resync(user, cast.b)
+    assert "Enrollment" in rights.object_names(user)
