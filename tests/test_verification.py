@@ -7,7 +7,7 @@ from guardian.shortcuts import assign_perm
 from alerts.models import ProcessAlert
 from history.models import Reason
 from resync import actions, rights
-from resync.models import DistrictRecord, ResyncRequest, SyncObject
+from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
 from verification import actions as verify
 from verification.models import (
     DISVerificationDifference,
@@ -281,3 +281,17 @@ def test_it_sends_no_resync_when_nothing_differs(demo_district, queue):
     with pytest.raises(actions.ResyncError, match=f"Verification {run.pk} found nothing a resync would fix."):
         verify.check_verification_resync(run)
     assert ResyncRequest.objects.count() == 1
+
+
+def test_it_compares_json_values_not_their_spelling(district, queue):
+    chain(district)
+    add(district, "Enrollment", 1, {"PersonIdentity": 1}, {"grade": "09", "end_date": None})
+    add(district, "Enrollment", 2, {"PersonIdentity": 1}, {"grade": "10", "end_date": None})
+    actions.do_request_resync(actions.check_resync(district, None, ["Enrollment"], True))
+    run_queue()
+    state = StateRecord.objects.filter(sync_object="Enrollment")
+    state.filter(record_id=1).update(payload={"end_date": None, "grade": "09"})  # same value, keys reordered
+    state.filter(record_id=2).update(payload={"end_date": None, "grade": 10})  # a number, not the text "10"
+    run = verification(district, ["Enrollment"])
+    assert counts(run) == {"Enrollment": (0, 0, 1, 0, 1)}
+    assert found(run) == {("Enrollment", 2, Kind.DIFFERENT)}
