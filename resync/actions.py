@@ -331,6 +331,8 @@ def parse_record_ids(raw) -> list[int]:
             raise ResyncError(f"Record id {item!r} is not a whole number.", "records") from None
         if value <= 0:
             raise ResyncError(f"Record id {value} is not a positive number.", "records")
+        if value >= 2**63:
+            raise ResyncError(f"Record id {value} is too large.", "records")
         ids.append(value)
     if not ids:
         raise ResyncError("Give at least one record id.", "records")

@@ -13,6 +13,7 @@ from resync.api import (
     SyncObjectViewSet,
     not_found,
 )
+from verification.api import SelectiveSyncViewSet, VerificationViewSet
 
 router = DefaultRouter()
 router.register("sync-objects", SyncObjectViewSet, basename="syncobject")
@@ -22,6 +23,8 @@ router.register("state-requests", StateRequestViewSet, basename="state-request")
 router.register("history", HistoryViewSet, basename="history")
 router.register("error-log", ErrorLogViewSet, basename="errorlog")
 router.register("alerts", AlertViewSet, basename="alert")
+router.register("verifications", VerificationViewSet, basename="verification")
+router.register("selective-syncs", SelectiveSyncViewSet, basename="selective-sync")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -159,6 +159,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StepStatusEnum": "history.models.StepStatus",
         "RequestStatusEnum": "resync.models.ResyncRequest.Status",
+        "VerificationStatusEnum": "verification.models.VerificationRun.Status",
     },
 }
 

@@ -90,6 +90,7 @@ def test_it_errors_a_record_whose_parent_is_not_at_the_state(district, queue):
         ),
         ("Enrollment", "1, x", None, "Record id 'x' is not a whole number."),
         ("Enrollment", "0", None, "Record id 0 is not a positive number."),
+        ("Enrollment", str(2**63), None, f"Record id {2**63} is too large."),
         ("Enrollment", " , ", None, "Give at least one record id."),
         ("Enrollment", list(range(1, 1002)), None, "At most 1000 records at a time; got 1001."),
         ("Enrollment", "1 8 9", None, "No Enrollment record 8, 9 at district 101 or at the state for 2027."),

@@ -1,0 +1,331 @@
+"""The REST API of the Verification Summary and Selective Sync.
+
+Same rules as the rest of the API (resync/api.py): views parse input, call one
+action (which validates and authorises through resync.rights) and answer; a
+missing right is 403, anything the user may not know of is 404 (or, in a
+body, a 400 that reads the same for "absent" and "not yours").
+"""
+
+from __future__ import annotations
+
+from django.db.models import F, IntegerField, Prefetch, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from resync import actions, rights
+from resync.api import (
+    Holds,
+    IdFilter,
+    Page,
+    ResyncRequestDetailSerializer,
+    district_named,
+    errors,
+    refusals_answered,
+    visible_requests,
+)
+from resync.models import ResyncRequest
+
+from . import actions as verify
+from .models import DISVerificationDifference, DISVerificationResult, VerificationRun
+
+# ---- Verification Summary ------------------------------------------------------------
+
+
+class ResultSerializer(serializers.ModelSerializer):
+    object = serializers.CharField(source="sync_object.name")
+    to_resync = serializers.IntegerField(
+        source="differences_count", help_text="only_district + only_state + different."
+    )
+
+    class Meta:
+        model = DISVerificationResult
+        fields = [
+            "object",
+            "only_district",
+            "only_state",
+            "different",
+            "to_resync",
+            "not_allowed",
+            "matching",
+            "truncated",
+        ]
+
+
+class RunSerializer(serializers.ModelSerializer):
+    district = serializers.CharField(source="district.code")
+    objects = serializers.ListField(source="sync_objects", child=serializers.CharField())
+    requested_by = serializers.CharField(source="requested_by.username", allow_null=True)
+    to_resync = serializers.IntegerField(
+        source="differing", help_text="Records a resync would change, over every object."
+    )
+    not_allowed = serializers.IntegerField(
+        source="refused", help_text="Records that may not sync: shown apart, not failures."
+    )
+
+    class Meta:
+        model = VerificationRun
+        fields = [
+            "id",
+            "district",
+            "school_year",
+            "objects",
+            "status",
+            "objects_done",
+            "records_compared",
+            "to_resync",
+            "not_allowed",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "message",
+            "resync_request",
+        ]
+
+
+class RunDetailSerializer(RunSerializer):
+    results = ResultSerializer(many=True, help_text="One per object compared so far, parents first.")
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "results"]
+
+
+class DifferenceSerializer(serializers.ModelSerializer):
+    object = serializers.CharField(source="result.sync_object.name")
+
+    class Meta:
+        model = DISVerificationDifference
+        fields = ["id", "object", "record_id", "kind", "reason", "detail"]
+
+
+class NewRun(serializers.Serializer):
+    district = serializers.CharField(max_length=16, help_text="District code.")
+    year = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Ending year (2027 is 2026-27); the scoped year if absent."
+    )
+    objects = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        allow_null=True,
+        help_text="Objects to compare (any case); absent: every object offered that you may resync.",
+    )
+
+
+class RunFilter(filters.FilterSet):
+    district = filters.CharFilter(field_name="district__code", help_text="District code.")
+    school_year = IdFilter()
+
+    class Meta:
+        model = VerificationRun
+        fields = ["district", "school_year", "status"]
+
+
+class DifferenceFilter(filters.FilterSet):
+    object = filters.CharFilter(field_name="result__sync_object__name", help_text="Sync object name.")
+    kind = filters.ChoiceFilter(choices=DISVerificationDifference.Kind.choices)
+
+    class Meta:
+        model = DISVerificationDifference
+        fields = ["object", "kind"]
+
+
+def visible_runs(user) -> QuerySet[VerificationRun]:
+    results = DISVerificationResult.objects.select_related("sync_object").order_by("id")
+    return (
+        VerificationRun.objects.filter(district__in=rights.districts(user))
+        .select_related("district", "requested_by")
+        .prefetch_related(Prefetch("results", queryset=results))
+        .annotate(
+            differing=Coalesce(
+                Sum(F("results__only_district") + F("results__only_state") + F("results__different")),
+                0,
+                output_field=IntegerField(),
+            ),
+            refused=Coalesce(Sum("results__not_allowed"), 0),
+        )
+        .order_by("-id")  # Meta.ordering does not apply to a grouped query
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Verifications of the districts you may see",
+        responses={200: RunSerializer, **errors(400, 403, 404)},
+    ),
+    retrieve=extend_schema(
+        summary="One verification with its per-object counts",
+        responses={200: RunDetailSerializer, **errors(403, 404)},
+    ),
+    create=extend_schema(
+        summary="Run a verification",
+        description="Compares the district and state stores on an RQ worker; poll the verification "
+        "for progress. Needs Verification Summary W (and, for a district user, the state's switch on).",
+        request=NewRun,
+        responses={201: RunDetailSerializer, **errors(400, 403)},
+    ),
+)
+class VerificationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    permission_classes = [permissions.IsAuthenticated, Holds]
+    required_perm = rights.VERIFY_VIEW
+    pagination_class = Page
+    parser_classes = [JSONParser]
+    filterset_class = RunFilter
+    filter_backends = [filters.DjangoFilterBackend]
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[VerificationRun]:
+        return visible_runs(self.request.user)
+
+    def get_serializer_class(self):
+        return RunSerializer if self.action == "list" else RunDetailSerializer
+
+    def create(self, request: Request) -> Response:
+        body = NewRun(data=request.data)
+        body.is_valid(raise_exception=True)
+        b = body.validated_data
+        district = district_named(request.user, b["district"])
+        with refusals_answered():
+            checked = verify.check_verification(district, b.get("year"), b.get("objects"), user=request.user)
+        run = verify.do_request_verification(checked)
+        answer = RunDetailSerializer(self.get_queryset().get(pk=run.pk))
+        return Response(answer.data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="The records that differ, for drill-down",
+        parameters=[
+            OpenApiParameter("object", str, description="Sync object name."),
+            OpenApiParameter("kind", str, enum=DISVerificationDifference.Kind.values),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
+        ],
+        responses={200: DifferenceSerializer(many=True), **errors(400, 403, 404)},
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=Page)
+    def differences(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        rows = DISVerificationDifference.objects.filter(result__run=run).select_related("result__sync_object")
+        found = DifferenceFilter(request.query_params, queryset=rows.order_by("id"))
+        if not found.is_valid():
+            raise ValidationError(found.errors)
+        page = self.paginate_queryset(found.qs)
+        return self.get_paginated_response(DifferenceSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Resync exactly the objects that differ, with Check Dependencies",
+        description="One call: a partial resync of the objects where a resync would change something, "
+        "checked as any resync (403 names objects you hold no tool right for).",
+        request=None,
+        responses={201: ResyncRequestDetailSerializer, **errors(400, 403, 404)},
+    )
+    @action(detail=True, methods=["post"])
+    def resync(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        with refusals_answered():
+            checked = verify.check_verification_resync(run, request.user)
+        created = verify.do_verification_resync(run, checked)
+        answer = ResyncRequestDetailSerializer(visible_requests(request.user).get(pk=created.pk))
+        return Response(answer.data, status=status.HTTP_201_CREATED)
+
+
+# ---- Selective Sync ------------------------------------------------------------------
+
+
+class SelectiveSerializer(ResyncRequestDetailSerializer):
+    records = serializers.ListField(child=serializers.IntegerField(), help_text="The record ids resynced.")
+
+    class Meta(ResyncRequestDetailSerializer.Meta):
+        fields = [*ResyncRequestDetailSerializer.Meta.fields, "records"]
+
+
+class NewSelective(serializers.Serializer):
+    district = serializers.CharField(max_length=16, help_text="District code.")
+    year = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Ending year (2027 is 2026-27); the scoped year if absent."
+    )
+    object = serializers.ChoiceField(choices=list(actions.SELECTIVE_OBJECTS))
+    records = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        allow_empty=False,
+        help_text="District person ids (PersonIdentity) or enrollment ids (Enrollment).",
+    )
+
+
+class SelectiveFilter(filters.FilterSet):
+    district = filters.CharFilter(field_name="district__code", help_text="District code.")
+    school_year = IdFilter()
+
+    class Meta:
+        model = ResyncRequest
+        fields = ["district", "school_year", "status"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Selective Sync history (Selective Sync R)",
+        responses={200: SelectiveSerializer, **errors(400, 403, 404)},
+    ),
+    retrieve=extend_schema(
+        summary="One Selective Sync", responses={200: SelectiveSerializer, **errors(403, 404)}
+    ),
+    create=extend_schema(
+        summary="Resync single records (Selective Sync W)",
+        description="Validated as a batch resync; its step, Error Log and history are a batch's.",
+        request=NewSelective,
+        responses={201: SelectiveSerializer, **errors(400, 403)},
+    ),
+    destroy=extend_schema(
+        summary="Delete a finished Selective Sync from the history (Selective Sync D)",
+        responses={204: None, **errors(400, 403, 404)},
+    ),
+)
+class SelectiveSyncViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    permission_classes = [permissions.IsAuthenticated, Holds]
+    required_perm = rights.SELECTIVE_VIEW
+    serializer_class = SelectiveSerializer
+    pagination_class = Page
+    parser_classes = [JSONParser]
+    filterset_class = SelectiveFilter
+    filter_backends = [filters.DjangoFilterBackend]
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[ResyncRequest]:
+        return visible_requests(self.request.user).filter(records__isnull=False)
+
+    def create(self, request: Request) -> Response:
+        body = NewSelective(data=request.data)
+        body.is_valid(raise_exception=True)
+        b = body.validated_data
+        district = district_named(request.user, b["district"])
+        with refusals_answered():
+            checked = actions.check_selective_sync(
+                district, b.get("year"), b["object"], b["records"], user=request.user
+            )
+        created = actions.do_selective_sync(checked)
+        answer = SelectiveSerializer(self.get_queryset().get(pk=created.pk))
+        return Response(answer.data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        sync = self.get_object()
+        if not rights.may_delete_selective(request.user):
+            raise PermissionDenied("Deleting Selective Sync history needs its D right.")
+        if sync.status != ResyncRequest.Status.FINISHED:
+            raise ValidationError(
+                {"status": [f"Selective Sync {sync.pk} has not finished; delete it once it has."]}
+            )
+        sync.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
