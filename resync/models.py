@@ -182,7 +182,9 @@ class DistrictRecord(RecordFields):
             )
         ]
         indexes = [
-            models.Index(fields=["district", "sync_object", "school_year", "id"], name="district_record_scan"),
+            models.Index(
+                fields=["district", "sync_object", "school_year", "id"], name="district_record_scan"
+            ),
             # The year switch asks for a district's last data change.
             models.Index(fields=["district", "changed_at"], name="district_record_changed"),
         ]
