@@ -117,7 +117,6 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
     def get_urls(self):
         site = self.admin_site
         return [
-            path("run/", site.admin_view(partial(views.run_form, admin_site=site)), name="verification_run"),
             path(
                 "<int:pk>/resync/",
                 site.admin_view(partial(views.run_resync, admin_site=site)),
@@ -320,11 +319,6 @@ class SelectiveSyncAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
         return qs.annotate(
             processed=Sum("steps__processed"), errors=Sum("steps__errors"), step=Max("steps__id")
         )
-
-    def get_urls(self):
-        site = self.admin_site
-        view = site.admin_view(partial(views.selective_form, admin_site=site))
-        return [path("sync/", view, name="verification_selective_sync"), *super().get_urls()]
 
     def add_view(self, request, form_url="", extra_context=None):
         return views.selective_form(request, admin_site=self.admin_site)
