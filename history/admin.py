@@ -1,6 +1,3 @@
-import csv
-import io
-
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
@@ -17,32 +14,6 @@ def dot(colour: str):
     return format_html(
         '<span class="status-dot status-{}" title="{}">●</span> {}', colour, colour, colour.title()
     )
-
-
-CSV_HEADER = ["created_at", "district", "object", "record_id", "reason", "message", "request", "step"]
-
-
-def csv_lines(errors):
-    """Yield the CSV text of `errors` line by line."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_HEADER)
-    rows = errors.values_list(
-        "created_at",
-        "district__code",
-        "sync_object__name",
-        "record_id",
-        "reason",
-        "message",
-        "step__request_id",
-        "step_id",
-    )
-    for row in rows.iterator(chunk_size=2000):
-        writer.writerow([row[0].isoformat(), *row[1:]])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
 
 
 @admin.register(DISBatchHistory)
@@ -102,6 +73,6 @@ class ErrorLogAdmin(ReadOnly, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         rows = self.get_changelist_instance(request).get_queryset(request).order_by("id")
-        response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv")
+        response = StreamingHttpResponse(rows.as_csv(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="error-log.csv"'
         return response

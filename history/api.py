@@ -16,7 +16,6 @@ from rest_framework import mixins, permissions, renderers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 
-from history.admin import csv_lines
 from history.models import DISBatchHistory, ErrorLog, Reason
 from resync import rights
 from resync.api import Holds, IdFilter, MomentFilter, Page, StepSerializer, errors
@@ -140,6 +139,6 @@ class ErrorLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=False, methods=["get"], renderer_classes=[renderers.JSONRenderer, CSVRenderer])
     def export(self, request: Request) -> StreamingHttpResponse:
         rows = self.filter_queryset(self.get_queryset()).order_by("id")
-        response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv")
+        response = StreamingHttpResponse(rows.as_csv(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="error-log.csv"'
         return response

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
+
 from django.db import models
 
 from resync import status
@@ -96,6 +100,32 @@ class Reason(models.TextChoices):
     NOT_ENROLLED = "not_enrolled", "Student not actively enrolled in the district"
 
 
+class ErrorLogQuerySet(models.QuerySet):
+    CSV_HEADER = ["created_at", "district", "object", "record_id", "reason", "message", "request", "step"]
+
+    def as_csv(self) -> Iterator[str]:
+        """The rows as CSV text, line by line: an export streams in flat memory at any size."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(self.CSV_HEADER)
+        rows = self.values_list(
+            "created_at",
+            "district__code",
+            "sync_object__name",
+            "record_id",
+            "reason",
+            "message",
+            "step__request_id",
+            "step_id",
+        )
+        for row in rows.iterator(chunk_size=2000):
+            writer.writerow([row[0].isoformat(), *row[1:]])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+
 class ErrorLog(models.Model):
     """One record that did not reach the state, with why."""
 
@@ -106,6 +136,8 @@ class ErrorLog(models.Model):
     reason = models.CharField(max_length=20, choices=Reason.choices)
     message = models.CharField(max_length=300)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ErrorLogQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
