@@ -29,10 +29,16 @@ def send(groups: list[str], message: dict[str, Any]) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        for group in groups:
-            try:
-                async_to_sync(layer.group_send)(group, message)
-            except Exception:  # a live push must never break a resync
-                log.exception("could not push %s to %s", message.get("type"), group)
+        # One trip through async_to_sync for all groups: each trip costs an event
+        # loop and a Redis connection, paid on every step and progress write.
+        async_to_sync(_deliver)(layer, groups, message)
 
     transaction.on_commit(deliver)
+
+
+async def _deliver(layer, groups: list[str], message: dict[str, Any]) -> None:
+    for group in groups:
+        try:
+            await layer.group_send(group, message)
+        except Exception:  # a live push must never break a resync
+            log.exception("could not push %s to %s", message.get("type"), group)

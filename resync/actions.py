@@ -171,7 +171,7 @@ def _advance_locked(request_id: int) -> None:
     if steps.filter(layer=request.current_layer).exclude(status__in=FINISHED).exists():
         return
     nxt = request.current_layer + 1
-    ids = list(steps.filter(layer=nxt, status=StepStatus.PENDING).values_list("pk", flat=True))
+    ids = _longest_first(request, steps.filter(layer=nxt, status=StepStatus.PENDING))
     if ids:
         request.current_layer = nxt
         request.save(update_fields=["current_layer"])
@@ -181,6 +181,24 @@ def _advance_locked(request_id: int) -> None:
     if steps.exclude(status__in=FINISHED).exists():
         return
     _finish(request)
+
+
+def _longest_first(request: ResyncRequest, layer) -> list[int]:
+    """The layer's step ids, those whose object processed most last time first.
+
+    Workers take steps in queue order: a layer's biggest step queued last
+    would run alone at the end while the other workers idle.
+    """
+    before = (
+        DISBatchHistory.objects.filter(
+            district_id=request.district_id, school_year=request.school_year, status__in=FINISHED
+        )
+        .exclude(request=request)
+        .latest_per_object()
+    )
+    steps = list(layer.values_list("pk", "sync_object_id"))
+    steps.sort(key=lambda s: -before[s[1]].processed if s[1] in before else 0)
+    return [pk for pk, _obj in steps]
 
 
 def _finish(request: ResyncRequest) -> None:
