@@ -39,10 +39,9 @@ from resync.models import DistrictRecord, StateRecord, SyncObject
 
 log = logging.getLogger(__name__)
 
-# Progress is written at most once a chunk (RESYNC_CHUNK records): after the
-# first full chunk, then every PROGRESS_SECONDS plus one chunk's time, so the
-# websocket hears of a running step about twice a second. A step that fits in
-# one chunk reports only its end.
+# A running step's progress is written after its first full chunk, then at
+# most once a chunk (RESYNC_CHUNK records) and once every PROGRESS_SECONDS, and
+# by a heartbeat whenever the step has been silent that long (see Progress).
 PROGRESS_SECONDS = 0.5
 # The state side writes the chunks that wait for it together, up to this many
 # records: each write costs a few statements whatever its size.
@@ -375,8 +374,8 @@ class StateSide:
 
     _DONE, _ABORT = object(), object()
 
-    def __init__(self, step: DISBatchHistory, state_side, heartbeat: Callable[[], None] | None = None):
-        self.step, self.state_side, self.heartbeat = step, state_side, heartbeat
+    def __init__(self, step: DISBatchHistory, state_side):
+        self.step, self.state_side = step, state_side
         # Only a parent's records are looked up later (by its children's steps).
         self.looked_up = step.sync_object.children.filter(enabled=True).exists()
         self.upsert = writer(step)
@@ -398,22 +397,9 @@ class StateSide:
         try:
             self._hand_over(self._ABORT if exc_type else self._DONE)
         finally:
-            self._wait(beat=exc_type is None)
+            self.thread.join()
         if exc_type is None and self.failure is not None:
             raise self.failure
-
-    def _wait(self, beat: bool) -> None:
-        # The last batches, the removals and the statistics may take a while:
-        # the step's progress keeps beating meanwhile, as while it read.
-        while True:
-            self.thread.join(PROGRESS_SECONDS)
-            if not self.thread.is_alive():
-                return
-            if beat and self.heartbeat:
-                try:
-                    self.heartbeat()
-                except Exception:  # the state side decides the step's fate, not a missed beat
-                    log.exception("step %s: could not write its progress", self.step.pk)
 
     def _hand_over(self, item) -> None:
         while True:
@@ -500,6 +486,63 @@ class _Aborted(Exception):
     """The step's thread failed: roll the state side back."""
 
 
+class Progress:
+    """A running step's counts, written to its history row and pushed live.
+
+    The step's thread writes them after a full chunk, at most once a chunk and
+    once every PROGRESS_SECONDS; a heartbeat thread writes them whenever the
+    step has been silent that long, waiting on the database (a large read
+    starting, the state side's last batches, statistics), so the websocket
+    hears of every running step at least about twice a second.
+    """
+
+    def __init__(self, step: DISBatchHistory, on_progress: Callable[[DISBatchHistory], None] | None):
+        self.step, self.on_progress = step, on_progress
+        self.processed = self.errors = 0
+        self.written_at = time.monotonic() - PROGRESS_SECONDS  # the first full chunk reports
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"resync-step-{step.pk}-beat", daemon=True)
+
+    def __enter__(self) -> Progress:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Joined before the step ends: no progress lands after its result.
+        self.stop.set()
+        self.thread.join()
+
+    def count(self, rows: int, errors: int, full_chunk: bool) -> None:
+        self.processed += rows
+        self.errors += errors
+        if full_chunk:
+            self.write()
+
+    def write(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.written_at < PROGRESS_SECONDS:
+                return
+            self.written_at = time.monotonic()
+            step = self.step
+            DISBatchHistory.objects.filter(pk=step.pk).update(
+                processed=self.processed, errors=self.errors, heartbeat_at=timezone.now()
+            )
+            if self.on_progress:
+                step.processed, step.errors = self.processed, self.errors
+                self.on_progress(step)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(PROGRESS_SECONDS / 2):
+                try:
+                    self.write()
+                except Exception:  # a missed beat must not end the step; the step's own writes will tell
+                    log.exception("step %s: could not write its progress", self.step.pk)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+
 def run_step(step: DISBatchHistory, on_progress=None) -> DISBatchHistory:
     """Move the step's records to the state and count them. The step must be claimed (running)."""
     # A retried step starts its Error Log afresh: nothing is counted twice.
@@ -508,28 +551,13 @@ def run_step(step: DISBatchHistory, on_progress=None) -> DISBatchHistory:
     parents = tuple(p.name for p in step.sync_object.parents.all() if p.name in enabled)
     blocked = blocked_tests(step) if step.sync_object.name == "TestScore" else set()
     district_side, state_side = scope(step)
-    processed = errors = 0
-    size, last_write = settings.RESYNC_CHUNK, time.monotonic() - PROGRESS_SECONDS
-
-    def report() -> None:
-        nonlocal last_write
-        last_write = time.monotonic()
-        DISBatchHistory.objects.filter(pk=step.pk).update(
-            processed=processed, errors=errors, heartbeat_at=timezone.now()
-        )
-        if on_progress:
-            step.processed, step.errors = processed, errors
-            on_progress(step)
-
-    with StateSide(step, state_side, heartbeat=report) as state:
+    size = settings.RESYNC_CHUNK
+    with Progress(step, on_progress) as progress, StateSide(step, state_side) as state:
         for rows in chunks(district_side, size):
             ctx = context(step, parents, rows, blocked)
             good, bad = judge(step, rows, ctx)
             state.write(good)
             ErrorLog.objects.bulk_create(bad)
-            processed += len(rows)
-            errors += len(bad)
-            if len(rows) == size and time.monotonic() - last_write >= PROGRESS_SECONDS:
-                report()
-    step.processed, step.errors = processed, errors
+            progress.count(len(rows), len(bad), full_chunk=len(rows) == size)
+    step.processed, step.errors = progress.processed, progress.errors
     return step

@@ -218,3 +218,38 @@ def test_it_refreshes_the_state_statistics_after_writing_many_parents(district, 
     run_queue()
     assert StateRecord.objects.count() == 20
     assert reltuples() == 20  # without the refresh, the planner would still think it empty
+
+
+def test_it_refuses_to_start_with_an_unknown_write_path():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, RESYNC_WRITE="fast", DJANGO_SETTINGS_MODULE="statesync.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "RESYNC_WRITE='fast' is not one of auto, sql, orm" in result.stderr
+
+
+def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, monkeypatch):
+    import time
+
+    chain(district)
+    request = resync(district, ["District"])
+    queue.empty()  # run the step here, by hand
+    step = engine.claim(DISBatchHistory.objects.get(request=request).pk, "test:1")
+    real = engine.context
+
+    def slow_context(*args):
+        time.sleep(1.2)  # as a large read or a slow lookup would
+        return real(*args)
+
+    monkeypatch.setattr(engine, "context", slow_context)
+    beats = []
+    engine.run_step(step, on_progress=lambda s: beats.append(s.processed))
+    # One chunk, never full: only the heartbeat can have reported while it waited.
+    assert len(beats) >= 2 and beats[0] == 0
+    step.refresh_from_db()
+    assert step.heartbeat_at > step.started_at
