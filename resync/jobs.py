@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 
+from django.conf import settings
 from django.db import close_old_connections
 from rq.worker import SimpleWorker
 
@@ -46,6 +48,7 @@ class ResyncWorker(SimpleWorker):
     """
 
     def work(self, *args, **kwargs):
+        yield_cpu(settings.RESYNC_WORKER_NICE)
         close_old_connections()
         actions.recover_stale_steps()
         return super().work(*args, **kwargs)
@@ -53,3 +56,9 @@ class ResyncWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         actions.recover_stale_steps()
+
+
+def yield_cpu(niceness: int) -> None:
+    """Lower this process's CPU priority to `niceness`, never raise it (that needs root)."""
+    if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)

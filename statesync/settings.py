@@ -119,6 +119,9 @@ RQ_QUEUE = env_str("RQ_QUEUE", "resync")
 RQ_QUEUES = {
     RQ_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 6 * 3600, minimum=60)},
 }
+# Resync workers run at this niceness (0-19) so the admin and the API keep the
+# CPU first when a big resync shares their host.
+RESYNC_WORKER_NICE = env_int("RESYNC_WORKER_NICE", 10, minimum=0, maximum=19)
 # Enqueue only once the transaction that created the request commits.
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "resync.jobs.ResyncWorker"}
 

@@ -9,6 +9,10 @@ from resync.models import District, DistrictRecord, School, State, SyncObject, S
 
 BOTH = ["default", "state"]
 
+# Jobs run in this process by run_queue() must not lower the test runner's own
+# CPU priority, nor with it that of every server and worker it starts.
+settings.RESYNC_WORKER_NICE = 0
+
 
 @pytest.fixture
 def superuser(db):

@@ -21,6 +21,9 @@ def test_it_refuses_a_bad_number_naming_the_variable(monkeypatch):
     monkeypatch.setenv("RESYNC_CHUNK", "0")
     with pytest.raises(ImproperlyConfigured, match="RESYNC_CHUNK=0 is below the minimum of 1"):
         env_int("RESYNC_CHUNK", 10, minimum=1)
+    monkeypatch.setenv("RESYNC_WORKER_NICE", "20")
+    with pytest.raises(ImproperlyConfigured, match="RESYNC_WORKER_NICE=20 is above the maximum of 19"):
+        env_int("RESYNC_WORKER_NICE", 10, minimum=0, maximum=19)
 
 
 def test_it_parses_postgres_and_refuses_other_schemes():

@@ -74,3 +74,20 @@ def test_it_fails_a_step_whose_worker_keeps_dying(district, queue):
     request.refresh_from_db()
     assert step.status == StepStatus.FAILED and "died 3 times" in step.message
     assert request.outcome == "red"
+
+
+def test_it_runs_workers_below_the_web_servers_cpu_priority(queue):
+    import psutil
+
+    mine = psutil.Process().nice()
+    worker = start_worker(burst=False, RESYNC_WORKER_NICE="7")
+    try:
+        deadline = time.monotonic() + 30
+        while psutil.Process(worker.pid).nice() != 7:
+            assert worker.poll() is None, "the worker ended at start"
+            assert time.monotonic() < deadline, "the worker never lowered its priority"
+            time.sleep(0.1)
+        assert psutil.Process().nice() == mine < 7  # the process that started it keeps its own
+    finally:
+        worker.terminate()
+        worker.wait(10)
