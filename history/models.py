@@ -52,6 +52,11 @@ class DISBatchHistory(models.Model):
     errors = models.PositiveIntegerField(default=0, help_text="Records that did not reach the state.")
     started_at = models.DateTimeField(null=True, blank=True, help_text="Last Resync.")
     ended_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it was last queued: recovery enqueues it again if its job is lost.",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker running it.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -67,7 +72,13 @@ class DISBatchHistory(models.Model):
         indexes = [
             models.Index(
                 fields=["district", "school_year", "sync_object", "-id"], name="batch_latest_per_object"
-            )
+            ),
+            # Recovery looks for queued and running steps among every step ever run.
+            models.Index(
+                fields=["status"],
+                name="batch_unfinished",
+                condition=models.Q(status__in=[StepStatus.QUEUED, StepStatus.RUNNING]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,13 +11,17 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.utils import as_text
 
 from alerts import events
 from alerts.models import ProcessAlert
@@ -30,6 +34,11 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 STALE_AFTER_SECONDS = 300
+# A step queued this long whose RQ job is gone was lost (Redis restarted without
+# persistence, the job deleted): recovery enqueues it again. The wait lets an
+# enqueue whose transaction just committed reach Redis first.
+LOST_AFTER_SECONDS = 60
+STEP_JOB = "resync.jobs.run_step_job"
 
 
 class ResyncError(ValueError):
@@ -150,11 +159,16 @@ def _start(request: ResyncRequest) -> None:
     _advance_locked(request.pk)
 
 
+def step_job_id(step_id: int) -> str:
+    return f"step-{step_id}"
+
+
 def _enqueue(step_ids: list[int]) -> None:
     queue = django_rq.get_queue(settings.RQ_QUEUE)
     for step_id in step_ids:
         # django-rq's on_db_commit mode enqueues once this transaction commits.
-        queue.enqueue("resync.jobs.run_step_job", step_id)
+        # The job is named after the step: whether it still exists is one lookup.
+        queue.enqueue(STEP_JOB, step_id, job_id=step_job_id(step_id))
 
 
 def advance(request_id: int) -> None:
@@ -175,7 +189,7 @@ def _advance_locked(request_id: int) -> None:
     if ids:
         request.current_layer = nxt
         request.save(update_fields=["current_layer"])
-        steps.filter(pk__in=ids).update(status=StepStatus.QUEUED)
+        steps.filter(pk__in=ids).update(status=StepStatus.QUEUED, queued_at=timezone.now())
         _enqueue(ids)
         return
     if steps.exclude(status__in=FINISHED).exists():
@@ -287,8 +301,10 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _dead(step: DISBatchHistory, now) -> bool:
-    host, _, pid = step.worker.rpartition(":")
+def worker_dead(worker: str, heartbeat_at, now) -> bool:
+    """Is the worker `host:pid` that runs something gone? On this host its pid says so at
+    once; elsewhere its heartbeat has been silent for STALE_AFTER_SECONDS."""
+    host, _, pid = worker.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
             os.kill(int(pid), 0)
@@ -296,11 +312,61 @@ def _dead(step: DISBatchHistory, now) -> bool:
             return True
         except PermissionError:
             pass
-    return step.heartbeat_at is None or (now - step.heartbeat_at).total_seconds() > STALE_AFTER_SECONDS
+    return heartbeat_at is None or (now - heartbeat_at).total_seconds() > STALE_AFTER_SECONDS
+
+
+# What RQ will never run again. A job queued in no queue was removed from it.
+_JOB_ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+def job_lost(job_id: str) -> bool:
+    """Will RQ never run job `job_id`? True when Redis no longer has it, when it ended
+    (failed, stopped, canceled, finished) and when it is queued but in no queue."""
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    status = queue.connection.hget(Job.key_for(job_id), "status")
+    if status is None:
+        return True
+    status = JobStatus(as_text(status))
+    if status == JobStatus.QUEUED:
+        return queue.get_job_position(job_id) is None
+    return status in _JOB_ENDED
+
+
+def requeue_job(func: str, pk: int, job_id: str) -> None:
+    """Enqueue `func(pk)` again as job `job_id` once the transaction commits, first
+    deleting what is left of the lost one (a failed job, one a dead worker started)
+    so RQ's registries do not hold a job that is queued again."""
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    try:
+        Job.fetch(job_id, connection=queue.connection).delete()
+    except NoSuchJobError:
+        pass
+    queue.enqueue(func, pk, job_id=job_id)
+
+
+def requeue_lost(queued: QuerySet, func: str, job_id, now) -> list[int]:
+    """Enqueue again the rows of `queued` (steps or verification runs, all queued) that
+    have waited LOST_AFTER_SECONDS and whose RQ job `job_id(pk)` is lost.
+
+    Moving queued_at claims the row under its lock: two recoverers never both enqueue
+    it, and the next pass waits again before it looks. Returns the ids enqueued.
+    """
+    waited = queued.filter(Q(queued_at__lt=now - timedelta(seconds=LOST_AFTER_SECONDS)) | Q(queued_at=None))
+    touched = []
+    for pk, queued_at in waited.values_list("pk", "queued_at"):
+        if not job_lost(job_id(pk)):
+            continue
+        with transaction.atomic():
+            if queued.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
+                requeue_job(func, pk, job_id(pk))
+                touched.append(pk)
+                log.warning("re-enqueued %s: its RQ job was lost", job_id(pk))
+    return touched
 
 
 def recover_stale_steps() -> list[int]:
-    """Re-queue running steps whose worker died (killed, lost); fail them after MAX_ATTEMPTS.
+    """Re-queue steps no worker will finish: running ones whose worker died (killed, lost),
+    failed after MAX_ATTEMPTS; queued ones whose RQ job was lost (requeue_lost).
 
     Runs when a worker starts, on its periodic maintenance, and from the
     resync_recover command. Returns the ids of the steps it touched.
@@ -308,13 +374,13 @@ def recover_stale_steps() -> list[int]:
     now = timezone.now()
     touched = []
     for step in DISBatchHistory.objects.filter(status=StepStatus.RUNNING).select_related("request"):
-        if not _dead(step, now):
+        if not worker_dead(step.worker, step.heartbeat_at, now):
             continue
         running = DISBatchHistory.objects.filter(pk=step.pk, status=StepStatus.RUNNING, worker=step.worker)
         if step.attempts < MAX_ATTEMPTS:
             with transaction.atomic():
-                if running.update(status=StepStatus.QUEUED, worker=""):
-                    _enqueue([step.pk])
+                if running.update(status=StepStatus.QUEUED, worker="", queued_at=now):
+                    requeue_job(STEP_JOB, step.pk, step_job_id(step.pk))
                     touched.append(step.pk)
                     log.warning("re-queued step %s: its worker %s died", step.pk, step.worker)
         # Clearing the worker claims the step, so two recoverers never both fail it.
@@ -323,7 +389,8 @@ def recover_stale_steps() -> list[int]:
             do_finish_step(step, f"The worker died {step.attempts} times while running this step.")
             touched.append(step.pk)
             log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
-    return touched
+    queued = DISBatchHistory.objects.filter(status=StepStatus.QUEUED)
+    return touched + requeue_lost(queued, STEP_JOB, step_job_id, now)
 
 
 # ---- Selective Sync ------------------------------------------------------------

@@ -1,19 +1,26 @@
-"""A worker killed with SIGKILL in the middle of a step leaves nothing half-written."""
+"""A worker killed with SIGKILL in the middle of a step leaves nothing half-written;
+recovery enqueues again a step whose RQ job was lost."""
 
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from rq.job import Job, JobStatus
 
 from history.models import DISBatchHistory, ErrorLog, StepStatus
 from resync import actions
-from resync.models import DistrictRecord, StateRecord, SyncObject
+from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
 
-from .conftest import BOTH, run_queue
+from .conftest import BOTH, add, run_queue
 from .servers import start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
@@ -91,3 +98,97 @@ def test_it_runs_workers_below_the_web_servers_cpu_priority(queue):
     finally:
         worker.terminate()
         worker.wait(10)
+
+
+def queued_long_ago(model, pk) -> None:
+    """Queued before recovery's grace period: an enqueue that had all the time to land."""
+    ago = timezone.now() - timedelta(seconds=actions.LOST_AFTER_SECONDS + 1)
+    model.objects.filter(pk=pk).update(queued_at=ago)
+
+
+def course_codes(district, n: int = 3) -> None:
+    for rid in range(1, n + 1):
+        add(district, "CourseCode", rid)
+
+
+def run_burst_worker() -> None:
+    """A real `manage.py rqworker --burst`: it recovers at start, then runs the queue dry."""
+    worker = start_worker()
+    try:
+        assert worker.wait(120) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+def test_it_re_enqueues_a_queued_step_whose_job_was_lost_and_the_request_finishes(district, queue):
+    course_codes(district)
+    request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+    step = DISBatchHistory.objects.get(request=request)
+    job_id = actions.step_job_id(step.pk)
+    assert queue.job_ids == [job_id]
+    Job.fetch(job_id, connection=queue.connection).delete()  # Redis lost it
+    queued_long_ago(DISBatchHistory, step.pk)
+
+    out = StringIO()
+    call_command("resync_recover", stdout=out)
+    call_command("resync_recover", stdout=out)  # a second pass finds the job there
+    assert out.getvalue().splitlines() == ["Recovered 1 step(s).", "Recovered 0 step(s)."]
+    assert queue.job_ids == [job_id]
+
+    run_burst_worker()
+    step.refresh_from_db()
+    request.refresh_from_db()
+    assert (step.status, step.processed, step.errors, step.attempts) == (StepStatus.GREEN, 3, 0, 1)
+    assert (request.status, request.outcome) == (ResyncRequest.Status.FINISHED, "green")
+    assert StateRecord.objects.count() == 3
+
+
+def test_it_re_enqueues_a_step_whose_job_failed_or_left_the_queue(district, queue):
+    request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+    step = DISBatchHistory.objects.get(request=request)
+    job_id = actions.step_job_id(step.pk)
+    job = Job.fetch(job_id, connection=queue.connection)
+    queue.remove(job)
+    job.set_status(JobStatus.FAILED)  # it failed before it could claim the step
+    queued_long_ago(DISBatchHistory, step.pk)
+    assert actions.recover_stale_steps() == [step.pk]
+    assert queue.job_ids == [job_id]
+    assert Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.QUEUED
+
+    queue.remove(job_id)  # still "queued", but in no queue
+    assert actions.recover_stale_steps() == []  # enqueued again just now: the grace period starts over
+    queued_long_ago(DISBatchHistory, step.pk)
+    assert actions.recover_stale_steps() == [step.pk]
+    assert queue.job_ids == [job_id]
+
+
+def test_it_does_not_double_a_queued_step_whose_job_waits_or_was_just_enqueued(district, queue):
+    request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+    step = DISBatchHistory.objects.get(request=request)
+    job_id = actions.step_job_id(step.pk)
+
+    queued_long_ago(DISBatchHistory, step.pk)  # waiting long, its job still in the queue
+    assert actions.recover_stale_steps() == []
+    assert queue.job_ids == [job_id]
+
+    # Just queued, its job not in Redis yet (an enqueue lands once its transaction
+    # commits): recovery waits rather than enqueue it a second time.
+    queue.empty()
+    DISBatchHistory.objects.filter(pk=step.pk).update(queued_at=timezone.now())
+    assert actions.recover_stale_steps() == []
+    assert queue.job_ids == []
+
+
+def test_it_runs_a_step_once_when_its_job_is_queued_twice(district, queue, caplog):
+    course_codes(district)
+    request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+    step = DISBatchHistory.objects.get(request=request)
+    queue.push_job_id(actions.step_job_id(step.pk))
+    assert len(queue.job_ids) == 2
+
+    with caplog.at_level(logging.INFO, logger="resync.jobs"):
+        run_queue()
+    step.refresh_from_db()
+    assert (step.status, step.processed, step.attempts) == (StepStatus.GREEN, 3, 1)
+    assert f"step {step.pk} is not queued any more; skipping" in caplog.messages  # claim() refused it
