@@ -393,6 +393,13 @@ def recover_stale_steps() -> list[int]:
     return touched + requeue_lost(queued, STEP_JOB, step_job_id, now)
 
 
+def recover() -> tuple[list[int], list[int]]:
+    """Everything dead workers and lost jobs left behind: (steps, verification runs) touched."""
+    from verification.actions import recover_stale_runs  # verification builds on resync
+
+    return recover_stale_steps(), recover_stale_runs()
+
+
 # ---- Selective Sync ------------------------------------------------------------
 
 SELECTIVE_OBJECTS = ("PersonIdentity", "Enrollment")

@@ -41,7 +41,7 @@ def run_step_job(step_id: int) -> None:
 
 
 class ResyncWorker(SimpleWorker):
-    """An RQ worker that first re-queues steps left by a dead worker.
+    """An RQ worker that first recovers what dead workers and lost jobs left (actions.recover).
 
     SimpleWorker runs jobs in its own process: no fork, so no database
     connection is ever shared between parent and child.
@@ -50,12 +50,12 @@ class ResyncWorker(SimpleWorker):
     def work(self, *args, **kwargs):
         yield_cpu(settings.RESYNC_WORKER_NICE)
         close_old_connections()
-        actions.recover_stale_steps()
+        actions.recover()
         return super().work(*args, **kwargs)
 
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
-        actions.recover_stale_steps()
+        actions.recover()
 
 
 def yield_cpu(niceness: int) -> None:

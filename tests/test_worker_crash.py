@@ -1,5 +1,5 @@
 """A worker killed with SIGKILL in the middle of a step leaves nothing half-written;
-recovery enqueues again a step whose RQ job was lost."""
+recovery queues again what a dead worker or a lost RQ job left behind."""
 
 import logging
 import os
@@ -12,13 +12,17 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
 from rq.job import Job, JobStatus
 
+from alerts.models import ProcessAlert
 from history.models import DISBatchHistory, ErrorLog, StepStatus
 from resync import actions
 from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
+from verification import actions as verify
+from verification.models import DISVerificationResult, VerificationRun
 
 from .conftest import BOTH, add, run_queue
 from .servers import start_worker
@@ -100,6 +104,13 @@ def test_it_runs_workers_below_the_web_servers_cpu_priority(queue):
         worker.wait(10)
 
 
+def dead_worker() -> str:
+    """host:pid of a process that has ended: a worker that died."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return f"{socket.gethostname()}:{dead.pid}"
+
+
 def queued_long_ago(model, pk) -> None:
     """Queued before recovery's grace period: an enqueue that had all the time to land."""
     ago = timezone.now() - timedelta(seconds=actions.LOST_AFTER_SECONDS + 1)
@@ -133,7 +144,10 @@ def test_it_re_enqueues_a_queued_step_whose_job_was_lost_and_the_request_finishe
     out = StringIO()
     call_command("resync_recover", stdout=out)
     call_command("resync_recover", stdout=out)  # a second pass finds the job there
-    assert out.getvalue().splitlines() == ["Recovered 1 step(s).", "Recovered 0 step(s)."]
+    assert out.getvalue().splitlines() == [
+        "Recovered 1 step(s) and 0 verification run(s).",
+        "Recovered 0 step(s) and 0 verification run(s).",
+    ]
     assert queue.job_ids == [job_id]
 
     run_burst_worker()
@@ -192,3 +206,70 @@ def test_it_runs_a_step_once_when_its_job_is_queued_twice(district, queue, caplo
     step.refresh_from_db()
     assert (step.status, step.processed, step.attempts) == (StepStatus.GREEN, 3, 1)
     assert f"step {step.pk} is not queued any more; skipping" in caplog.messages  # claim() refused it
+
+
+def test_it_recovers_a_verification_whose_worker_died_and_it_finishes(district, queue):
+    course_codes(district)
+    run = verify.do_request_verification(verify.check_verification(district, None, ["CourseCode"]))
+    # A worker took it, compared part of it, and died: its job stays "started".
+    job = Job.fetch(verify.run_job_id(run.pk), connection=queue.connection)
+    queue.remove(job)
+    job.set_status(JobStatus.STARTED)
+    course = SyncObject.objects.get(name="CourseCode")
+    VerificationRun.objects.filter(pk=run.pk).update(
+        status=VerificationRun.Status.RUNNING,
+        worker=dead_worker(),
+        heartbeat_at=timezone.now(),
+        attempts=1,
+        objects_done=0,
+        records_compared=2,
+    )
+    DISVerificationResult.objects.create(run=run, sync_object=course, only_district=2)
+
+    run_burst_worker()  # recovers at start, then runs it
+    run.refresh_from_db()
+    assert (run.status, run.message, run.attempts, run.objects_done, run.records_compared) == (
+        VerificationRun.Status.FINISHED,
+        "",
+        2,
+        1,
+        3,
+    )
+    assert list(DISVerificationResult.objects.filter(run=run).values_list("only_district", "matching")) == [
+        (3, 0)
+    ]
+
+
+def test_it_re_enqueues_a_queued_verification_whose_job_was_lost(district, queue):
+    course_codes(district)
+    run = verify.do_request_verification(verify.check_verification(district, None, ["CourseCode"]))
+    queue.empty()  # Redis restarted without persistence
+    queued_long_ago(VerificationRun, run.pk)
+    assert actions.recover() == ([], [run.pk])
+    assert actions.recover() == ([], [])
+    assert queue.job_ids == [verify.run_job_id(run.pk)]
+    run_queue()
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.records_compared) == (VerificationRun.Status.FINISHED, 1, 3)
+
+
+def test_it_fails_a_verification_whose_worker_keeps_dying_with_the_reason(district, queue):
+    alice = User.objects.create_user("alice")
+    run = verify.do_request_verification(verify.check_verification(district, None, ["CourseCode"]))
+    VerificationRun.objects.filter(pk=run.pk).update(
+        status=VerificationRun.Status.RUNNING,
+        worker=dead_worker(),
+        attempts=actions.MAX_ATTEMPTS,
+        requested_by=alice,
+    )
+    queue.empty()
+    out = StringIO()
+    call_command("resync_recover", stdout=out)
+    assert out.getvalue() == "Recovered 0 step(s) and 1 verification run(s).\n"
+    run.refresh_from_db()
+    assert run.status == VerificationRun.Status.FAILED
+    assert run.message.startswith("The worker died 3 times while running this verification")
+    assert run.worker == "" and run.finished_at is not None
+    alert = ProcessAlert.objects.get(user=alice)
+    assert "failed: The worker died 3 times" in alert.message
+    assert queue.job_ids == []

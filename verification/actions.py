@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import django_rq
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 KEPT_PER_OBJECT = 10_000  # difference rows kept per object; the counts stay exact
 PROGRESS_SECONDS = 1.0
 VERIFICATION_FINISHED = "Verification Finished"
+RUN_JOB = "verification.jobs.run_verification_job"
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,26 @@ def do_request_verification(checked: CheckedVerification) -> VerificationRun:
             school_year=checked.year,
             sync_objects=checked.objects,
             requested_by=checked.user,
+            queued_at=timezone.now(),
         )
-        django_rq.get_queue(settings.RQ_QUEUE).enqueue("verification.jobs.run_verification_job", run.pk)
+        # Named after the run, as steps are: recovery finds a lost job in one lookup.
+        django_rq.get_queue(settings.RQ_QUEUE).enqueue(RUN_JOB, run.pk, job_id=run_job_id(run.pk))
     return run
 
 
-def claim(run_id: int) -> VerificationRun | None:
+def run_job_id(run_id: int) -> str:
+    return f"verification-{run_id}"
+
+
+def claim(run_id: int, worker: str) -> VerificationRun | None:
+    """Take a queued run for this worker; None if another took it or it is no longer queued."""
+    now = timezone.now()
     taken = VerificationRun.objects.filter(pk=run_id, status=VerificationRun.Status.QUEUED).update(
-        status=VerificationRun.Status.RUNNING, started_at=timezone.now()
+        status=VerificationRun.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker,
+        attempts=F("attempts") + 1,
     )
     if not taken:
         return None
@@ -123,7 +137,7 @@ def run_verification(run: VerificationRun) -> VerificationRun:
         verify_object(run, by_name[name], chunk)
         run.objects_done += 1
         VerificationRun.objects.filter(pk=run.pk).update(
-            objects_done=run.objects_done, records_compared=run.records_compared
+            objects_done=run.objects_done, records_compared=run.records_compared, heartbeat_at=timezone.now()
         )
     return do_finish_run(run)
 
@@ -153,7 +167,9 @@ def verify_object(run: VerificationRun, obj: SyncObject, chunk: int) -> DISVerif
                 buffer = []
         if time.monotonic() - last_write >= PROGRESS_SECONDS:
             last_write = time.monotonic()
-            VerificationRun.objects.filter(pk=run.pk).update(records_compared=run.records_compared)
+            VerificationRun.objects.filter(pk=run.pk).update(
+                records_compared=run.records_compared, heartbeat_at=timezone.now()
+            )
     DISVerificationDifference.objects.bulk_create(buffer)
     Kind = DISVerificationDifference.Kind
     result.only_district = counts[Kind.ONLY_DISTRICT]
@@ -186,6 +202,43 @@ def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
             district=run.district,
         )
     return run
+
+
+def recover_stale_runs() -> list[int]:
+    """Recover runs as resync.actions.recover_stale_steps recovers steps: a running run
+    whose worker died is queued again from scratch, and failed with the reason after
+    MAX_ATTEMPTS; a queued run whose RQ job was lost is enqueued again.
+    Returns the ids of the runs it touched."""
+    now = timezone.now()
+    touched = []
+    Status = VerificationRun.Status
+    running_runs = VerificationRun.objects.filter(status=Status.RUNNING)
+    for run in running_runs.select_related("district", "requested_by"):
+        if not actions.worker_dead(run.worker, run.heartbeat_at, now):
+            continue
+        running = VerificationRun.objects.filter(pk=run.pk, status=Status.RUNNING, worker=run.worker)
+        if run.attempts < actions.MAX_ATTEMPTS:
+            with transaction.atomic():
+                if running.update(
+                    status=Status.QUEUED, worker="", queued_at=now, objects_done=0, records_compared=0
+                ):
+                    # What the dead worker compared is incomplete: the next attempt starts over.
+                    DISVerificationResult.objects.filter(run=run).delete()
+                    actions.requeue_job(RUN_JOB, run.pk, run_job_id(run.pk))
+                    touched.append(run.pk)
+                    log.warning("re-queued verification %s: its worker %s died", run.pk, run.worker)
+        # Clearing the worker claims the run, so two recoverers never both fail it.
+        elif running.update(worker=""):
+            run.refresh_from_db()
+            do_finish_run(
+                run,
+                f"The worker died {run.attempts} times while running this verification "
+                "(stopped or killed, out of memory, or its host lost): run it again.",
+            )
+            touched.append(run.pk)
+            log.warning("failed verification %s: its worker died %s times", run.pk, run.attempts)
+    queued = VerificationRun.objects.filter(status=Status.QUEUED)
+    return touched + actions.requeue_lost(queued, RUN_JOB, run_job_id, now)
 
 
 def differing_objects(run: VerificationRun) -> list[str]:

@@ -95,6 +95,7 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
         "created_at",
         "started_at",
         "finished_at",
+        "attempts",
         "message",
         "resync_link",
     ]

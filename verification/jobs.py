@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import traceback
 
+from resync.actions import worker_name
+
 from . import actions
 from .models import VerificationRun
 
@@ -12,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def run_verification_job(run_id: int) -> None:
-    run = actions.claim(run_id)
+    run = actions.claim(run_id, worker_name())
     if run is None:
         log.info("verification %s is not queued any more; skipping", run_id)
         return

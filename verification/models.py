@@ -59,6 +59,12 @@ class VerificationRun(models.Model):
     records_compared = models.PositiveBigIntegerField(default=0)
     message = models.TextField(blank=True, help_text="Why the run failed, when it did.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Recovery, as for resync steps: a run whose worker died is queued again up
+    # to resync.actions.MAX_ATTEMPTS times, one whose RQ job was lost is enqueued again.
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When it was last queued.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker took it.")
+    worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker running it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     resync_request = models.ForeignKey(

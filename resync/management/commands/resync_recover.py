@@ -1,11 +1,14 @@
 from django.core.management.base import BaseCommand
 
-from resync.actions import recover_stale_steps
+from resync.actions import recover
 
 
 class Command(BaseCommand):
-    help = "Re-queue resync steps whose worker died; fail those that died too often."
+    help = (
+        "Re-queue resync steps and verification runs whose worker died (fail those that died too "
+        "often) and enqueue again those whose RQ job was lost."
+    )
 
     def handle(self, *args, **options):
-        touched = recover_stale_steps()
-        self.stdout.write(f"Recovered {len(touched)} step(s).")
+        steps, runs = recover()
+        self.stdout.write(f"Recovered {len(steps)} step(s) and {len(runs)} verification run(s).")
