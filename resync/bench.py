@@ -584,7 +584,3 @@ class Pages:
         self._stop.set()
         if self._thread:
             self._thread.join(60)
-
-    def median_ms(self, name: str, start: float = 0.0, end: float = float("inf")) -> float | None:
-        inside = [e for t, e in self.samples[name] if start <= t <= end]
-        return round(statistics.median(inside) * 1000, 1) if inside else None

@@ -63,40 +63,38 @@ class Command(BaseCommand):
         bench.vacuum("default", "resync_districtrecord")
         bench.clear_state(district)
 
-        log(f"Floor: plain SQL, {repeat} run(s) of each")
+        # The floor and StateSync take turns, round by round, so a neighbour's
+        # load on this shared machine weighs on both sides of each ratio alike.
+        log(f"Floor (plain SQL) and StateSync ({workers} worker(s)) in turn, {repeat} round(s)")
         floor = bench.Floor(district)
-        floor.prepare()
+        env = bench.child_env()
+        probes = _Probes(district, env, latency=not no_latency)
+        pool = bench.Workers(workers, env)
         firsts, reloads = [], []
+        runs: dict[str, list[dict]] = {"first": [], "reload": []}
         try:
-            for _ in range(repeat):
+            floor.prepare()
+            probes.start()
+            pool.start()
+            for i in range(repeat):
                 floor.empty()
                 firsts.append(floor.run())
                 bench.vacuum("state", bench.FLOOR)
                 reloads.append(floor.run())
-                log(f"  first {firsts[-1]:.2f} s, reload {reloads[-1]:.2f} s")
-        finally:
-            floor.drop()
-
-        env = bench.child_env()
-        probes = _Probes(district, env, latency=not no_latency)
-        pool = bench.Workers(workers, env)
-        runs: dict[str, list[dict]] = {"first": [], "reload": []}
-        log(f"StateSync: {workers} worker(s), {repeat} run(s) of each")
-        try:
-            probes.start()
-            pool.start()
-            for i in range(repeat):
+                floor.empty()  # out of the state's cache and disk before StateSync's turn
                 if i:
                     bench.clear_state(district)
                 runs["first"].append(self.resync(district, expected, pool, probes, busy=True))
-                if i == 0:
-                    probes.idle(runs["first"][0]["request"])
+                probes.idle(runs["first"][-1]["request"])
                 bench.vacuum("state", "resync_staterecord")
                 runs["reload"].append(self.resync(district, expected, pool, probes, busy=True))
                 log(
-                    f"  first {runs['first'][-1]['seconds']:.2f} s, reload {runs['reload'][-1]['seconds']:.2f} s"
+                    f"  round {i + 1}: floor first {firsts[-1]:.2f} s, reload {reloads[-1]:.2f} s; "
+                    f"StateSync first {runs['first'][-1]['seconds']:.2f} s, "
+                    f"reload {runs['reload'][-1]['seconds']:.2f} s"
                 )
         finally:
+            floor.drop()
             pool.stop()
             probes.stop()
 
@@ -249,6 +247,7 @@ class _Probes:
         self.district, self.env, self.latency_on = district, env, latency
         self.progress = bench.Progress()
         self.server = self.pages = None
+        self.idle_pages: list = []  # one per round: idle is sampled between the runs, like busy during them
         self.windows: list[tuple[float, float]] = []
         self.api_missing = ""
 
@@ -289,17 +288,19 @@ class _Probes:
         paths = {"tool": reverse("admin:resync_tool", args=[self.district.code])}
         if not self.api_missing:
             paths["api"] = reverse("request-detail", args=[request_id])
-        self.idle_pages = bench.Pages(self.server.port, self.session, paths)
-        self.idle_pages.idle(rounds=30)
+        pages = bench.Pages(self.server.port, self.session, paths)
+        pages.idle(rounds=20)
+        self.idle_pages.append(pages)
 
     def latency(self, runs: dict) -> dict:
         if not self.server:
             return {"latency": "not measured (--no-latency)"}
         out = {"api_missing": self.api_missing or None}
         for name in ("tool", "api"):
-            if name not in self.idle_pages.paths:
+            idle_samples = [e for p in self.idle_pages for _t, e in p.samples.get(name, [])]
+            if not idle_samples:
                 continue
-            idle = self.idle_pages.median_ms(name)
+            idle = round(statistics.median(idle_samples) * 1000, 1)
             busy_samples = [e for p in self._busy_pages for _t, e in p.samples.get(name, [])]
             busy = round(statistics.median(busy_samples) * 1000, 1) if busy_samples else None
             out[f"{name}_idle_ms"] = idle
