@@ -223,7 +223,12 @@ def _finish(request: ResyncRequest) -> None:
     request.save(update_fields=["status", "outcome", "finished_at"])
     events.send(
         _groups(request),
-        {"type": "request.finished", "request": request.pk, "outcome": request.outcome},
+        {
+            "type": "request.finished",
+            "request": request.pk,
+            "district": request.district_id,
+            "outcome": request.outcome,
+        },
     )
     if request.requested_by_id:
         ProcessAlert.objects.notify(

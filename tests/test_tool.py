@@ -5,7 +5,7 @@ from django.db import connection
 
 from alerts.models import ProcessAlert
 from history.models import DISBatchHistory
-from resync.models import ResyncRequest
+from resync.models import District, ResyncRequest
 
 from .conftest import BOTH, chain, run_queue
 
@@ -201,3 +201,49 @@ def test_it_answers_the_tools_script_in_json(client, cast, queue):
     assert ResyncRequest.objects.get().pk == ok.json()["request"]
     bad = client.post(tool(), {"objects": ["Nope"], "year": "2027"}, **json_)
     assert (bad.status_code, bad.json()) == (400, {"error": "Unknown sync object(s): Nope."})
+
+
+STATE_TOOL = "/admin/resync/district/state-tool/"
+
+
+def test_it_marks_the_state_tools_rows_for_live_updates(client, cast, queue):
+    chain(cast.a)
+    client.force_login(cast.state)
+    client.post(STATE_TOOL, {"districts": ["101"], "objects": ["District"]})
+    request = ResyncRequest.objects.get()
+    html = client.get(STATE_TOOL).content.decode()
+    # Running: the row names its request for tool.js to follow, and its outcome is Gray until it ends.
+    assert f'data-district="{cast.a.pk}" data-request="{request.pk}">' in html
+    assert (
+        '<span class="status-dot status-gray" title="Gray">●</span> <span class="outcome">Running</span>'
+        in html
+    )
+    assert f'data-district="{cast.b.pk}" data-request="">' in html
+    assert "resync/tool.js" in html
+    run_queue()
+    html = client.get(STATE_TOOL).content.decode()
+    assert f'data-request="{request.pk}" data-finished="{request.pk}">' in html
+    assert (
+        '<span class="status-dot status-green" title="Green">●</span> <span class="outcome">Green</span>'
+        in html
+    )
+    assert '<span class="request-status">Finished</span>' in html
+
+
+def test_it_shows_the_state_tool_in_constant_queries(client, cast, queue, django_assert_max_num_queries):
+    chain(cast.a)
+    client.force_login(cast.state)
+    client.post(STATE_TOOL, {"districts": ["101"], "objects": ["District"]})
+    run_queue()
+    connection.queries_log.clear()  # a full log (9000) would make the capture below count nothing
+    with django_assert_max_num_queries(30) as few:
+        client.get(STATE_TOOL)
+    baseline = len(few.captured_queries)  # read now: clearing the log empties the capture
+    assert baseline > 0
+    for code in ("301", "302", "303"):  # more districts, each with a request of its own
+        District.objects.create(state=cast.a.state, code=code, name=f"County {code}", scope_year=2027)
+    client.post(STATE_TOOL, {"districts": ["101", "202", "301", "302", "303"], "objects": ["District"]})
+    client.post(STATE_TOOL, {"districts": ["101", "202"], "full": "1"})
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(baseline):
+        assert client.get(STATE_TOOL).status_code == 200

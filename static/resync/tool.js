@@ -1,77 +1,133 @@
-// The Resync State Data tool: select all, plan preview, confirm, live status.
+// The Resync State Data tools: the district's (select all, plan preview,
+// confirm, live status per object) and the state's (live outcome per district),
+// both fed by live.js's statesync:step and statesync:finished events.
 (function () {
   "use strict";
-  const root = document.getElementById("resync-tool");
-  if (!root) return;
-  const picks = () => Array.from(root.querySelectorAll("input.pick:not([disabled])"));
-  const selectAll = document.getElementById("select-all");
-  const checkDeps = document.getElementById("check-dependencies");
-  const full = document.getElementById("full");
-  const plan = document.getElementById("plan");
 
-  function chosen() {
-    return picks().filter((c) => c.checked).map((c) => c.value);
-  }
-
-  async function preview() {
-    const all = selectAll.checked;
-    full.value = all ? "1" : "0";
-    const names = chosen();
-    if (!all && names.length === 0) {
-      plan.textContent = "";
-      return;
-    }
-    const q = new URLSearchParams({ year: root.dataset.year, full: all ? "1" : "0", check_dependencies: checkDeps.checked ? "1" : "0" });
-    names.forEach((n) => q.append("objects", n));
-    const response = await fetch(root.dataset.planUrl + "?" + q.toString(), { credentials: "same-origin" });
-    const body = await response.json();
-    plan.textContent = body.error ? body.error : "Will run, in this order: " + body.order.join(" → ");
-    plan.className = body.error ? "errornote" : "";
-  }
-
-  selectAll.addEventListener("change", () => {
-    picks().forEach((c) => (c.checked = selectAll.checked));
-    preview();
-  });
-  checkDeps.addEventListener("change", preview);
-  picks().forEach((c) => c.addEventListener("change", () => {
-    if (!c.checked) selectAll.checked = false;
-    preview();
-  }));
-  const form = document.getElementById("send-form");
-  const note = document.getElementById("send-result");
-  form.addEventListener("submit", async (event) => {
-    // Send without leaving the page: the rows then turn Gray and Green live.
-    event.preventDefault();
-    full.value = selectAll.checked ? "1" : "0";
-    const what = selectAll.checked ? "a full resync" : chosen().length + " object(s)";
-    if (!window.confirm("Send " + what + " to the state?")) return;
-    const response = await fetch(window.location.pathname, {
-      method: "POST",
-      body: new FormData(form),
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-    });
-    const body = await response.json();
-    note.textContent = body.error || body.message;
-    note.className = body.error ? "errornote" : "success";
-  });
-
-  document.addEventListener("statesync:step", (event) => {
-    const step = event.detail;
-    if (String(step.district) !== root.dataset.district) return;
-    const row = root.querySelector('tr[data-object="' + step.object + '"]');
-    if (!row) return;
-    row.querySelector(".last").textContent = step.started_at ? new Date(step.started_at).toLocaleString() : "";
-    row.querySelector(".results").innerHTML =
-      'Processed: <span class="processed"></span> Errors: <span class="errors"></span>';
-    row.querySelector(".processed").textContent = step.processed;
-    row.querySelector(".errors").textContent = step.errors;
-    row.querySelector(".results").title = step.processed - step.errors + " records sent";
-    row.querySelector(".status").innerHTML = '<span class="status-dot"></span>';
-    const dot = row.querySelector(".status-dot");
+  // Put a status dot of `colour` in `cell`, followed by `label` when given.
+  function setDot(cell, colour, label) {
+    cell.textContent = "";
+    const dot = document.createElement("span");
+    dot.className = "status-dot status-" + colour;
+    dot.title = colour;
     dot.textContent = "●";
-    dot.className = "status-dot status-" + step.colour;
-    dot.title = step.colour;
-  });
+    cell.appendChild(dot);
+    if (label) {
+      const text = document.createElement("span");
+      text.className = "outcome";
+      text.textContent = label;
+      cell.append(" ", text);
+    }
+  }
+
+  const title = (word) => word.charAt(0).toUpperCase() + word.slice(1);
+
+  const tool = document.getElementById("resync-tool");
+  if (tool) districtTool(tool);
+  const districts = document.getElementById("districts");
+  if (districts) stateTool(districts);
+
+  function districtTool(root) {
+    const picks = () => Array.from(root.querySelectorAll("input.pick:not([disabled])"));
+    const selectAll = document.getElementById("select-all");
+    const checkDeps = document.getElementById("check-dependencies");
+    const full = document.getElementById("full");
+    const plan = document.getElementById("plan");
+
+    function chosen() {
+      return picks().filter((c) => c.checked).map((c) => c.value);
+    }
+
+    async function preview() {
+      const all = selectAll.checked;
+      full.value = all ? "1" : "0";
+      const names = chosen();
+      if (!all && names.length === 0) {
+        plan.textContent = "";
+        return;
+      }
+      const q = new URLSearchParams({ year: root.dataset.year, full: all ? "1" : "0", check_dependencies: checkDeps.checked ? "1" : "0" });
+      names.forEach((n) => q.append("objects", n));
+      const response = await fetch(root.dataset.planUrl + "?" + q.toString(), { credentials: "same-origin" });
+      const body = await response.json();
+      plan.textContent = body.error ? body.error : "Will run, in this order: " + body.order.join(" → ");
+      plan.className = body.error ? "errornote" : "";
+    }
+
+    selectAll.addEventListener("change", () => {
+      picks().forEach((c) => (c.checked = selectAll.checked));
+      preview();
+    });
+    checkDeps.addEventListener("change", preview);
+    picks().forEach((c) => c.addEventListener("change", () => {
+      if (!c.checked) selectAll.checked = false;
+      preview();
+    }));
+    const form = document.getElementById("send-form");
+    const note = document.getElementById("send-result");
+    form.addEventListener("submit", async (event) => {
+      // Send without leaving the page: the rows then turn Gray and Green live.
+      event.preventDefault();
+      full.value = selectAll.checked ? "1" : "0";
+      const what = selectAll.checked ? "a full resync" : chosen().length + " object(s)";
+      if (!window.confirm("Send " + what + " to the state?")) return;
+      const response = await fetch(window.location.pathname, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      const body = await response.json();
+      note.textContent = body.error || body.message;
+      note.className = body.error ? "errornote" : "success";
+    });
+
+    document.addEventListener("statesync:step", (event) => {
+      const step = event.detail;
+      if (String(step.district) !== root.dataset.district) return;
+      const row = root.querySelector('tr[data-object="' + step.object + '"]');
+      if (!row) return;
+      row.querySelector(".last").textContent = step.started_at ? new Date(step.started_at).toLocaleString() : "";
+      row.querySelector(".results").innerHTML =
+        'Processed: <span class="processed"></span> Errors: <span class="errors"></span>';
+      row.querySelector(".processed").textContent = step.processed;
+      row.querySelector(".errors").textContent = step.errors;
+      row.querySelector(".results").title = step.processed - step.errors + " records sent";
+      setDot(row.querySelector(".status"), step.colour);
+    });
+  }
+
+  // One row per district: its latest request turns Gray while its steps run,
+  // then takes the request's outcome. Only state users have this page, and
+  // only their socket carries state requests' steps.
+  function stateTool(table) {
+    const rowOf = (district) => table.querySelector('tr[data-district="' + district + '"]');
+
+    function follow(row, request, statusText) {
+      const shown = Number(row.dataset.request || 0);
+      if (request < shown || request <= Number(row.dataset.finished || 0)) return false;
+      const cell = row.querySelector(".request");
+      if (request > shown) {
+        // A request sent since the page loaded (from elsewhere): name it, its details are a reload away.
+        cell.innerHTML = 'Resync <span class="request-id"></span> (<span class="request-status"></span>)';
+        cell.querySelector(".request-id").textContent = request;
+        row.dataset.request = request;
+      }
+      cell.querySelector(".request-status").textContent = statusText;
+      return true;
+    }
+
+    document.addEventListener("statesync:step", (event) => {
+      const step = event.detail;
+      const row = rowOf(step.district);
+      if (row && follow(row, step.request, "Running")) setDot(row.querySelector(".status"), "gray", "Running");
+    });
+    document.addEventListener("statesync:finished", (event) => {
+      const done = event.detail;
+      const row = rowOf(done.district);
+      if (!row || !follow(row, done.request, "Finished")) return;
+      row.dataset.finished = done.request;
+      setDot(row.querySelector(".status"), done.outcome, title(done.outcome));
+    });
+  }
 })();
