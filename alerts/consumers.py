@@ -11,7 +11,8 @@ from alerts import events
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """Joins only the groups the user has rights to: their own alerts, and the
     districts they may see (a state user joins the state group instead, which
-    carries every district's events, state requests included)."""
+    carries every district's events, state requests included); with Verification
+    Summary R, the verification groups of the same districts (or the state's)."""
 
     async def connect(self):
         user = self.scope.get("user")
@@ -40,16 +41,23 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def alert_new(self, event):
         await self.send_json(event)
 
+    async def verification_progress(self, event):
+        await self.send_json(event)
+
     @database_sync_to_async
     def _groups_and_unread(self, user) -> tuple[list[str], int]:
         from alerts.models import ProcessAlert
         from resync import rights
 
         groups = [events.user_group(user.pk)]
+        verifies = rights.may_view_verification(user)
         if rights.is_state(user):
             groups.append(events.STATE_GROUP)
+            if verifies:
+                groups.append(events.VERIFICATION_STATE_GROUP)
         else:
-            groups += [
-                events.district_group(pk) for pk in rights.districts(user).values_list("pk", flat=True)
-            ]
+            pks = list(rights.districts(user).values_list("pk", flat=True))
+            groups += [events.district_group(pk) for pk in pks]
+            if verifies:
+                groups += [events.verification_group(pk) for pk in pks]
         return groups, ProcessAlert.objects.filter(user=user).unread().count()

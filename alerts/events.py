@@ -22,6 +22,20 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+# Verification runs have a right of their own (Verification Summary R) on top of the
+# district right: their events travel in groups apart, joined only by users holding it.
+VERIFICATION_STATE_GROUP = "verification.state"
+
+
+def verification_group(district_id: int) -> str:
+    return f"verification.{district_id}"
+
+
+def verification_groups(district_id: int) -> list[str]:
+    """Where a verification run of `district_id` is pushed: the state, and the district."""
+    return [VERIFICATION_STATE_GROUP, verification_group(district_id)]
+
+
 def send(groups: list[str], message: dict[str, Any]) -> None:
     """Send `message` to each group once the current transaction commits."""
 

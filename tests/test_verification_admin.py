@@ -187,3 +187,13 @@ def test_it_deletes_runs_with_the_d_right_only(client, tool_cast, queue):
     client.force_login(tool_cast.state)
     assert client.post(f"{RUNS}{run.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not VerificationRun.objects.exists() and not DISVerificationResult.objects.exists()
+
+
+def test_it_loads_the_live_script_on_the_runs_pages(client, tool_cast, queue):
+    chain(tool_cast.a)
+    run = run_from_admin(client, tool_cast.admin_a, objects=["District"])
+    page = client.get(f"{RUNS}{run.pk}/change/").content.decode()
+    assert "resync/verification.js" in page
+    assert f'<script id="verification-run" type="application/json">{run.pk}</script>' in page
+    listing = client.get(RUNS).content.decode()
+    assert "resync/verification.js" in listing and f'value="{run.pk}" class="action-select"' in listing

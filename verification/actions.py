@@ -18,6 +18,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from alerts import events
 from alerts.models import ProcessAlert
 from resync import actions, planner, rights
 from resync.actions import ResyncError
@@ -121,7 +122,9 @@ def claim(run_id: int, worker: str) -> VerificationRun | None:
     )
     if not taken:
         return None
-    return VerificationRun.objects.select_related("district", "requested_by").get(pk=run_id)
+    run = VerificationRun.objects.select_related("district", "requested_by").get(pk=run_id)
+    push_run(run)
+    return run
 
 
 def run_verification(run: VerificationRun) -> VerificationRun:
@@ -139,6 +142,7 @@ def run_verification(run: VerificationRun) -> VerificationRun:
         VerificationRun.objects.filter(pk=run.pk).update(
             objects_done=run.objects_done, records_compared=run.records_compared, heartbeat_at=timezone.now()
         )
+        push_run(run)
     return do_finish_run(run)
 
 
@@ -170,6 +174,7 @@ def verify_object(run: VerificationRun, obj: SyncObject, chunk: int) -> DISVerif
             VerificationRun.objects.filter(pk=run.pk).update(
                 records_compared=run.records_compared, heartbeat_at=timezone.now()
             )
+            push_run(run)
     DISVerificationDifference.objects.bulk_create(buffer)
     Kind = DISVerificationDifference.Kind
     result.only_district = counts[Kind.ONLY_DISTRICT]
@@ -187,6 +192,7 @@ def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
     run.message = failure[:2000]
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "message", "finished_at", "objects_done", "records_compared"])
+    push_run(run)
     if run.requested_by_id:
         differing = DISVerificationResult.objects.filter(run=run).values_list(
             "only_district", "only_state", "different"
@@ -202,6 +208,25 @@ def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
             district=run.district,
         )
     return run
+
+
+def run_event(run: VerificationRun) -> dict:
+    return {
+        "type": "verification.progress",
+        "run": run.pk,
+        "district": run.district_id,
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "objects_done": run.objects_done,
+        "objects": len(run.sync_objects),
+        "records_compared": run.records_compared,
+        "progress": run.progress,
+    }
+
+
+def push_run(run: VerificationRun) -> None:
+    """A run's progress, to the users who may see the run, once the write commits."""
+    events.send(events.verification_groups(run.district_id), run_event(run))
 
 
 def recover_stale_runs() -> list[int]:

@@ -104,6 +104,9 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
     actions = ["resync_differences"]
     change_form_template = "admin/verification/verificationrun/change_form.html"
 
+    class Media:
+        js = ["resync/verification.js"]  # Status and Progress follow a running verification live
+
     def get_queryset(self, request):
         qs = super().get_queryset(request).filter(district__in=rights.districts(request.user))
         return qs.annotate(

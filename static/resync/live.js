@@ -1,5 +1,5 @@
-// One websocket per admin page: alert counter in the header, and step events
-// re-dispatched as DOM events for whichever tool page is open.
+// One websocket per admin page: alert counter in the header, and step, request
+// and verification events re-dispatched as DOM events for whichever page is open.
 (function () {
   "use strict";
   const counter = document.getElementById("alert-count");
@@ -21,6 +21,8 @@
         document.dispatchEvent(new CustomEvent("statesync:step", { detail: event }));
       } else if (event.type === "request.finished") {
         document.dispatchEvent(new CustomEvent("statesync:finished", { detail: event }));
+      } else if (event.type === "verification.progress") {
+        document.dispatchEvent(new CustomEvent("statesync:verification", { detail: event }));
       }
     };
     socket.onclose = () => {
