@@ -1,9 +1,11 @@
 """The tool in a real browser: Debian's chromium driven by Playwright against daphne and a worker."""
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from .conftest import BOTH, chain
 from .servers import ARTIFACTS, serve
@@ -41,6 +43,19 @@ for (const row of document.querySelectorAll('#objects tbody tr')) {
     const dot = row.querySelector('.status-dot');
     if (dot) window.seen[name].push(dot.className.replace('status-dot status-', ''));
   }).observe(row, {subtree: true, childList: true, attributes: true});
+}
+"""
+
+
+# The same for the state tool: every status class one district's Outcome cell takes.
+WATCH_OUTCOME = """
+(district) => {
+  window.outcomes = [];
+  const cell = document.querySelector('#districts tr[data-district="' + district + '"] .status');
+  new MutationObserver(() => {
+    const dot = cell.querySelector('.status-dot');
+    if (dot) window.outcomes.push(dot.className.replace('status-dot status-', ''));
+  }).observe(cell, {subtree: true, childList: true, attributes: true});
 }
 """
 
@@ -114,3 +129,92 @@ def test_it_raises_the_alert_counter_in_an_open_district_page(browser, cast, que
         alice.screenshot(path=str(ARTIFACTS / "district-alert-counter.png"), full_page=True)
         stella.screenshot(path=str(ARTIFACTS / "state-tool-sent.png"), full_page=True)
         assert int(alice.text_content("#alert-count")) == before + 1
+
+
+def test_it_turns_the_state_tools_outcome_gray_then_green_without_a_reload(browser, cast, queue):
+    chain(cast.a)
+    with serve() as base:
+        stella = login(browser, base, "stella")
+        stella.goto(f"{base}/admin/resync/district/state-tool/")
+        stella.wait_for_selector("body[data-live=open]")
+        stella.evaluate("window.marker = 'no reload'")
+        stella.evaluate(WATCH_OUTCOME, cast.a.pk)
+        row = f'#districts tr[data-district="{cast.a.pk}"]'
+        assert stella.text_content(f"{row} .status").strip() == ""
+
+        # Another tab (another state administrator) sends; this page only listens.
+        sender = stella.context.new_page()
+        sender.goto(f"{base}/admin/resync/district/state-tool/")
+        sender.check('input[name=districts][value="101"]')
+        sender.select_option("#state-objects", ["District", "School"])
+        sender.on("dialog", lambda dialog: dialog.accept())
+        sender.click("#send-state")
+        sender.wait_for_selector(".messagelist .success")
+
+        stella.wait_for_selector(f"{row} .status .status-green", timeout=30000)
+        stella.screenshot(path=str(ARTIFACTS / "state-tool-green.png"), full_page=True)
+        outcomes = stella.evaluate("window.outcomes")
+        assert "gray" in outcomes and outcomes[-1] == "green", outcomes
+        assert outcomes.index("gray") < outcomes.index("green")
+        assert stella.text_content(f"{row} .outcome") == "Green"
+        assert stella.text_content(f"{row} .request-status") == "Finished"
+        assert stella.text_content(f'#districts tr[data-district="{cast.b.pk}"] .status').strip() == ""
+        assert stella.evaluate("window.marker") == "no reload"
+
+
+def test_it_follows_a_verifications_progress_without_a_reload(browser, tool_cast, queue):
+    from verification import actions as verify
+    from verification.models import VerificationRun
+
+    # Finished already, so the server's worker has nothing of it to run or recover;
+    # the test then sends the pushes a worker sends as it goes.
+    run = VerificationRun.objects.create(
+        district=tool_cast.a,
+        school_year=2027,
+        sync_objects=["District", "School"],
+        requested_by=tool_cast.admin_a,
+        status="finished",
+        objects_done=2,
+        records_compared=2,
+    )
+
+    def push(status: str, done: int) -> None:
+        run.status, run.objects_done, run.records_compared = status, done, done
+
+        def send() -> None:
+            verify.push_run(run)
+            connections.close_all()  # on_commit's autocommit check connected this thread
+
+        # Off this thread: Playwright's event loop runs here, and async_to_sync refuses one.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(send).result()
+
+    with serve() as base:
+        alice = login(browser, base, "alice")
+        alice.goto(f"{base}/admin/verification/verificationrun/{run.pk}/change/")
+        listing = alice.context.new_page()
+        listing.goto(f"{base}/admin/verification/verificationrun/")
+        for page in (alice, listing):
+            page.wait_for_selector("body[data-live=open]")
+            page.evaluate("window.marker = 'no reload'")
+        assert alice.text_content(".field-progress .readonly") == "2/2 objects, 2 records"
+
+        push("running", 1)  # through the real channel layer and daphne
+        alice.wait_for_function(
+            "document.querySelector('.field-progress .readonly').textContent === '1/2 objects, 1 records'"
+        )
+        assert alice.text_content(".field-status .readonly") == "Running"
+        assert listing.text_content("#result_list td.field-status") == "Running"
+        assert listing.text_content("#result_list td.field-progress") == "1/2 objects, 1 records"
+        assert alice.query_selector("#verification-ended") is None
+
+        push("finished", 2)
+        alice.wait_for_selector("#verification-ended")
+        alice.screenshot(path=str(ARTIFACTS / "verification-live.png"), full_page=True)
+        assert alice.text_content(".field-status .readonly") == "Finished"
+        assert "Show its results" in alice.text_content("#verification-ended")
+        listing.wait_for_function(
+            "document.querySelector('#result_list td.field-status').textContent === 'Finished'"
+        )
+        for page in (alice, listing):
+            assert page.evaluate("window.marker") == "no reload"

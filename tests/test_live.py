@@ -10,9 +10,12 @@ from django.test import override_settings
 from alerts import events
 from alerts.consumers import LiveConsumer
 from alerts.models import ProcessAlert
+from resync import actions
+from resync.models import ResyncRequest
 from statesync.asgi import application
+from verification import actions as verify
 
-from .conftest import BOTH
+from .conftest import BOTH, chain
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -22,6 +25,32 @@ def connect_as(user):
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
     communicator.scope["user"] = user
     return communicator
+
+
+async def connected(*users):
+    """One open socket per user, their first alert.count read."""
+    sockets = [connect_as(u) for u in users]
+    for s in sockets:
+        assert (await s.connect())[0]
+        assert (await s.receive_json_from())["type"] == "alert.count"
+    return sockets
+
+
+async def drain(communicator) -> list[dict]:
+    """Every message waiting on `communicator`."""
+    got = []
+    while not await communicator.receive_nothing(timeout=0.3):
+        got.append(await communicator.receive_json_from())
+    return got
+
+
+def perform_queued(queue) -> None:
+    """Run the queued jobs here, in this thread, in order. (An RQ worker installs signal
+    handlers, which only the main thread may, and that one runs the test's event loop.)"""
+    while queue.count:
+        job = queue.get_jobs()[0]
+        queue.remove(job)
+        job.perform()
 
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
@@ -70,3 +99,101 @@ async def test_it_refuses_a_foreign_origin(cast):
     connected, _ = await communicator.connect()
     assert not connected
     assert "evil.example" not in settings.ALLOWED_HOSTS
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_feeds_the_state_tool_and_keeps_a_state_requests_steps_from_the_district(cast, queue):
+    await sync_to_async(chain)(cast.a)
+    stella, alice, charlie = await connected(cast.state, cast.admin_a, cast.admin_b)
+
+    def state_request() -> ResyncRequest:
+        checked = actions.check_resync(
+            cast.a, None, ["School"], True, user=cast.state, level=ResyncRequest.Level.STATE
+        )
+        request = actions.do_request_resync(checked)
+        perform_queued(queue)
+        return request
+
+    request = await sync_to_async(state_request)()
+    got = await drain(stella)
+    steps = [m for m in got if m["type"] == "step.status"]
+    assert {m["object"] for m in steps} == {"District", "School"}
+    assert {(m["district"], m["request"]) for m in steps} == {(cast.a.pk, request.pk)}
+    assert steps[0]["colour"] == "gray" and steps[-1]["colour"] == "green"
+    finished = {"type": "request.finished", "request": request.pk, "district": cast.a.pk, "outcome": "green"}
+    # What turns the state tool's row green: the request, and which district it was.
+    assert [m for m in got if m["type"] == "request.finished"] == [finished]
+
+    # The district hears that the state asked (its Process Alert), never what or how it went.
+    heard = await drain(alice)
+    assert [(m["type"], m["name"]) for m in heard] == [("alert.new", "State Resync Requested")]
+    assert "School" not in str(heard) and "request" not in heard[0]
+    assert await drain(charlie) == []
+
+    for s in (stella, alice, charlie):
+        await s.disconnect()
+    assert get_channel_layer().groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_tells_the_district_tool_which_district_a_finished_request_was(cast, queue):
+    await sync_to_async(chain)(cast.a)
+    alice, charlie = await connected(cast.admin_a, cast.admin_b)
+
+    def district_request() -> ResyncRequest:
+        request = actions.do_request_resync(actions.check_resync(cast.a, None, ["District"], False))
+        perform_queued(queue)
+        return request
+
+    request = await sync_to_async(district_request)()
+    got = await drain(alice)
+    assert [m["type"] for m in got] == ["step.status", "step.status", "request.finished"]
+    assert got[-1]["district"] == cast.a.pk and got[-1]["request"] == request.pk
+    assert await drain(charlie) == []
+    await alice.disconnect()
+    await charlie.disconnect()
+    assert get_channel_layer().groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_pushes_a_verifications_progress_to_those_who_may_see_the_run(tool_cast, queue):
+    await sync_to_async(chain)(tool_cast.a)
+    # Bob has district A's right but not Verification Summary R; Charlie has district B only.
+    stella, alice, bob, charlie = await connected(
+        tool_cast.state, tool_cast.admin_a, tool_cast.limited_a, tool_cast.admin_b
+    )
+    layer = get_channel_layer()
+    assert events.VERIFICATION_STATE_GROUP in layer.groups
+    assert len(layer.groups[events.verification_group(tool_cast.a.pk)]) == 1  # Alice, not Bob
+    assert len(layer.groups[events.verification_group(tool_cast.b.pk)]) == 1  # Charlie
+
+    def verification():
+        checked = verify.check_verification(tool_cast.a, None, ["District", "School"], user=tool_cast.admin_a)
+        run = verify.do_request_verification(checked)
+        perform_queued(queue)
+        return run
+
+    run = await sync_to_async(verification)()
+    for socket in (stella, alice):
+        got = [m for m in await drain(socket) if m["type"] == "verification.progress"]
+        assert {(m["run"], m["district"]) for m in got} == {(run.pk, tool_cast.a.pk)}
+        assert got[0]["status"] == "running" and got[0]["objects_done"] == 0
+        done = [m["objects_done"] for m in got]
+        assert done == sorted(done) and 1 in done  # one push per object compared, at least
+        assert got[-1] | {"records_compared": 0} == {
+            "type": "verification.progress",
+            "run": run.pk,
+            "district": tool_cast.a.pk,
+            "status": "finished",
+            "status_display": "Finished",
+            "objects_done": 2,
+            "objects": 2,
+            "records_compared": 0,
+            "progress": "2/2 objects, 2 records",
+        }
+    assert await drain(bob) == []
+    assert await drain(charlie) == []
+
+    for s in (stella, alice, bob, charlie):
+        await s.disconnect()
+    assert layer.groups == {}
