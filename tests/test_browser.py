@@ -1,11 +1,13 @@
 """The tool in a real browser: Debian's chromium driven by Playwright against daphne and a worker."""
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from django.db import connections
+from django.db.backends.signals import connection_created
 
 from .conftest import BOTH, chain
 from .servers import ARTIFACTS, serve
@@ -67,10 +69,25 @@ def browser(monkeypatch):
     # Playwright's sync API keeps an event loop in this thread; the test's own
     # ORM calls are plain synchronous ones, which Django would otherwise refuse.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield b
-        b.close()
+    # Under Playwright the test body sees other Django connections than
+    # pytest-django's (another context): close them all, or the test database
+    # cannot be dropped at the end ("being accessed by other users").
+    opened, here = [], threading.get_ident()
+
+    def track(sender, connection, **kwargs):
+        if connection._thread_ident == here:  # other threads close their own
+            opened.append(connection)
+
+    connection_created.connect(track)
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+            yield b
+            b.close()
+    finally:
+        connection_created.disconnect(track)
+        for connection in opened:
+            connection.close()
 
 
 def login(browser, base: str, username: str):
