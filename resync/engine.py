@@ -30,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Q, TextField
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -159,13 +160,15 @@ def at_state(district_code: str, sync_object: str, ids: set[int]) -> set[int]:
         return {r[0] for r in cursor.fetchall()}
 
 
-def context(step: DISBatchHistory, parents: tuple[str, ...], rows: list[tuple], blocked: set[int]):
+def context(
+    step: DISBatchHistory, parents: tuple[str, ...], rows: list[tuple], blocked: set[int], enrolled: set[int]
+):
     code, name = step.district.code, step.sync_object.name
     present = {}
     for parent in parents:
         ids = {int(r[2][parent]) for r in rows if r[2].get(parent) is not None}
         present[parent] = at_state(code, parent, ids)
-    tests, enrolled = {}, set()
+    tests = {}
     if name == "TestScore":
         test_ids = {int(r[2]["Test"]) for r in rows if r[2].get("Test") is not None}
         tests = dict(
@@ -173,17 +176,24 @@ def context(step: DISBatchHistory, parents: tuple[str, ...], rows: list[tuple], 
                 district_id=step.district_id, sync_object__name="Test", record_id__in=test_ids
             ).values_list("record_id", "payload")
         )
-        persons = {int(r[2]["PersonIdentity"]) for r in rows if r[2].get("PersonIdentity") is not None}
-        active = DistrictRecord.objects.filter(
-            district_id=step.district_id,
-            sync_object__name="Enrollment",
-            school_year=step.school_year,
-            state_excluded=False,
-            payload__end_date=None,
-            parent_ids__PersonIdentity__in=list(persons),
-        ).values_list("parent_ids", flat=True)
-        enrolled = {int(p["PersonIdentity"]) for p in active}
     return rules.Context(name, parents, step.school_year, present, tests, blocked, enrolled)
+
+
+def enrolled_students(step: DISBatchHistory) -> set[int]:
+    """The district's students actively enrolled in the step's year, read once per step.
+
+    No index serves a lookup by a JSON key, so asking per chunk which of its
+    students are enrolled read every enrollment once a chunk; one read per step
+    costs a set of ids (a few MB for 50,000 students) instead.
+    """
+    active = DistrictRecord.objects.filter(
+        district_id=step.district_id,
+        sync_object__name="Enrollment",
+        school_year=step.school_year,
+        state_excluded=False,
+        payload__end_date=None,
+    ).values_list(KT("parent_ids__PersonIdentity"), flat=True)
+    return {int(p) for p in active.iterator(chunk_size=10_000) if p is not None}
 
 
 def claim(step_id: int, worker: str) -> DISBatchHistory | None:
@@ -549,12 +559,14 @@ def run_step(step: DISBatchHistory, on_progress=None) -> DISBatchHistory:
     ErrorLog.objects.filter(step=step).delete()
     enabled = set(SyncObject.objects.enabled().values_list("name", flat=True))
     parents = tuple(p.name for p in step.sync_object.parents.all() if p.name in enabled)
-    blocked = blocked_tests(step) if step.sync_object.name == "TestScore" else set()
+    scores = step.sync_object.name == "TestScore"
+    blocked = blocked_tests(step) if scores else set()
+    enrolled = enrolled_students(step) if scores else set()
     district_side, state_side = scope(step)
     size = settings.RESYNC_CHUNK
     with Progress(step, on_progress) as progress, StateSide(step, state_side) as state:
         for rows in chunks(district_side, size):
-            ctx = context(step, parents, rows, blocked)
+            ctx = context(step, parents, rows, blocked, enrolled)
             good, bad = judge(step, rows, ctx)
             state.write(good)
             ErrorLog.objects.bulk_create(bad)

@@ -253,3 +253,26 @@ def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, m
     assert len(beats) >= 2 and beats[0] == 0
     step.refresh_from_db()
     assert step.heartbeat_at > step.started_at
+
+
+def test_it_reads_the_enrollments_once_per_test_score_step_whatever_its_chunks(
+    demo_district, queue, settings
+):
+    district, expected = demo_district
+    resync(district)
+    run_queue()
+    settings.RESYNC_CHUNK = 5  # many chunks
+    reads = []
+
+    def counter(execute, sql, params, many, context):
+        if "end_date" in f"{sql} {params}":  # only the active-enrollment read filters on it
+            reads.append(sql)
+        return execute(sql, params, many, context)
+
+    request = resync(district, ["TestScore"])
+    with connections["default"].execute_wrapper(counter):
+        run_queue()
+    step = DISBatchHistory.objects.get(request=request)
+    assert (step.processed, step.errors) == (expected.processed["TestScore"], expected.errors["TestScore"])
+    assert step.processed > 5 * 3
+    assert len(reads) == 1
