@@ -1,11 +1,14 @@
 """The live websocket: session-authenticated, origin-checked, and only the groups a user has rights to."""
 
+from datetime import timedelta
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
 from alerts import events
 from alerts.consumers import LiveConsumer
@@ -197,3 +200,32 @@ async def test_it_pushes_a_verifications_progress_to_those_who_may_see_the_run(t
     for s in (stella, alice, bob, charlie):
         await s.disconnect()
     assert layer.groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_tells_open_pages_a_verification_whose_worker_died_is_queued_again(tool_cast, queue):
+    from verification.models import VerificationRun
+
+    def dead_run():
+        return VerificationRun.objects.create(
+            district=tool_cast.a,
+            school_year=2027,
+            sync_objects=["District", "School"],
+            requested_by=tool_cast.admin_a,
+            status=VerificationRun.Status.RUNNING,
+            worker="gone.example:1",  # another host, silent for an hour
+            heartbeat_at=timezone.now() - timedelta(hours=1),
+            attempts=1,
+            objects_done=1,
+            records_compared=5,
+        )
+
+    (alice,) = await connected(tool_cast.admin_a)
+    run = await sync_to_async(dead_run)()
+    assert await sync_to_async(verify.recover_stale_runs)() == [run.pk]
+    got = [m for m in await drain(alice) if m["type"] == "verification.progress"]
+    assert [(m["run"], m["status"], m["objects_done"], m["records_compared"]) for m in got] == [
+        (run.pk, "queued", 0, 0)
+    ]
+    await alice.disconnect()
+    assert get_channel_layer().groups == {}

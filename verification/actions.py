@@ -250,6 +250,9 @@ def recover_stale_runs() -> list[int]:
                     # What the dead worker compared is incomplete: the next attempt starts over.
                     DISVerificationResult.objects.filter(run=run).delete()
                     actions.requeue_job(RUN_JOB, run.pk, run_job_id(run.pk))
+                    # Open pages would show the dead attempt's progress until the next claim.
+                    run.status, run.worker, run.objects_done, run.records_compared = Status.QUEUED, "", 0, 0
+                    push_run(run)
                     touched.append(run.pk)
                     log.warning("re-queued verification %s: its worker %s died", run.pk, run.worker)
         # Clearing the worker claims the run, so two recoverers never both fail it.
