@@ -180,8 +180,9 @@ def test_it_turns_the_state_tools_outcome_gray_then_green_without_a_reload(brows
 
 
 def test_it_follows_a_verifications_progress_without_a_reload(browser, tool_cast, queue):
+    from resync.models import SyncObject
     from verification import actions as verify
-    from verification.models import VerificationRun
+    from verification.models import DISVerificationResult, VerificationRun
 
     # Finished already, so the server's worker has nothing of it to run or recover;
     # the test then sends the pushes a worker sends as it goes.
@@ -195,16 +196,26 @@ def test_it_follows_a_verifications_progress_without_a_reload(browser, tool_cast
         records_compared=2,
     )
 
-    def push(status: str, done: int) -> None:
-        run.status, run.objects_done, run.records_compared = status, done, done
-
-        def send() -> None:
-            verify.push_run(run)
+    def off_this_thread(work) -> None:
+        def run_it() -> None:
+            work()
             connections.close_all()  # on_commit's autocommit check connected this thread
 
-        # Off this thread: Playwright's event loop runs here, and async_to_sync refuses one.
+        # Playwright's event loop runs here, and async_to_sync refuses one.
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(send).result()
+            pool.submit(run_it).result()
+
+    def push(status: str, done: int) -> None:
+        run.status, run.objects_done, run.records_compared = status, done, done
+        off_this_thread(lambda: verify.push_run(run))
+
+    def finish() -> None:
+        # The end as a worker ends a run: its results, then do_finish_run's push with the totals.
+        DISVerificationResult.objects.create(
+            run=run, sync_object=SyncObject.objects.get(name="School"), only_district=3, not_allowed=1
+        )
+        run.objects_done = run.records_compared = 2
+        verify.do_finish_run(run)
 
     with serve() as base:
         alice = login(browser, base, "alice")
@@ -223,9 +234,10 @@ def test_it_follows_a_verifications_progress_without_a_reload(browser, tool_cast
         assert alice.text_content(".field-status .readonly") == "Running"
         assert listing.text_content("#result_list td.field-status") == "Running"
         assert listing.text_content("#result_list td.field-progress") == "1/2 objects, 1 records"
+        assert listing.text_content("#result_list td.field-to_resync") == "0"
         assert alice.query_selector("#verification-ended") is None
 
-        push("finished", 2)
+        off_this_thread(finish)
         alice.wait_for_selector("#verification-ended")
         alice.screenshot(path=str(ARTIFACTS / "verification-live.png"), full_page=True)
         assert alice.text_content(".field-status .readonly") == "Finished"
@@ -233,5 +245,7 @@ def test_it_follows_a_verifications_progress_without_a_reload(browser, tool_cast
         listing.wait_for_function(
             "document.querySelector('#result_list td.field-status').textContent === 'Finished'"
         )
+        assert listing.text_content("#result_list td.field-to_resync") == "3"
+        assert listing.text_content("#result_list td.field-not_allowed") == "1"
         for page in (alice, listing):
             assert page.evaluate("window.marker") == "no reload"

@@ -193,7 +193,10 @@ async def test_it_pushes_a_verifications_progress_to_those_who_may_see_the_run(t
             "objects": 2,
             "records_compared": 0,
             "progress": "2/2 objects, 2 records",
+            "to_resync": 2,  # nothing was resynced: District and School are only at the district
+            "not_allowed": 0,
         }
+        assert all("to_resync" not in m for m in got[:-1])  # totals only once they are final
     assert await drain(bob) == []
     assert await drain(charlie) == []
 

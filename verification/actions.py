@@ -192,12 +192,10 @@ def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
     run.message = failure[:2000]
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "message", "finished_at", "objects_done", "records_compared"])
-    push_run(run)
+    found, refused = VerificationRun.objects.with_totals().values_list("differing", "refused").get(pk=run.pk)
+    # The runs list's totals follow too: they are final now.
+    push_run(run, {"to_resync": found, "not_allowed": refused})
     if run.requested_by_id:
-        differing = DISVerificationResult.objects.filter(run=run).values_list(
-            "only_district", "only_state", "different"
-        )
-        found = sum(sum(row) for row in differing)
         outcome = f"failed: {failure[:200]}" if failure else f"finished: {found} difference(s) to resync"
         ProcessAlert.objects.notify(
             [run.requested_by],
@@ -210,8 +208,8 @@ def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
     return run
 
 
-def run_event(run: VerificationRun) -> dict:
-    return {
+def run_event(run: VerificationRun, totals: dict | None = None) -> dict:
+    return (totals or {}) | {
         "type": "verification.progress",
         "run": run.pk,
         "district": run.district_id,
@@ -224,9 +222,10 @@ def run_event(run: VerificationRun) -> dict:
     }
 
 
-def push_run(run: VerificationRun) -> None:
-    """A run's progress, to the users who may see the run, once the write commits."""
-    events.send(events.verification_groups(run.district_id), run_event(run))
+def push_run(run: VerificationRun, totals: dict | None = None) -> None:
+    """A run's progress (and, when it ends, its totals) to the users who may see the run,
+    once the write commits."""
+    events.send(events.verification_groups(run.district_id), run_event(run, totals))
 
 
 def recover_stale_runs() -> list[int]:

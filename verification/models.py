@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, IntegerField, Sum
+from django.db.models.functions import Coalesce
 
 from history.models import Reason
 from resync.models import District, ResyncRequest
@@ -37,6 +39,20 @@ class VerificationSetting(models.Model):
     def current(cls) -> VerificationSetting:
         setting, _ = cls.objects.get_or_create(pk=1)
         return setting
+
+
+class RunQuerySet(models.QuerySet):
+    def with_totals(self) -> RunQuerySet:
+        """Annotate each run's `differing` (records a resync would fix) and `refused`
+        (records not allowed to sync) summed over its results."""
+        return self.annotate(
+            differing=Coalesce(
+                Sum(F("results__only_district") + F("results__only_state") + F("results__different")),
+                0,
+                output_field=IntegerField(),
+            ),
+            refused=Coalesce(Sum("results__not_allowed"), 0),
+        )
 
 
 class VerificationRun(models.Model):
@@ -75,6 +91,8 @@ class VerificationRun(models.Model):
         related_name="+",
         help_text="The partial resync last sent from this run's differences.",
     )
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
