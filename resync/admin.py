@@ -92,7 +92,7 @@ class DistrictAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # An existing district's year moves only through the year switch and its end-of-year rule.
-        switch = ["year_switched_at", "end_of_year_request"]
+        switch = ["year_switched_at", "end_of_year_request", "records_deleted_at"]
         return ["scope_year", *switch] if obj else switch
 
     def get_urls(self):
