@@ -16,7 +16,8 @@ from datetime import timedelta
 import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
@@ -491,9 +492,26 @@ class YearSwitch:
     end_of_year: ResyncRequest
 
 
+def last_change_expression():
+    """When a district's data last changed, as an expression on District rows: its latest
+    record change (one index lookup) or its latest record deletion, whichever is later.
+    A deleted record leaves no changed_at, yet the state holds it until the next resync.
+
+    Greatest is NULL on SQLite when either side is, so each side falls back on the other."""
+    changed = Subquery(
+        DistrictRecord.objects.filter(district=OuterRef("pk"))
+        .order_by("-changed_at")
+        .values("changed_at")[:1]
+    )
+    deleted = F("records_deleted_at")
+    return Greatest(Coalesce(changed, deleted), Coalesce(deleted, changed))
+
+
 def last_change(district: District):
-    """When the district's data last changed (one index lookup)."""
-    return DistrictRecord.objects.filter(district=district).aggregate(last=Max("changed_at"))["last"]
+    """When the district's data last changed, read afresh (one query); the year-switch
+    overview annotates the same expression, so both always agree."""
+    last = District.objects.filter(pk=district.pk).annotate(last=last_change_expression())
+    return last.values_list("last", flat=True).first()
 
 
 def full_resyncs(district, year) -> QuerySet[ResyncRequest]:
@@ -530,7 +548,11 @@ def _end_of_year_or_refuse(district: District) -> ResyncRequest:
     request = end_of_year_resync(district)
     if request is None:
         year, changed = district.scope_year, last_change(district)
-        since = f" that started after its last data change ({timezone.localtime(changed):%Y-%m-%d %H:%M})"
+        deleted = District.objects.filter(pk=district.pk).values_list("records_deleted_at", flat=True).first()
+        what = ", when records were deleted" if changed is not None and changed == deleted else ""
+        since = (
+            f" that started after its last data change ({timezone.localtime(changed):%Y-%m-%d %H:%M}{what})"
+        )
         raise ResyncError(
             f"District {district.code} has no finished full resync of {year}{since if changed else ''}: "
             f"run the end-of-year full resync of {year} before switching to {year + 1}.",

@@ -1,14 +1,13 @@
 from functools import partial
 
 from django.contrib import admin, messages
-from django.db.models import F, IntegerField, Max, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Max, OuterRef, Subquery, Sum
 from django.http import Http404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from resync import actions, rights
-from resync.models import DistrictRecord, ResyncRequest
+from resync.models import ResyncRequest
 
 from . import actions as verify
 from . import views
@@ -109,14 +108,7 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
 
     def get_queryset(self, request):
         qs = super().get_queryset(request).filter(district__in=rights.districts(request.user))
-        return qs.annotate(
-            differing=Coalesce(
-                Sum(F("results__only_district") + F("results__only_state") + F("results__different")),
-                0,
-                output_field=IntegerField(),
-            ),
-            refused=Coalesce(Sum("results__not_allowed"), 0),
-        )
+        return qs.with_totals()
 
     def get_urls(self):
         site = self.admin_site
@@ -395,10 +387,9 @@ class SchoolYearSwitchAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
 
     def get_queryset(self, request):
         qs = super().get_queryset(request).filter(pk__in=rights.districts(request.user).values("pk"))
-        changed = DistrictRecord.objects.filter(district=OuterRef("pk")).order_by("-changed_at")
         full = actions.full_resyncs(OuterRef("pk"), OuterRef("scope_year"))
         return qs.annotate(
-            changed=Subquery(changed.values("changed_at")[:1]),
+            changed=actions.last_change_expression(),  # a record changed or deleted: as the rule reads it
             last_full=Subquery(full.order_by("-started_at").values("started_at")[:1]),
             start_request=Subquery(
                 full.filter(started_at__gte=OuterRef("year_switched_at")).order_by("id").values("id")[:1]
