@@ -2,9 +2,12 @@
 view of both mandatory full resyncs per district."""
 
 import pytest
+from django.contrib.admin.utils import display_for_value
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from alerts.models import ProcessAlert
 from history.models import DISBatchHistory, StepStatus
@@ -207,3 +210,118 @@ def test_it_lists_the_overview_in_constant_queries(client, tool_cast, queue, dja
     with django_assert_max_num_queries(baseline):
         html = client.get(PAGE).content.decode()
     assert html.count("Missing") == 5
+
+
+# ---- a deleted record is a data change too -------------------------------------------------
+
+DELETED = (
+    r" that started after its last data change \((\d{4}-\d\d-\d\d \d\d:\d\d), when records were deleted\)"
+)
+
+
+def deleted_at(district):
+    return District.objects.values_list("records_deleted_at", flat=True).get(pk=district.pk)
+
+
+def test_it_refuses_when_a_record_was_deleted_after_the_last_full_resync(district, queue):
+    chain(district)
+    resync(district)
+    assert actions.check_year_switch(district)
+    DistrictRecord.objects.get(sync_object__name="PersonIdentity").delete()  # the state still holds it
+    with pytest.raises(actions.ResyncError, match=REFUSED.format(DELETED)) as refused:
+        actions.check_year_switch(district)
+    when = timezone.localtime(deleted_at(district))
+    assert refused.value.args[0].count(f"({when:%Y-%m-%d %H:%M}, when records were deleted)") == 1
+    assert actions.last_change(district) == deleted_at(district)
+    again = resync(district)  # removes the record at the state
+    assert actions.check_year_switch(district).end_of_year == again
+    assert switch(district).scope_year == 2028
+
+
+def test_the_command_refuses_after_a_queryset_deletion(district, queue, capsys):
+    chain(district)
+    resync(district)
+    call_command("year_switch", district="101", check=True)
+    district.records.filter(sync_object__name__in=["Calendar", "ScheduleStructure"]).delete()
+    with pytest.raises(CommandError, match=REFUSED.format(DELETED)):
+        call_command("year_switch", district="101", check=True)
+    with pytest.raises(CommandError, match=REFUSED.format(DELETED)):
+        call_command("year_switch", district="101")
+    assert District.objects.get(pk=district.pk).scope_year == 2027
+    again = resync(district)
+    call_command("year_switch", district="101")
+    assert "District 101 now syncs 2028" in capsys.readouterr().out
+    assert District.objects.get(pk=district.pk).end_of_year_request == again
+
+
+def test_it_counts_the_later_of_a_change_and_a_deletion(district, queue):
+    chain(district)
+    record = DistrictRecord.objects.get(sync_object__name="School")
+    DistrictRecord.objects.filter(sync_object__name="PersonIdentity").delete()
+    record.save()  # changed after the deletion: the change is the last one
+    assert actions.last_change(district) == DistrictRecord.objects.get(pk=record.pk).changed_at
+    assert deleted_at(district) < actions.last_change(district)
+    DistrictRecord.objects.filter(district=district).delete()  # no record left: the deletion counts
+    assert actions.last_change(district) == deleted_at(district) is not None
+    with pytest.raises(actions.ResyncError, match=REFUSED.format(DELETED)):
+        actions.check_year_switch(district)
+
+
+def statements(captured) -> list[str]:
+    """The SQL run, without transaction control (PostgreSQL logs BEGIN and COMMIT)."""
+    control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].upper().startswith(control)]
+
+
+def test_it_stamps_a_queryset_deletion_in_one_statement(district, other_district):
+    third = District.objects.create(state=district.state, code="303", name="Casey County", scope_year=2027)
+    for d in (district, other_district, third):
+        for rid in range(1, 6):
+            add(d, "District", rid)
+    doomed = DistrictRecord.objects.filter(district__in=[district, other_district], record_id__gte=3)
+    with CaptureQueriesContext(connection) as captured:
+        assert doomed.delete()[0] == 6
+    sql = statements(captured)
+    assert len(sql) == 2, sql  # one UPDATE of both districts, one DELETE of the six rows
+    assert sql[0].startswith("UPDATE") and "resync_district" in sql[0]
+    assert sql[1].startswith("DELETE")
+    assert deleted_at(district) == deleted_at(other_district) is not None
+    assert deleted_at(third) is None
+    with CaptureQueriesContext(connection) as captured:
+        DistrictRecord.objects.filter(record_id=99).delete()  # nothing to delete: nothing stamped
+    assert len(statements(captured)) == 2
+    assert deleted_at(third) is None
+    record = DistrictRecord.objects.get(district=third, record_id=1)
+    with CaptureQueriesContext(connection) as captured:
+        record.delete()
+    assert [q.split()[0] for q in statements(captured)] == ["UPDATE", "DELETE"]
+    assert deleted_at(third) is not None
+    assert DistrictRecord.objects.filter(district=third).count() == 4
+    third.delete()  # a whole district goes with its records, stamp or not
+    assert not DistrictRecord.objects.filter(district_id=third.pk).exists()
+
+
+def test_the_overview_shows_a_deletion_as_the_last_change(client, tool_cast, queue):
+    chain(tool_cast.a)
+    chain(tool_cast.b)
+    resync(tool_cast.a)
+    resync(tool_cast.b)
+    DistrictRecord.objects.filter(district=tool_cast.a, sync_object__name="PersonIdentity").delete()
+    DistrictRecord.objects.filter(district=tool_cast.b).delete()  # B keeps no record at all
+    client.force_login(tool_cast.state)
+    response = client.get(PAGE)
+    shown = {d.code: d.changed for d in response.context["cl"].result_list}
+    assert shown == {"101": deleted_at(tool_cast.a), "202": deleted_at(tool_cast.b)}
+    assert shown["101"] == actions.last_change(tool_cast.a)  # the page and the rule agree
+    html = response.content.decode()
+    assert html.count('alt="True"') == 0 and html.count('alt="False"') == 2  # neither is ready
+    for d in (tool_cast.a, tool_cast.b):
+        assert display_for_value(deleted_at(d), "—") in html
+    text = action(client, tool_cast.a).content.decode()
+    assert "District 101 has no finished full resync of 2027 that started after its last data change" in text
+    assert "when records were deleted" in text
+    assert District.objects.get(pk=tool_cast.a.pk).scope_year == 2027
+    resync(tool_cast.a)
+    html = client.get(PAGE).content.decode()
+    assert html.count('alt="True"') == 1 and html.count('alt="False"') == 1  # A ready again, B not
+    assert "District 101 now syncs 2028" in action(client, tool_cast.a).content.decode()
