@@ -11,9 +11,10 @@ Speed (see the README's Benchmark): records travel as the JSON text the
 database hands over, only the parent ids are decoded (the rules need them) and
 a payload only if a rule reads it. The state side runs on a thread of its own
 (StateSide), so the database writes one batch while the worker judges the
-next. On PostgreSQL a batch is COPied into a temporary staging table and
-upserted with one INSERT … ON CONFLICT, the way the database itself loads
-fastest; on SQLite the ORM's bulk upsert does it (RESYNC_WRITE).
+next. A batch goes into a temporary staging table (COPY on PostgreSQL, the
+way the database itself loads fastest; executemany on SQLite) and is upserted
+with one INSERT … ON CONFLICT; RESYNC_WRITE=orm keeps the ORM's bulk upsert
+as the reference the tests hold this path to.
 """
 
 from __future__ import annotations
@@ -341,11 +342,8 @@ class SqlWriter:
 
 
 def writer(step: DISBatchHistory) -> OrmWriter | SqlWriter:
-    """The state upsert RESYNC_WRITE asks for: auto is SQL with COPY on PostgreSQL, the ORM elsewhere."""
-    mode = settings.RESYNC_WRITE
-    if mode == "auto":
-        mode = "sql" if connections[StateRecord.objects.db].vendor == "postgresql" else "orm"
-    return SqlWriter(step) if mode == "sql" else OrmWriter(step)
+    """The state upsert RESYNC_WRITE asks for."""
+    return SqlWriter(step) if settings.RESYNC_WRITE == "sql" else OrmWriter(step)
 
 
 def judge(step: DISBatchHistory, rows: list[tuple], ctx: rules.Context) -> tuple[list[tuple], list[ErrorLog]]:

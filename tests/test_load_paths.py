@@ -230,7 +230,7 @@ def test_it_refuses_to_start_with_an_unknown_write_path():
         [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert "RESYNC_WRITE='fast' is not one of auto, sql, orm" in result.stderr
+    assert "RESYNC_WRITE='fast' is not one of sql, orm" in result.stderr
 
 
 def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, monkeypatch):
