@@ -31,7 +31,6 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import F, Q, TextField
-from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -193,8 +192,16 @@ def enrolled_students(step: DISBatchHistory) -> set[int]:
         school_year=step.school_year,
         state_excluded=False,
         payload__end_date=None,
-    ).values_list(KT("parent_ids__PersonIdentity"), flat=True)
-    return {int(p) for p in active.iterator(chunk_size=10_000) if p is not None}
+    ).values_list("parent_ids__PersonIdentity", flat=True)
+    # A student id is an integer, or digits as text (the rules read a score's
+    # student with int(), and SQLite hands "12" over as 12 anyway). Anything
+    # else there (null, a boolean, a fraction) enrolls nobody: its own step
+    # errors it, and it must not fail the scores.
+    return {
+        int(p)
+        for p in active.iterator(chunk_size=10_000)
+        if type(p) is int or (isinstance(p, str) and p.isdecimal() and p.isascii())
+    }
 
 
 def claim(step_id: int, worker: str) -> DISBatchHistory | None:

@@ -276,3 +276,16 @@ def test_it_reads_the_enrollments_once_per_test_score_step_whatever_its_chunks(
     assert (step.processed, step.errors) == (expected.processed["TestScore"], expected.errors["TestScore"])
     assert step.processed > 5 * 3
     assert len(reads) == 1
+
+
+def test_it_counts_only_whole_number_student_ids_as_enrolled(district):
+    from types import SimpleNamespace
+
+    odd = [None, "x12", True, 12.5, {"id": 13}]
+    for rid, person in enumerate([7, "11", *odd], start=1):
+        add(district, "Enrollment", rid, {"PersonIdentity": person}, {"end_date": None})
+    add(district, "Enrollment", 20, {"PersonIdentity": 8}, {"end_date": "2027-01-31"})  # ended
+    add(district, "Enrollment", 21, {"PersonIdentity": 9}, {"end_date": None}, excluded=True)
+    add(district, "Enrollment", 22, {"PersonIdentity": 10}, {"end_date": None}, year=2026)
+    step = SimpleNamespace(district_id=district.pk, school_year=2027)
+    assert engine.enrolled_students(step) == {7, 11}
