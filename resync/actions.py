@@ -334,7 +334,10 @@ def job_lost(job_id: str) -> bool:
         return True
     status = JobStatus(as_text(status))
     if status == JobStatus.QUEUED:
-        return queue.get_job_position(job_id) is None
+        # A worker moves the job it takes to the intermediate queue and only then
+        # marks it started: there it is being taken, not lost.
+        taking = queue.connection.lpos(queue.intermediate_queue_key, job_id) is not None
+        return queue.get_job_position(job_id) is None and not taking
     return status in _JOB_ENDED
 
 
