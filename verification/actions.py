@@ -250,10 +250,11 @@ def recover_stale_runs() -> list[int]:
                     DISVerificationResult.objects.filter(run=run).delete()
                     actions.requeue_job(RUN_JOB, run.pk, run_job_id(run.pk))
                     # Open pages would show the dead attempt's progress until the next claim.
+                    dead = run.worker
                     run.status, run.worker, run.objects_done, run.records_compared = Status.QUEUED, "", 0, 0
                     push_run(run)
                     touched.append(run.pk)
-                    log.warning("re-queued verification %s: its worker %s died", run.pk, run.worker)
+                    log.warning("re-queued verification %s: its worker %s died", run.pk, dead)
         # Clearing the worker claims the run, so two recoverers never both fail it.
         elif running.update(worker=""):
             run.refresh_from_db()
