@@ -5,7 +5,7 @@ import pytest
 from alerts.models import ProcessAlert
 from resync.models import ResyncRequest
 
-from .conftest import BOTH
+from .conftest import BOTH, add
 from .test_api_resync import auth, post
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 @pytest.fixture
 def alerted(client, cast, queue):
     """A state request to district A: stella, alice and bob are alerted."""
+    add(cast.a, "Enrollment", 1, {"PersonIdentity": 1})  # something to move: the request stays running
     response = post(
         client, cast.state, "/api/v1/state-requests/", {"districts": ["101"], "objects": ["Enrollment"]}
     )

@@ -186,6 +186,7 @@ def test_it_queues_the_object_that_processed_most_last_time_first(district, queu
     objects = ["Behavior", "ContactLog", "VaccineShot"]  # one layer, under PersonIdentity
     resync(district, objects)
     run_queue()
+    add(district, "VaccineShot", 1, {"PersonIdentity": 1})  # it processed none last time
 
     request = resync(district, objects)
     queued = [job.args[0] for job in queue.jobs]

@@ -274,3 +274,43 @@ def test_it_counts_nothing_of_a_step_that_failed_half_way(district, queue, monke
         1,
         3,
     }
+
+
+def test_it_finishes_the_steps_of_objects_with_nothing_to_move_without_a_job(district, queue):
+    chain(district)
+    request = resync(district, ["District", "VaccineShot", "Behavior"])  # the last two have no records
+    steps = {s.sync_object.name: s for s in DISBatchHistory.objects.filter(request=request)}
+    assert queue.job_ids == [actions.step_job_id(steps["District"].pk)]
+    run_queue()
+    for name in ("VaccineShot", "Behavior"):
+        steps[name].refresh_from_db()
+        step = steps[name]
+        assert (step.status, step.processed, step.errors, step.attempts) == (StepStatus.GREEN, 0, 0, 0)
+        assert step.queued_at is None and step.started_at <= step.ended_at  # never queued, no worker took it
+    request.refresh_from_db()
+    assert (request.status, request.outcome) == (ResyncRequest.Status.FINISHED, "green")
+    assert results(request)["District"] == (1, 0, StepStatus.GREEN)
+
+
+def test_it_finishes_a_request_with_nothing_to_move_at_once(district, queue):
+    request = resync(district, ["CourseCode", "District", "School"])  # three layers, all empty
+    request.refresh_from_db()
+    assert queue.job_ids == []
+    assert (request.status, request.outcome) == (ResyncRequest.Status.FINISHED, "green")
+    assert set(results(request).values()) == {(0, 0, StepStatus.GREEN)}
+
+
+def test_it_still_runs_the_step_of_an_object_the_district_emptied(district, queue):
+    chain(district)
+    resync(district, ["District", "VaccineShot"])
+    add(district, "VaccineShot", 1, {"PersonIdentity": 1})
+    resync(district, ["PersonIdentity", "VaccineShot"], check_dependencies=True)
+    run_queue()
+    assert StateRecord.objects.filter(sync_object="VaccineShot").count() == 1
+    DistrictRecord.objects.filter(sync_object__name="VaccineShot").delete()
+
+    request = resync(district, ["VaccineShot"])  # nothing at the district, one row at the state
+    assert len(queue.job_ids) == 1
+    run_queue()
+    assert results(request) == {"VaccineShot": (0, 0, StepStatus.GREEN)}
+    assert not StateRecord.objects.filter(sync_object="VaccineShot").exists()

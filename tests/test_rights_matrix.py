@@ -22,7 +22,7 @@ from resync import actions, rights
 from resync.models import ResyncRequest
 from statesync.asgi import application
 
-from .conftest import BOTH
+from .conftest import BOTH, add
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
@@ -96,6 +96,8 @@ def world(cast, queue) -> dict:
         checked = actions.check_resync(district, None, ["District"], False, user=user, level=level)
         return actions.do_request_resync(checked)
 
+    for district in (cast.a, cast.b):
+        add(district, "District", 1)  # something to move: an empty object's step ends at once
     req_a = resync(cast.a, cast.admin_a)
     req_state = resync(cast.a, cast.state, ResyncRequest.Level.STATE)
     req_b = resync(cast.b, cast.admin_b)
