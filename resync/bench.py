@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 from django.conf import settings
@@ -421,7 +422,10 @@ def child_env(**extra: str) -> dict:
         if db["ENGINE"].endswith("sqlite3"):
             env[var] = f"sqlite:///{db['NAME']}"
         else:
-            auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+            # Quoted as parse_database_url unquotes: a password may hold "@" or ":".
+            auth = quote(db["USER"], safe="") + (
+                f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
+            )
             env[var] = f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
     env.update(extra)
     return env

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -11,29 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections
+
+from resync.bench import child_env  # the one place a child process is pointed at this run's databases
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"  # screenshots and server logs, kept by CI
-
-
-def url(alias: str) -> str:
-    db = connections[alias].settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def child_env(**extra: str) -> dict:
-    """The environment of a child process that must see what this test sees."""
-    return dict(
-        os.environ,
-        DATABASE_URL=url("default"),
-        STATE_DATABASE_URL=url("state"),
-        REDIS_URL=settings.REDIS_URL,
-        RQ_QUEUE=settings.RQ_QUEUE,
-        **extra,
-    )
 
 
 def start_worker(burst: bool = True, **extra: str) -> subprocess.Popen:
