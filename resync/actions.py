@@ -220,8 +220,7 @@ def _finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
         denied = rights.still_allowed(
             request.requested_by, step.district, request.level, step.sync_object.name
         )
-        step.started_at = timezone.now()
-        DISBatchHistory.objects.filter(pk=step.pk).update(started_at=step.started_at)
+        step.started_at = timezone.now()  # written with its end, in _record_end's one UPDATE
         _record_end(step, f"Refused at run time: {denied}" if denied else "")
     return rest
 
@@ -329,6 +328,7 @@ def _record_end(step: DISBatchHistory, failure: str) -> None:
         status=step.status,
         processed=step.processed,
         errors=step.errors,
+        started_at=step.started_at,
         ended_at=step.ended_at,
         message=step.message,
     )
