@@ -74,8 +74,12 @@ def scope(step: DISBatchHistory) -> tuple:
 def chunks(qs, size: int) -> Iterator[list[tuple]]:
     """The scope's records in primary key order, `size` at a time, as ROW tuples.
 
-    PostgreSQL streams them from one server-side cursor: one query per step,
-    whatever else the table holds, and no per-row work in the ORM. SQLite
+    PostgreSQL reads them through one server-side cursor: one query per step,
+    whatever else the table holds, and no per-row work in the ORM. Django
+    declares it WITH HOLD (the connection is in autocommit), so the server
+    materializes the result before the first fetch; the worker still holds
+    only `size` rows at a time. (A cursor inside a transaction on a connection
+    of its own would stream, but measured no faster.) SQLite
     pages by key, one short query per chunk, so no read stays open while the
     same connection writes the Error Log and the progress.
     """
