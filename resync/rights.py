@@ -14,6 +14,8 @@ django-guardian permissions (the README has the table):
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth.models import Permission, User
 from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user, get_users_with_perms
@@ -29,8 +31,18 @@ DISTRICT_ADMINS = "District Administrator"
 STATE_ADMINS = "State Administrator"
 
 
+# Every refusal of a right, whatever the door, at warning level: who, which door, what.
+refusals = logging.getLogger("statesync.refusals")
+
+
 class RightsError(PermissionError):
     """Refused for lack of a right; the message names what is missing."""
+
+
+def log_refusal(user, door: str, what: str) -> None:
+    """Log that `user` was refused at `door` (admin, api, websocket, job, command): `what` they tried."""
+    who = user.username if user is not None and getattr(user, "is_authenticated", False) else "anonymous"
+    refusals.warning("refused %s at %s: %s", who, door, what)
 
 
 def active(user) -> bool:
