@@ -3,9 +3,16 @@ from functools import partial
 from django.contrib import admin
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django_rq.models import Dashboard
 
 from . import planner, rights, tool
 from .models import District, ResyncRequest, SyncObject
+from .queue_admin import OperatorQueueAdmin
+
+# RQ's dashboard (jobs, workers, delete and empty buttons) is the state operators' alone.
+if admin.site.is_registered(Dashboard):
+    admin.site.unregister(Dashboard)
+admin.site.register(Dashboard, OperatorQueueAdmin)
 
 
 def _marked(names: list[str], immediate: set[str]):
