@@ -7,6 +7,7 @@ STATE_DATABASE_URL and REDIS_URL switch to PostgreSQL and an external Redis.
 
 from pathlib import Path
 
+from channels_redis.core import RedisChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 
 from .env import database_identity, env_bool, env_int, env_list, env_str, parse_database_url, sqlite_database
@@ -125,12 +126,31 @@ RESYNC_WORKER_NICE = env_int("RESYNC_WORKER_NICE", 10, minimum=0, maximum=19)
 # Enqueue only once the transaction that created the request commits.
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "resync.jobs.ResyncWorker"}
 
+# The live websocket's layer. channels-redis waits for a socket's next message with a
+# BZPOPMIN that blocks RedisChannelLayer.brpop_timeout (5 s) on the server; redis-py's
+# default socket_timeout is also 5 s, so the client gave up reading at the very moment an
+# idle socket's "nothing yet" was due, raised TimeoutError, and every idle websocket died
+# with 1011 after ~5 s (pushes sent while its page reconnected were lost). The read timeout
+# must outlast the block; a few seconds more still notices a dead server. The same host
+# dict serves TCP (redis://, with keepalive, redis-py's default) and the embedded server's
+# unix:// socket. A pooled connection idle longer than the health check is PINGed before
+# reuse, so one cut by a Redis restart is replaced instead of failing the next push.
+_LAYER_HOST = {
+    "address": REDIS_URL,
+    "socket_timeout": RedisChannelLayer.brpop_timeout + 10,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 30,
+}
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNELS_PREFIX", "statesync")},
+        "CONFIG": {"hosts": [_LAYER_HOST], "prefix": env_str("CHANNELS_PREFIX", "statesync")},
     }
 }
+# How often an open websocket re-checks its user's rights and session (and re-joins
+# its groups, which Redis may have lost: FLUSHDB, a restart without persistence, or
+# channels-redis' group_expiry). Rights changes and logouts also re-check at once.
+LIVE_RECHECK_SECONDS = env_int("LIVE_RECHECK_SECONDS", 30, minimum=1)
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
