@@ -3,6 +3,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from resync import rights
+
 from .models import ProcessAlert
 
 
@@ -15,9 +17,29 @@ class ProcessAlertAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     search_fields = ["message"]
     actions = ["mark_read"]
+    readonly_fields = [
+        "name",
+        "category",
+        "process",
+        "message",
+        "open_link",
+        "district",
+        "created_at",
+        "read_at",
+    ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(user=request.user)
+        return super().get_queryset(request).filter(user=request.user).select_related("district", "request")
+
+    def get_fields(self, request, obj=None):
+        # A district is told the state asked for a resync, never which request it is
+        # (its name, its id, a link to a page it may not open), as in the API.
+        if obj is not None and obj.request_id and rights.may_see_request(request.user, obj.request):
+            return [*self.readonly_fields, "request"]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.open_alert)

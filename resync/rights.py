@@ -184,6 +184,12 @@ def visible(user, qs: QuerySet, level: str = "request__level") -> QuerySet:
     return qs if is_state(user) else qs.filter(**{level: "district"})
 
 
+def may_see_request(user, request) -> bool:
+    """The one-row form of `visible`: a request of the user's districts, and for a
+    district user never a state request."""
+    return may_resync(user, request.district) and (is_state(user) or request.level == "district")
+
+
 # ---- Verification Summary, Selective Sync and the year switch ------------------
 # Their permissions live on the verification app's models (Selective Sync on a
 # proxy of ResyncRequest, so its R/W/D are the proxy's view/use/delete) and on

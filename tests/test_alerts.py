@@ -56,3 +56,28 @@ def test_it_sends_an_outsider_to_the_login(client, cast):
     a = alert(cast.admin_a)
     response = client.get(f"/admin/alerts/processalert/{a.pk}/open/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_it_names_no_state_request_on_a_district_users_alert_page(client, cast, queue):
+    from resync import actions
+
+    checked = actions.check_resync(cast.a, None, ["District"], False, user=cast.state, level="state")
+    request = actions.do_request_resync(checked)
+    mine = ProcessAlert.objects.get(user=cast.admin_a, name=ProcessAlert.STATE_RESYNC_REQUESTED)
+    client.force_login(cast.admin_a)
+    page = client.get(f"/admin/alerts/processalert/{mine.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200 and "The state requested a resync of district 101" in html
+    assert f"Resync {request.pk}" not in html
+    assert f"/admin/resync/resyncrequest/{request.pk}/" not in html
+    # Every link on the page opens for the district user: the alert's own leads to the tool.
+    assert (
+        client.get(f"/admin/alerts/processalert/{mine.pk}/open/")["Location"]
+        == "/admin/resync/district/101/tool/"
+    )
+    assert client.get("/admin/resync/district/101/tool/").status_code == 200
+
+    theirs = ProcessAlert.objects.get(user=cast.state, name=ProcessAlert.STATE_RESYNC_REQUESTED)
+    client.force_login(cast.state)
+    html = client.get(f"/admin/alerts/processalert/{theirs.pk}/change/").content.decode()
+    assert f"/admin/resync/resyncrequest/{request.pk}/change/" in html
