@@ -109,6 +109,10 @@ class Reason(models.TextChoices):
     OUT_OF_SCOPE = "out_of_scope", "Score date or test end year outside the scope year"
     TEST_LOCKED = "test_locked", "Test is district-locked"
     NOT_ENROLLED = "not_enrolled", "Student not actively enrolled in the district"
+    # The record's content is not what its fields must hold (a parent id that is
+    # not a whole number, parent ids or a payload that is not a JSON object, a
+    # score date that is not a date): that record's error, never its step's.
+    MALFORMED = "malformed", "Malformed record"
 
 
 class ErrorLogQuerySet(models.QuerySet):

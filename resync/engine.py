@@ -132,13 +132,20 @@ def blocked_tests(step: DISBatchHistory) -> set[int]:
     """Tests with no end year that have a score without a date: their sync is blocked."""
     district_side, _ = scope(step)
     undated = district_side.filter(Q(payload__date=None) | Q(payload__date__isnull=True))
-    test_ids = {int(p["Test"]) for p in undated.values_list("parent_ids", flat=True) if p.get("Test")}
+    test_ids = set()
+    # A malformed score (its parent ids or payload not an object, its test id not a
+    # whole number, no "date" key because it is no object) is its own error:
+    # it blocks no test. Undated scores are few; reading their payloads is cheap.
+    for parent_ids, payload in undated.values_list("parent_ids", "payload"):
+        if isinstance(parent_ids, dict) and isinstance(payload, dict) and payload.get("date") in (None, ""):
+            if (test_id := rules.whole_number(parent_ids.get("Test"))) is not None:
+                test_ids.add(test_id)
     if not test_ids:
         return set()
     tests = DistrictRecord.objects.filter(
         district_id=step.district_id, sync_object__name="Test", record_id__in=test_ids
     ).values_list("record_id", "payload")
-    return {rid for rid, payload in tests if not payload.get("end_year")}
+    return {rid for rid, payload in tests if not (isinstance(payload, dict) and payload.get("end_year"))}
 
 
 def at_state(district_code: str, sync_object: str, ids: set[int]) -> set[int]:
@@ -169,12 +176,14 @@ def context(
 ):
     code, name = step.district.code, step.sync_object.name
     present = {}
+    # Only well-formed ids are looked up; the rules error the others (Reason.MALFORMED).
+    objects = [r[2] for r in rows if isinstance(r[2], dict)]
     for parent in parents:
-        ids = {int(r[2][parent]) for r in rows if r[2].get(parent) is not None}
+        ids = {n for p in objects if (n := rules.whole_number(p.get(parent))) is not None}
         present[parent] = at_state(code, parent, ids)
     tests = {}
     if name == "TestScore":
-        test_ids = {int(r[2]["Test"]) for r in rows if r[2].get("Test") is not None}
+        test_ids = {n for p in objects if (n := rules.whole_number(p.get("Test"))) is not None}
         tests = dict(
             DistrictRecord.objects.filter(
                 district_id=step.district_id, sync_object__name="Test", record_id__in=test_ids
@@ -197,15 +206,12 @@ def enrolled_students(step: DISBatchHistory) -> set[int]:
         state_excluded=False,
         payload__end_date=None,
     ).values_list("parent_ids__PersonIdentity", flat=True)
-    # A student id is an integer, or digits as text (the rules read a score's
-    # student with int(), and SQLite hands "12" over as 12 anyway). Anything
-    # else there (null, a boolean, a fraction) enrolls nobody: its own step
-    # errors it, and it must not fail the scores.
-    return {
-        int(p)
-        for p in active.iterator(chunk_size=10_000)
-        if type(p) is int or (isinstance(p, str) and p.isdecimal() and p.isascii())
-    }
+    # A student id is a whole number as the rules read one (rules.whole_number:
+    # an integer, or digits as text; SQLite hands "12" over as 12 anyway).
+    # Anything else there (null, a boolean, a fraction) enrolls nobody: its own
+    # step errors it (Reason.MALFORMED), and it must not fail the scores.
+    whole = rules.whole_number
+    return {n for p in active.iterator(chunk_size=10_000) if (n := whole(p)) is not None}
 
 
 def claim(step_id: int, worker: str) -> DISBatchHistory | None:
@@ -362,7 +368,10 @@ def judge(step: DISBatchHistory, rows: list[tuple], ctx: rules.Context) -> tuple
     good, bad = [], []
     check, record = rules.check, rules.Record
     for row in rows:
-        failure = check(record(row[1], row[2], JSONText(row[3]), row[4]), ctx)
+        # Decoded lazily when it is an object (the rules read few payloads); a payload
+        # that is not one is decoded here, for the rules to error it.
+        payload = JSONText(row[3]) if row[3].lstrip()[:1] == "{" else json.loads(row[3])
+        failure = check(record(row[1], row[2], payload, row[4]), ctx)
         if failure is None:
             good.append(row)
         else:

@@ -39,36 +39,108 @@ def year_bounds(school_year: int) -> tuple[dt.date, dt.date]:
     return dt.date(school_year - 1, 7, 1), dt.date(school_year, 6, 30)
 
 
-def _date(value: Any) -> dt.date | None:
-    if not value:
+# A record id is a signed 64-bit integer at both stores (bigint).
+ID_LIMIT = 2**63
+
+
+class Malformed(ValueError):
+    """A record's content is not what its fields must hold; the message names the field."""
+
+
+def whole_number(value: Any) -> int | None:
+    """`value` as a record id: an integer, or ASCII digits as text (SQLite and some SIS
+    exports hand ids over as "12"); None for anything else (null, a boolean, a
+    fraction, other text, a list, an object, a number beyond bigint)."""
+    if type(value) is int:
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdecimal():
+        number = int(value)
+    else:
         return None
+    return number if -ID_LIMIT <= number < ID_LIMIT else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parent_id(parent_ids: Mapping[str, Any], parent: str) -> int | None:
+    """The id `parent_ids` names for `parent`; None when it names none (null or no key).
+    Raises Malformed when it names something that is not a record id."""
+    value = parent_ids.get(parent)
+    if value is None:
+        return None
+    number = whole_number(value)
+    if number is None:
+        raise Malformed(f"parent {parent} id {_shown(value)} is not a whole number")
+    return number
+
+
+def score_date(payload: Mapping[str, Any]) -> dt.date | None:
+    """A score's date (YYYY-MM-DD, a time after it allowed); None when it has none.
+    Raises Malformed when it holds something else."""
+    value = payload.get("date")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Malformed(f"score date {_shown(value)} is not text")
     try:
-        return dt.date.fromisoformat(str(value)[:10])
+        return dt.date.fromisoformat(value[:10])
     except ValueError:
-        return None
+        raise Malformed(f"score date {_shown(value)} is not a date (YYYY-MM-DD)") from None
 
 
 def check(record: Record, ctx: Context) -> tuple[str, str] | None:
-    """Return (reason, message) when the record may not reach the state, else None."""
+    """Return (reason, message) when the record may not reach the state, else None.
+
+    Never raises on a record's content: whatever a district stored, a record
+    that is not what its fields must hold is that record's own error
+    (Reason.MALFORMED, naming the field), and the rest of the step goes on.
+    """
     if record.state_excluded:
         return Reason.STATE_EXCLUDED, f"{ctx.object_name} {record.record_id} is state-excluded."
+    try:
+        return _check(record, ctx)
+    except Malformed as e:
+        return Reason.MALFORMED, f"{ctx.object_name} {record.record_id}: {e}."
+
+
+def _check(record: Record, ctx: Context) -> tuple[str, str] | None:
+    if not isinstance(record.parent_ids, Mapping):
+        raise Malformed(f"parent_ids {_shown(record.parent_ids)} is not a JSON object")
+    if not isinstance(record.payload, Mapping):
+        raise Malformed(f"payload {_shown(record.payload)} is not a JSON object")
+    # Every field is read before any rule is applied: a malformed record says so
+    # whichever rule would have refused it first.
+    pids = {parent: parent_id(record.parent_ids, parent) for parent in ctx.parents}
+    if ctx.object_name == "TestScore":
+        score = (
+            parent_id(record.parent_ids, "Test"),
+            parent_id(record.parent_ids, "PersonIdentity"),
+            score_date(record.payload),
+        )
     for parent in ctx.parents:
-        pid = record.parent_ids.get(parent)
-        if pid is None or int(pid) not in ctx.present.get(parent, ()):
+        pid = pids[parent]
+        if pid is None or pid not in ctx.present.get(parent, ()):
             return (
                 Reason.PARENT_MISSING,
                 f"{ctx.object_name} {record.record_id}: parent {parent} {pid} is not at the state.",
             )
     if ctx.object_name == "TestScore":
-        return check_score(record, ctx)
+        return check_score(record, ctx, *score)
     return None
 
 
-def check_score(record: Record, ctx: Context) -> tuple[str, str] | None:
-    """The article's six Test Scores Batch Sync Requirements, in its order."""
-    test_id = int(record.parent_ids.get("Test", 0))
-    test = ctx.tests.get(test_id, {})
-    label = f"TestScore {record.record_id} (test {test_id})"
+def check_score(
+    record: Record, ctx: Context, test_id: int | None, person: int | None, when: dt.date | None
+) -> tuple[str, str] | None:
+    """The article's six Test Scores Batch Sync Requirements, in its order.
+    `test_id`, `person` and `when` are the record's own, already read (check)."""
+    test = ctx.tests.get(test_id, {}) if test_id is not None else {}
+    if not isinstance(test, Mapping):  # the Test's own step errors it
+        test = {}
+    label = f"TestScore {record.record_id} (test {test_id or 0})"
     if not (test.get("state_code") or test.get("national_code")):
         return Reason.TEST_NO_CODE, f"{label}: the test has no state or national code."
     if not test.get("published"):
@@ -79,7 +151,6 @@ def check_score(record: Record, ctx: Context) -> tuple[str, str] | None:
             f"{label}: a score of this test has no date and the test has no end year; its sync is blocked.",
         )
     start, end = year_bounds(ctx.school_year)
-    when = _date(record.payload.get("date"))
     if when is not None:
         if not start <= when <= end:
             return (
@@ -93,7 +164,6 @@ def check_score(record: Record, ctx: Context) -> tuple[str, str] | None:
         )
     if test.get("district_locked"):
         return Reason.TEST_LOCKED, f"{label}: the test is district-locked."
-    person = record.parent_ids.get("PersonIdentity")
-    if person is None or int(person) not in ctx.enrolled:
+    if person is None or person not in ctx.enrolled:
         return Reason.NOT_ENROLLED, f"{label}: student {person} is not actively enrolled in the district."
     return None

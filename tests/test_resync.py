@@ -314,3 +314,56 @@ def test_it_still_runs_the_step_of_an_object_the_district_emptied(district, queu
     run_queue()
     assert results(request) == {"VaccineShot": (0, 0, StepStatus.GREEN)}
     assert not StateRecord.objects.filter(sync_object="VaccineShot").exists()
+
+
+def test_it_errors_each_malformed_record_on_its_own_and_sends_the_rest(district, queue):
+    """Issue 11, item 9: one Day whose parent id was "abc" failed the whole Day step."""
+    chain(district)
+    for rid in range(1, 62):
+        add(district, "Day", rid, {"ScheduleStructure": 1}, {"date": f"2026-09-{rid % 28 + 1:02}"})
+    malformed = {
+        62: ({"ScheduleStructure": "abc"}, {}),
+        63: ({"ScheduleStructure": 1.5}, {}),
+        64: ({"ScheduleStructure": True}, {}),
+        65: ({"ScheduleStructure": [1]}, {}),
+        66: ({"ScheduleStructure": 2**70}, {}),
+        67: (["ScheduleStructure", 1], {}),
+        68: ({"ScheduleStructure": 1}, [1, 2]),
+    }
+    for rid, (parents, payload) in malformed.items():
+        add(district, "Day", rid, parents, payload)
+    # Scores: one good; the others each malformed in one field. The undated one that
+    # is no object must not block its test (test_no_date) for the good one.
+    good_test = {"state_code": "KPREP", "published": True, "end_year": 2027}
+    add(district, "Test", 1, {"PersonIdentity": 1}, good_test)
+    add(district, "Enrollment", 1, {"PersonIdentity": 1}, {"end_date": None})
+    scores = {
+        1: ({"PersonIdentity": 1, "Test": 1}, {"date": "2026-10-01"}),
+        2: ({"PersonIdentity": 1, "Test": "abc"}, {"date": "2026-10-01"}),
+        3: ({"PersonIdentity": 1, "Test": 1}, {"date": 20261001}),
+        4: ({"PersonIdentity": "x", "Test": 1}, {"date": "2026-10-01"}),
+        5: ({"PersonIdentity": 1, "Test": 1}, ["no", "date"]),
+        6: ({"PersonIdentity": 1, "Test": 1}, {"date": "soon"}),
+    }
+    for rid, (parents, payload) in scores.items():
+        add(district, "TestScore", rid, parents, payload)
+
+    request = resync(district, ["Day", "TestScore"], check_dependencies=True)
+    run_queue()
+    got = results(request)
+    assert got["Day"] == (68, 7, StepStatus.RED)
+    assert got["TestScore"] == (6, 5, StepStatus.RED)
+    request.refresh_from_db()
+    assert request.status == ResyncRequest.Status.FINISHED
+    day_errors = ErrorLog.objects.filter(step__request=request, sync_object__name="Day")
+    assert set(day_errors.values_list("record_id", "reason")) == {(r, Reason.MALFORMED) for r in malformed}
+    assert day_errors.get(record_id=62).message == (
+        "Day 62: parent ScheduleStructure id 'abc' is not a whole number."
+    )
+    assert day_errors.get(record_id=68).message == "Day 68: payload [1, 2] is not a JSON object."
+    score_errors = ErrorLog.objects.filter(step__request=request, sync_object__name="TestScore")
+    assert set(score_errors.values_list("record_id", flat=True)) == {2, 3, 4, 5, 6}
+    assert set(score_errors.values_list("reason", flat=True)) == {Reason.MALFORMED}
+    sent = StateRecord.objects.filter(district_code=district.code)
+    assert set(sent.filter(sync_object="Day").values_list("record_id", flat=True)) == set(range(1, 62))
+    assert list(sent.filter(sync_object="TestScore").values_list("record_id", flat=True)) == [1]

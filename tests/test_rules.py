@@ -74,3 +74,77 @@ def test_it_refuses_a_district_locked_test():
 
 def test_it_needs_the_student_actively_enrolled():
     assert reason(score(person=8), score_ctx()) == Reason.NOT_ENROLLED
+
+
+BAD_IDS = ["abc", 1.5, True, False, [1], {"id": 1}, 2**63, -(2**63) - 1, "1.0", " 1", "١٢"]
+
+
+def test_it_errors_a_parent_id_that_is_not_a_whole_number_as_malformed_naming_it():
+    ctx = Context("Day", ("Calendar",), 2027, present={"Calendar": {1}})
+    for bad in BAD_IDS:
+        result = check(Record(9, {"Calendar": bad}, {}), ctx)
+        assert result is not None and result[0] == Reason.MALFORMED, bad
+        assert result[1].startswith(f"Day 9: parent Calendar id {bad!r}"[:40]), result[1]
+        assert "is not a whole number" in result[1]
+    # Whole numbers, also as digits in text, are ids; a missing one is missing, not malformed.
+    assert check(Record(9, {"Calendar": 1}, {}), ctx) is None
+    assert check(Record(9, {"Calendar": "1"}, {}), ctx) is None
+    assert reason(Record(9, {"Calendar": None}, {}), ctx) == Reason.PARENT_MISSING
+    assert reason(Record(9, {"Calendar": 2**63 - 1}, {}), ctx) == Reason.PARENT_MISSING
+
+
+def test_it_errors_parent_ids_or_a_payload_that_is_not_an_object_as_malformed():
+    ctx = Context("Day", ("Calendar",), 2027, present={"Calendar": {1}})
+    for bad in (["Calendar", 1], "1", 1, None, True):
+        assert check(Record(9, bad, {}), ctx) == (
+            Reason.MALFORMED,
+            f"Day 9: parent_ids {bad!r} is not a JSON object.",
+        )
+        assert check(Record(9, {"Calendar": 1}, bad), ctx) == (
+            Reason.MALFORMED,
+            f"Day 9: payload {bad!r} is not a JSON object.",
+        )
+    # An object without parents is held to the same shape.
+    assert reason(Record(1, [], {}), Context("CourseCode", (), 2027)) == Reason.MALFORMED
+    # State-excluded comes first, whatever the record holds.
+    assert reason(Record(9, "x", [], state_excluded=True), ctx) == Reason.STATE_EXCLUDED
+
+
+def test_it_errors_a_score_whose_test_or_student_id_is_malformed():
+    for field in ("Test", "PersonIdentity"):
+        for bad in BAD_IDS:
+            record = Record(50, {"PersonIdentity": 7, "Test": 3} | {field: bad}, {"date": "2026-10-01"})
+            result = check(record, score_ctx())
+            assert result is not None and result[0] == Reason.MALFORMED, (field, bad)
+            assert f"parent {field} id" in result[1]
+    # Read even when the test's parents are not checked (Test disabled in the catalog).
+    ctx = Context("TestScore", (), 2027, tests={3: GOOD_TEST}, enrolled={7})
+    assert reason(Record(50, {"PersonIdentity": 7, "Test": "abc"}, {"date": "2026-10-01"}), ctx) == (
+        Reason.MALFORMED
+    )
+    assert reason(Record(50, {"PersonIdentity": [7], "Test": 3}, {"date": "2026-10-01"}), ctx) == (
+        Reason.MALFORMED
+    )
+    assert check(Record(50, {"PersonIdentity": "7", "Test": "3"}, {"date": "2026-10-01"}), ctx) is None
+
+
+def test_it_errors_a_score_date_that_is_not_a_date_as_malformed():
+    for bad, why in [
+        (20261001, "is not text"),
+        (["2026-10-01"], "is not text"),
+        (True, "is not text"),
+        ({"d": 1}, "is not text"),
+        ("tomorrow", "is not a date (YYYY-MM-DD)"),
+        ("2026-13-01", "is not a date (YYYY-MM-DD)"),
+    ]:
+        assert check(score(bad), score_ctx()) == (
+            Reason.MALFORMED,
+            f"TestScore 50: score date {bad!r} {why}.",
+        )
+    assert check(score("2026-10-01T08:00:00"), score_ctx()) is None
+    assert check(score(""), score_ctx()) is None  # empty is no date: the end year decides
+
+
+def test_it_ignores_a_test_whose_own_payload_is_not_an_object():
+    # The Test's own step errors it; its scores read it as a test with no code.
+    assert reason(score(), score_ctx(test=["not", "an", "object"])) == Reason.TEST_NO_CODE
