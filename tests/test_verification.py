@@ -2,8 +2,11 @@
 compare both databases -> stored results, and the one-click resync back to zero."""
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
 from guardian.shortcuts import assign_perm
 
+from alerts.consumers import LiveConsumer
 from alerts.models import ProcessAlert
 from history.models import Reason
 from resync import actions, rights
@@ -295,3 +298,103 @@ def test_it_compares_json_values_not_their_spelling(district, queue):
     run = verification(district, ["Enrollment"])
     assert counts(run) == {"Enrollment": (0, 0, 1, 0, 1)}
     assert found(run) == {("Enrollment", 2, Kind.DIFFERENT)}
+
+
+def scored(district) -> None:
+    """chain() plus a test without a code and two scores of it: every score is refused
+    test_no_code at every resync (a Test Scores Batch Sync Requirement)."""
+    chain(district)
+    add(district, "Test", 1, {"PersonIdentity": 1})
+    for rid in (1, 2):
+        add(district, "TestScore", rid, {"PersonIdentity": 1, "Test": 1}, {"score": rid})
+
+
+def test_it_keeps_a_district_verifications_not_allowed_counts_through_a_state_request(tool_cast, queue):
+    a, alice, stella = tool_cast.a, tool_cast.admin_a, tool_cast.state
+    scored(a)
+    actions.do_request_resync(actions.check_resync(a, None, None, False, user=alice))
+    run_queue()
+    score = DistrictRecord.objects.get(district=a, sync_object__name="TestScore", record_id=2)
+    score.payload = {"score": 20}
+    score.save()  # changed since the district's resync refused it: it may pass now, so to resync
+    before = verification(a, ["TestScore"], user=alice)
+    assert before.level == ResyncRequest.Level.DISTRICT
+    assert counts(before) == {"TestScore": (1, 0, 0, 1, 0)}
+
+    # The state resyncs TestScore: its step refuses both scores again, after the change.
+    state = actions.check_resync(a, None, ["TestScore"], False, user=stella, level=ResyncRequest.Level.STATE)
+    actions.do_request_resync(state)
+    run_queue()
+    after = verification(a, ["TestScore"], user=alice)
+    assert counts(after) == counts(before)  # the state's Error Log is not the district's to read
+    assert set(
+        DISVerificationDifference.objects.filter(result__run=after).values_list("record_id", "kind")
+    ) == {
+        (1, Kind.NOT_ALLOWED),
+        (2, Kind.ONLY_DISTRICT),
+    }
+    own = verification(a, ["TestScore"], user=stella)
+    assert own.level == ResyncRequest.Level.STATE
+    assert counts(own) == {"TestScore": (0, 0, 0, 2, 0)}  # the state reads its own step
+
+
+def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):
+    chain(tool_cast.a)
+    state_run = verification(tool_cast.a, ["District"], user=tool_cast.state)
+    district_run = verification(tool_cast.a, ["District"], user=tool_cast.admin_a)
+    system_run = verification(tool_cast.a, ["District"])  # an operator's: the district's own level
+    assert [r.level for r in (state_run, district_run, system_run)] == ["state", "district", "district"]
+    # Its alert goes to its requester only, as any run's.
+    finished = ProcessAlert.objects.filter(name=verify.VERIFICATION_FINISHED)
+    assert set(finished.values_list("user__username", flat=True)) == {"stella", "alice"}
+    assert (
+        finished.filter(user=tool_cast.admin_a).get().message.startswith(f"Verification {district_run.pk} ")
+    )
+
+
+def test_it_resyncs_a_state_runs_differences_as_a_state_request_even_for_the_system(tool_cast, queue):
+    chain(tool_cast.a)
+    run = verification(tool_cast.a, ["District"], user=tool_cast.state)
+    request = verify.do_verification_resync(run, verify.check_verification_resync(run))
+    assert request.level == ResyncRequest.Level.STATE
+
+
+def test_it_pushes_a_state_run_to_the_states_verification_group_only_over_real_redis(tool_cast, queue):
+    chain(tool_cast.a)
+
+    async def listen(users, work):
+        """Open one real socket (the configured Redis layer) per user, do `work`, and
+        return every verification push each heard, by username."""
+        sockets = {}
+        for user in users:
+            socket = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+            socket.scope["user"] = user
+            assert (await socket.connect())[0]
+            assert (await socket.receive_json_from(timeout=5))["type"] == "alert.count"
+            sockets[user.username] = socket
+        await sync_to_async(work)()
+        heard = {}
+        for name, socket in sockets.items():
+            got = []
+            while not await socket.receive_nothing(timeout=0.5):
+                got.append(await socket.receive_json_from())
+            heard[name] = [(m["run"], m["status"]) for m in got if m["type"] == "verification.progress"]
+            await socket.disconnect()
+        return heard
+
+    runs = []
+
+    def work():
+        for user in (tool_cast.state, tool_cast.admin_a):
+            checked = verify.check_verification(tool_cast.a, None, ["District"], user=user)
+            runs.append(verify.do_request_verification(checked))
+        while queue.count:  # here, in this thread: an RQ worker wants the main thread for signals
+            job = queue.get_jobs()[0]
+            queue.remove(job)
+            job.perform()
+
+    heard = async_to_sync(listen)([tool_cast.state, tool_cast.admin_a], work)
+    state_run, district_run = runs
+    assert {run for run, _status in heard["stella"]} == {state_run.pk, district_run.pk}
+    assert {run for run, _status in heard["alice"]} == {district_run.pk}
+    assert (district_run.pk, "finished") in heard["alice"] and (state_run.pk, "finished") in heard["stella"]

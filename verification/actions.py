@@ -42,6 +42,7 @@ class CheckedVerification:
     year: int
     objects: list[str]
     user: object = None
+    level: str = ResyncRequest.Level.DISTRICT
 
 
 def check_verification(
@@ -88,7 +89,8 @@ def check_verification(
             f"A resync of district {district.code} for {year} is under way: verify once it finishes.", "year"
         )
     order = [n for layer in planner.depth_layers(parents, names) for n in layer]
-    return CheckedVerification(district, year, order, user)
+    # A state user's verification is the state's, as their resync requests are.
+    return CheckedVerification(district, year, order, user, actions.level_for(user))
 
 
 def do_request_verification(checked: CheckedVerification) -> VerificationRun:
@@ -97,6 +99,7 @@ def do_request_verification(checked: CheckedVerification) -> VerificationRun:
         run = VerificationRun.objects.create(
             district=checked.district,
             school_year=checked.year,
+            level=checked.level,
             sync_objects=checked.objects,
             requested_by=checked.user,
             queued_at=timezone.now(),
@@ -151,7 +154,7 @@ def verify_object(run: VerificationRun, obj: SyncObject, chunk: int) -> DISVerif
     counts: Counter = Counter()
     buffer: list[DISVerificationDifference] = []
     kept, last_write = 0, time.monotonic()
-    for outcome in compare.compare(run.district, obj, run.school_year, chunk):
+    for outcome in compare.compare(run.district, obj, run.school_year, chunk, run.level):
         counts[outcome.kind] += 1
         run.records_compared += 1
         if outcome.kind != compare.MATCHING:
@@ -222,10 +225,17 @@ def run_event(run: VerificationRun, totals: dict | None = None) -> dict:
     }
 
 
+def run_groups(run: VerificationRun) -> list[str]:
+    """The groups of the users who may see `run`: a state run is the state's alone."""
+    if run.level == ResyncRequest.Level.STATE:
+        return [events.VERIFICATION_STATE_GROUP]
+    return events.verification_groups(run.district_id)
+
+
 def push_run(run: VerificationRun, totals: dict | None = None) -> None:
     """A run's progress (and, when it ends, its totals) to the users who may see the run,
     once the write commits."""
-    events.send(events.verification_groups(run.district_id), run_event(run, totals))
+    events.send(run_groups(run), run_event(run, totals))
 
 
 def recover_stale_runs() -> list[int]:
@@ -279,14 +289,19 @@ def check_verification_resync(run: VerificationRun, user=None) -> actions.Checke
     """The one-click resync: exactly the objects that differ, with Check Dependencies."""
     if user is not None and not rights.may_resync(user, run.district):
         raise rights.RightsError(f"You have no right to resync district {run.district.code}.")
+    if user is not None and run.level == ResyncRequest.Level.STATE and not rights.is_state(user):
+        # The doors answer 404 before this; a caller that did not must not act on it either.
+        raise rights.RightsError(f"No verification {run.pk} among those you may see.")
     if run.status != VerificationRun.Status.FINISHED:
         raise ResyncError(f"Verification {run.pk} has not finished: it is {run.get_status_display()}.")
     names = differing_objects(run)
     if not names:
         raise ResyncError(f"Verification {run.pk} found nothing a resync would fix.")
-    return actions.check_resync(
-        run.district, run.school_year, names, True, user=user, level=actions.level_for(user)
-    )
+    # The state's run resyncs as the state whoever sends it (the system too): a district
+    # request would show the district the objects the state's verification found.
+    state = run.level == ResyncRequest.Level.STATE
+    level = ResyncRequest.Level.STATE if state else actions.level_for(user)
+    return actions.check_resync(run.district, run.school_year, names, True, user=user, level=level)
 
 
 def do_verification_resync(run: VerificationRun, checked: actions.Checked) -> ResyncRequest:

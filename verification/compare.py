@@ -16,7 +16,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from history.models import DISBatchHistory, ErrorLog, Reason, StepStatus
-from resync.models import District, DistrictRecord, StateRecord, SyncObject
+from resync.models import District, DistrictRecord, ResyncRequest, StateRecord, SyncObject
 
 from .models import DISVerificationDifference
 
@@ -107,15 +107,22 @@ def same_json(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and json.loads(a) == json.loads(b)
 
 
-def last_whole_step(district: District, obj: SyncObject, year: int) -> DISBatchHistory | None:
+def last_whole_step(
+    district: District, obj: SyncObject, year: int, level: str = ResyncRequest.Level.DISTRICT
+) -> DISBatchHistory | None:
     """The latest finished step that resynced the whole object: its Error Log says which
-    district records the rules refused (a Selective Sync step saw only a few records)."""
+    district records the rules refused (a Selective Sync step saw only a few records).
+    A district's run reads only the district's own steps: a state request's step, its
+    Error Log and so its timing are the state's, and must not change what the district's
+    verification reports. The state's run reads any."""
     steps = DISBatchHistory.objects.filter(
         district=district,
         sync_object=obj,
         status__in=(StepStatus.GREEN, StepStatus.YELLOW, StepStatus.RED),
         request__records__isnull=True,
     )
+    if level != ResyncRequest.Level.STATE:
+        steps = steps.filter(request__level=ResyncRequest.Level.DISTRICT)
     if obj.year_scoped:
         steps = steps.filter(school_year=year)
     return steps.order_by("-id").first()
@@ -143,11 +150,13 @@ def refused(step: DISBatchHistory | None, pending: list[tuple]) -> list[Outcome]
     return out
 
 
-def compare(district: District, obj: SyncObject, year: int, chunk: int) -> Iterator[Outcome]:
+def compare(
+    district: District, obj: SyncObject, year: int, chunk: int, level: str = ResyncRequest.Level.DISTRICT
+) -> Iterator[Outcome]:
     """Every record of the object at either side, judged (district-only records
-    wait in batches of `chunk` for one Error Log query)."""
+    wait in batches of `chunk` for one Error Log query); `level` is the run's."""
     district_side, state_side = sides(district, obj, year)
-    step = last_whole_step(district, obj, year)
+    step = last_whole_step(district, obj, year, level)
     pending: list[tuple] = []
     for d, s in merge(stream(district_side, DISTRICT_ROW, chunk), stream(state_side, STATE_ROW, chunk)):
         outcome = judge(d, s)

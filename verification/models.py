@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, IntegerField, Sum
+from django.db.models import Case, F, IntegerField, Q, Sum, When
 from django.db.models.functions import Coalesce
 
 from history.models import Reason
+from resync import rights
 from resync.models import District, ResyncRequest
 
 
@@ -41,7 +42,31 @@ class VerificationSetting(models.Model):
         return setting
 
 
+def visible_runs_q(user, path: str = "") -> Q:
+    """The one rule of which runs `user` may know of, for rows reached through `path`
+    ("run__" from a result): their districts' runs, and for a district user never the
+    state's (a run a state user asked for), as rights.visible narrows requests."""
+    q = Q(**{f"{path}district__in": rights.districts(user)})
+    if not rights.is_state(user):
+        q &= Q(**{f"{path}level": ResyncRequest.Level.DISTRICT})
+    return q
+
+
 class RunQuerySet(models.QuerySet):
+    def visible_to(self, user) -> RunQuerySet:
+        return self.filter(visible_runs_q(user))
+
+    def with_resync_shown(self, user) -> RunQuerySet:
+        """Annotate `resync_shown`: the run's resync request when `user` may see that
+        request, else None. A district's run whose differences a state user resynced
+        must not name the state's request to the district."""
+        if rights.is_state(user):
+            return self.annotate(resync_shown=F("resync_request_id"))
+        district = ResyncRequest.Level.DISTRICT
+        return self.annotate(
+            resync_shown=Case(When(resync_request__level=district, then=F("resync_request_id")), default=None)
+        )
+
     def with_totals(self) -> RunQuerySet:
         """Annotate each run's `differing` (records a resync would fix) and `refused`
         (records not allowed to sync) summed over its results."""
@@ -65,6 +90,14 @@ class VerificationRun(models.Model):
         FAILED = "failed", "Failed"
 
     district = models.ForeignKey(District, on_delete=models.CASCADE, related_name="verifications")
+    # A state user's run is the state's, as their resync requests are (resync.actions.level_for):
+    # its results, differences, one-click resync and pushes are never shown to the district.
+    level = models.CharField(
+        max_length=8,
+        choices=ResyncRequest.Level.choices,
+        default=ResyncRequest.Level.DISTRICT,
+        help_text="State: asked for by the state; the district never sees it.",
+    )
     school_year = models.PositiveSmallIntegerField()
     sync_objects = models.JSONField(help_text="The sync objects compared, parents first.")
     requested_by = models.ForeignKey(

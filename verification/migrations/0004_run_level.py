@@ -1,0 +1,41 @@
+"""VerificationRun.level: a run a state user asked for is the state's, as their resync
+requests are. Existing runs take the level their requester's rights give today."""
+
+from django.db import migrations, models
+from django.db.models import Q
+
+
+def level_by_requester(apps, schema_editor):
+    # resync.actions.level_for's test (may send state requests), read from the rows: a
+    # superuser, or the permission held directly or through a group. Runs of a deleted
+    # requester stay the district's, as runs asked for by the system are.
+    Permission = apps.get_model("auth", "Permission")
+    User = apps.get_model("auth", "User")
+    VerificationRun = apps.get_model("verification", "VerificationRun")
+    send = Permission.objects.filter(content_type__app_label="resync", codename="send_state_resync")
+    state = User.objects.filter(
+        Q(is_superuser=True) | Q(user_permissions__in=send) | Q(groups__permissions__in=send), is_active=True
+    )
+    VerificationRun.objects.filter(requested_by__in=state.values("pk")).update(level="state")
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("verification", "0003_run_recovery"),
+        ("resync", "0007_district_records_deleted_at"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="verificationrun",
+            name="level",
+            field=models.CharField(
+                choices=[("district", "District"), ("state", "State")],
+                default="district",
+                help_text="State: asked for by the state; the district never sees it.",
+                max_length=8,
+            ),
+        ),
+        migrations.RunPython(level_by_requester, migrations.RunPython.noop),
+    ]
