@@ -42,6 +42,28 @@ class DISBatchHistoryAdmin(ReadOnly, admin.ModelAdmin):
     def get_queryset(self, request):
         return rights.visible(request.user, super().get_queryset(request))
 
+    def has_delete_permission(self, request, obj=None):
+        # History D deletes finished requests' steps only: a request waits for its unfinished ones.
+        if not super().has_delete_permission(request, obj):
+            return False
+        return obj is None or not DISBatchHistory.objects.filter(pk=obj.pk).unfinished().exists()
+
+    def get_deleted_objects(self, objs, request):
+        # An unfinished step among those selected refuses the whole deletion, as a
+        # protected object does (the confirmation page names it and offers no "Yes").
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        ids = [o.pk for o in objs]
+        running = DISBatchHistory.objects.filter(pk__in=ids).unfinished().select_related("sync_object")
+        if running:
+            # has_delete_permission said no for these: say why instead of "no permission".
+            perms_needed = perms_needed - {self.opts.verbose_name}
+            protected += [f"{s.sync_object} step {s.pk} of resync {s.request_id}: not finished" for s in running]
+        return deleted, counts, perms_needed, protected
+
+    def delete_queryset(self, request, queryset):
+        # Checked again at the deletion itself: a request may have been sent since the confirmation.
+        queryset.exclude(pk__in=queryset.unfinished()).delete()
+
     @admin.display(description="Status", ordering="status")
     def status_dot(self, obj: DISBatchHistory):
         return dot(obj.colour)

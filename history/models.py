@@ -29,6 +29,12 @@ class HistoryQuerySet(models.QuerySet):
 
         return rights.visible(user, self)
 
+    def unfinished(self) -> HistoryQuerySet:
+        """Steps not finished, or of a request not finished: deleting one would wedge
+        the request (and every later one of its district and year) or change the
+        outcome it is about to conclude."""
+        return self.filter(~models.Q(status__in=FINISHED) | ~models.Q(request__status="finished"))
+
     def latest_per_object(self) -> dict[int, DISBatchHistory]:
         """{sync_object_id: its latest step} in two queries, however long the history."""
         last = self.values("sync_object").annotate(last=models.Max("id")).values_list("last", flat=True)

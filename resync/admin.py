@@ -157,6 +157,11 @@ class ResyncRequestAdmin(ReadOnly, admin.ModelAdmin):
     def get_queryset(self, request):
         return rights.visible(request.user, super().get_queryset(request), level="level")
 
+    def has_delete_permission(self, request, obj=None):
+        # A request is the record of what was asked and what it concluded (the
+        # end-of-year rule reads it): nobody deletes one, a superuser neither.
+        return False
+
     def get_urls(self):
         view = self.admin_site.admin_view(partial(tool.agent_queue, admin_site=self.admin_site))
         return [path("queue/", view, name="resync_agent_queue"), *super().get_urls()]
