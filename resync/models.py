@@ -286,6 +286,11 @@ class ResyncRequest(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.WAITING)
     current_layer = models.SmallIntegerField(default=-1, help_text="The layer now running; -1 before start.")
     outcome = models.CharField(max_length=8, blank=True, help_text="Worst step colour once finished.")
+    # Written when the request finishes, for the end-of-year rule: it must not change
+    # when someone later deletes the failed step's DISBatchHistory row (history D).
+    steps_failed = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Steps that failed, once finished."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
