@@ -244,11 +244,12 @@ def _longest_first(request: ResyncRequest, layer) -> list[int]:
 
 
 def _finish(request: ResyncRequest) -> None:
-    colours = [s.colour for s in DISBatchHistory.objects.filter(request=request)]
+    steps = list(DISBatchHistory.objects.filter(request=request).only("status", "processed", "errors"))
     request.status = ResyncRequest.Status.FINISHED
-    request.outcome = status.worst(colours)
+    request.outcome = status.worst([s.colour for s in steps])
+    request.steps_failed = sum(s.status == StepStatus.FAILED for s in steps)
     request.finished_at = timezone.now()
-    request.save(update_fields=["status", "outcome", "finished_at"])
+    request.save(update_fields=["status", "outcome", "steps_failed", "finished_at"])
     events.send(
         _groups(request),
         {
@@ -550,15 +551,25 @@ def last_change(district: District):
 
 
 def full_resyncs(district, year) -> QuerySet[ResyncRequest]:
-    """Finished full resyncs of `year` in which every step ran (a failed step synced nothing).
-    `district` and `year` may be OuterRefs: the year-switch overview uses it as a subquery."""
+    """The district's finished full resyncs of `year` in which every step ran (a failed
+    step synced nothing). `district` and `year` may be OuterRefs: the year-switch
+    overview uses it as a subquery.
+
+    Only district-level requests count. The end- and start-of-year resyncs are the
+    district's duty (the article: after the district finished entering its data); a
+    state request is the state's, and a rule that counted it would tell the district,
+    through its year-switch page, that the state had asked for every object. Whether a
+    step failed is read from the request (steps_failed, written when it finished), so
+    deleting DISBatchHistory rows (history D) never changes what the rule concludes."""
     return ResyncRequest.objects.filter(
         district=district,
         school_year=year,
+        level=ResyncRequest.Level.DISTRICT,
         objects_asked__isnull=True,
         records__isnull=True,
         status=ResyncRequest.Status.FINISHED,
-    ).exclude(steps__status=StepStatus.FAILED)
+        steps_failed=0,
+    )
 
 
 def end_of_year_resync(district: District) -> ResyncRequest | None:
