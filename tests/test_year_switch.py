@@ -1,6 +1,8 @@
 """The year switch: the end-of-year rule, the start-of-year reminder, and the state's
 view of both mandatory full resyncs per district."""
 
+import re
+
 import pytest
 from django.contrib.admin.utils import display_for_value
 from django.contrib.auth.models import User
@@ -11,7 +13,7 @@ from django.utils import timezone
 
 from alerts.models import ProcessAlert
 from history.models import DISBatchHistory, StepStatus
-from resync import actions, rights
+from resync import actions, engine, rights
 from resync.models import District, DistrictRecord
 
 from .conftest import BOTH, add, chain, run_queue
@@ -58,14 +60,63 @@ def test_it_refuses_when_the_data_changed_after_the_last_full_resync(district, q
     assert actions.check_year_switch(district).end_of_year == again
 
 
-def test_it_does_not_count_a_full_resync_with_a_failed_step(district, queue):
+def fail_school_steps(monkeypatch) -> None:
+    run_step = engine.run_step
+
+    def failing(step, **kwargs):
+        if step.sync_object.name == "School":
+            raise RuntimeError("the state database went away")
+        return run_step(step, **kwargs)
+
+    monkeypatch.setattr(engine, "run_step", failing)
+
+
+def test_it_does_not_count_a_full_resync_with_a_failed_step(district, queue, monkeypatch):
     chain(district)
+    fail_school_steps(monkeypatch)
     request = resync(district)
-    DISBatchHistory.objects.filter(request=request, sync_object__name="School").update(
-        status=StepStatus.FAILED
+    assert (
+        DISBatchHistory.objects.get(request=request, sync_object__name="School").status == StepStatus.FAILED
     )
     with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
         actions.check_year_switch(district)
+
+
+def test_it_keeps_refusing_once_the_failed_steps_history_is_deleted(client, tool_cast, queue, monkeypatch):
+    chain(tool_cast.a)
+    fail_school_steps(monkeypatch)
+    request = resync(tool_cast.a)
+    failed = DISBatchHistory.objects.get(request=request, status=StepStatus.FAILED)
+    client.force_login(tool_cast.admin_a)  # history D, as every district administrator
+    client.post(f"/admin/history/disbatchhistory/{failed.pk}/delete/", {"post": "yes"})
+    assert not DISBatchHistory.objects.filter(pk=failed.pk).exists()
+    with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
+        actions.check_year_switch(tool_cast.a)
+    assert 'alt="True"' not in client.get(PAGE).content.decode()
+
+
+def test_it_counts_only_the_districts_own_full_resyncs(client, tool_cast, queue):
+    """A state full resync neither allows the switch nor shows on the district's page:
+    counting it would tell the district the state had asked for every object."""
+    chain(tool_cast.a)
+    client.force_login(tool_cast.admin_a)
+    rows = lambda: re.search(r'<table id="result_list">.*</table>', client.get(PAGE).content.decode(), re.S)[
+        0
+    ]  # noqa: E731
+    before = rows()
+    checked = actions.check_resync(tool_cast.a, None, None, False, user=tool_cast.state, level="state")
+    state = actions.do_request_resync(checked)
+    assert rows() == before
+    run_queue()
+    state.refresh_from_db()
+    assert state.status == "finished" and state.outcome == "green"
+    assert rows() == before  # during and after: the same rows
+    for user in (tool_cast.admin_a, tool_cast.state, None):
+        with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
+            actions.check_year_switch(tool_cast.a, user)
+    assert "has no finished full resync of 2027" in action(client, tool_cast.a).content.decode()
+    own = resync(tool_cast.a)
+    assert actions.check_year_switch(tool_cast.a, tool_cast.admin_a).end_of_year == own
 
 
 def test_it_switches_and_reminds_the_district_to_run_the_start_of_year_resync(tool_cast, queue):
