@@ -16,7 +16,7 @@ from datetime import timedelta
 import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
@@ -179,6 +179,18 @@ def advance(request_id: int) -> None:
 
 
 def _advance_locked(request_id: int) -> None:
+    """Advance the request, in a transaction, under its district's lock.
+
+    The district's row is the one lock a district and year's requests take, in
+    the same order everywhere: do_request_resync holds it while it decides
+    whether a new request must wait, and this holds it before the request's
+    own row. A request finishing (here, through _finish) and one being created
+    are serialised, so the finishing one always sees the new one waiting: on
+    separate locks it could miss it, and the new request waited with nothing
+    running until some other request ended.
+    """
+    district_id = ResyncRequest.objects.values_list("district_id", flat=True).get(pk=request_id)
+    District.objects.select_for_update().only("pk").get(pk=district_id)
     request = ResyncRequest.objects.select_for_update().get(pk=request_id)
     if request.status != ResyncRequest.Status.RUNNING:
         return
@@ -435,11 +447,54 @@ def recover_stale_steps() -> list[int]:
     return touched + requeue_lost(queued, STEP_JOB, step_job_id, now)
 
 
-def recover() -> tuple[list[int], list[int]]:
-    """Everything dead workers and lost jobs left behind: (steps, verification runs) touched."""
+def recover_requests() -> list[int]:
+    """Move on the requests nothing else will move; returns their ids.
+
+    - A running request none of whose steps is queued or running: the end of its
+      last step never advanced it (a step row deleted underneath it, a worker cut
+      off between a step's end and its advance). Advancing is idempotent under
+      the district's lock, so racing a worker that is about to do it is harmless.
+    - A waiting request whose district and year run nothing: its wake-up was
+      lost. The oldest one starts, as _finish would have started it.
+    """
+    touched = []
+    Status = ResyncRequest.Status
+    moving = DISBatchHistory.objects.filter(
+        request=OuterRef("pk"), status__in=[StepStatus.QUEUED, StepStatus.RUNNING]
+    )
+    stuck = ResyncRequest.objects.filter(status=Status.RUNNING).exclude(Exists(moving))
+    for pk, layer in stuck.values_list("pk", "current_layer"):
+        with transaction.atomic():
+            _advance_locked(pk)
+            after = ResyncRequest.objects.filter(pk=pk).values_list("status", "current_layer").get()
+        if after != (Status.RUNNING, layer):
+            touched.append(pk)
+            log.warning("advanced request %s: nothing was queued or running for it", pk)
+    running = ResyncRequest.objects.filter(
+        district=OuterRef("district"), school_year=OuterRef("school_year"), status=Status.RUNNING
+    )
+    idle = ResyncRequest.objects.filter(status=Status.WAITING).exclude(Exists(running))
+    for district_id, year in set(idle.values_list("district_id", "school_year")):
+        with transaction.atomic():
+            # Under the lock do_request_resync and _finish take: the decision holds.
+            District.objects.select_for_update().only("pk").get(pk=district_id)
+            requests = ResyncRequest.objects.filter(district_id=district_id, school_year=year)
+            if requests.filter(status=Status.RUNNING).exists():
+                continue
+            waiting = requests.filter(status=Status.WAITING).order_by("id").first()
+            if waiting is not None:
+                _start(waiting)
+                touched.append(waiting.pk)
+                log.warning("started request %s: it waited with nothing running", waiting.pk)
+    return touched
+
+
+def recover() -> tuple[list[int], list[int], list[int]]:
+    """Everything dead workers, lost jobs and lost wake-ups left behind:
+    (steps, verification runs, requests) touched."""
     from verification.actions import recover_stale_runs  # verification builds on resync
 
-    return recover_stale_steps(), recover_stale_runs()
+    return recover_stale_steps(), recover_stale_runs(), recover_requests()
 
 
 # ---- Selective Sync ------------------------------------------------------------

@@ -149,8 +149,8 @@ def test_it_re_enqueues_a_queued_step_whose_job_was_lost_and_the_request_finishe
     call_command("resync_recover", stdout=out)
     call_command("resync_recover", stdout=out)  # a second pass finds the job there
     assert out.getvalue().splitlines() == [
-        "Recovered 1 step(s) and 0 verification run(s).",
-        "Recovered 0 step(s) and 0 verification run(s).",
+        "Recovered 1 step(s), 0 verification run(s) and 0 request(s).",
+        "Recovered 0 step(s), 0 verification run(s) and 0 request(s).",
     ]
     assert queue.job_ids == [job_id]
 
@@ -260,8 +260,8 @@ def test_it_re_enqueues_a_queued_verification_whose_job_was_lost(district, queue
     run = verify.do_request_verification(verify.check_verification(district, None, ["CourseCode"]))
     queue.empty()  # Redis restarted without persistence
     queued_long_ago(VerificationRun, run.pk)
-    assert actions.recover() == ([], [run.pk])
-    assert actions.recover() == ([], [])
+    assert actions.recover() == ([], [run.pk], [])
+    assert actions.recover() == ([], [], [])
     assert queue.job_ids == [verify.run_job_id(run.pk)]
     run_queue()
     run.refresh_from_db()
@@ -280,7 +280,7 @@ def test_it_fails_a_verification_whose_worker_keeps_dying_with_the_reason(distri
     queue.empty()
     out = StringIO()
     call_command("resync_recover", stdout=out)
-    assert out.getvalue() == "Recovered 0 step(s) and 1 verification run(s).\n"
+    assert out.getvalue() == "Recovered 0 step(s), 1 verification run(s) and 0 request(s).\n"
     run.refresh_from_db()
     assert run.status == VerificationRun.Status.FAILED
     assert run.message.startswith("The worker died 3 times while running this verification")
