@@ -197,3 +197,49 @@ def test_it_loads_the_live_script_on_the_runs_pages(client, tool_cast, queue):
     assert f'<script id="verification-run" type="application/json">{run.pk}</script>' in page
     listing = client.get(RUNS).content.decode()
     assert "resync/verification.js" in listing and f'value="{run.pk}" class="action-select"' in listing
+
+
+def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, tool_cast, queue):
+    drifted(tool_cast.a)
+    stella, alice = tool_cast.state, tool_cast.admin_a
+    own = run_from_admin(client, alice, objects=["Enrollment"])
+    state_run = run_from_admin(client, stella)  # Calendar (only the state's run has it) and Enrollment
+    assert (own.level, state_run.level) == ("district", "state")
+    calendar = DISVerificationResult.objects.get(run=state_run, sync_object__name="Calendar")
+    state_difference = DISVerificationDifference.objects.get(result=calendar)
+    # The state resyncs its run's differences, and those of the district's run too.
+    client.post(f"{RUNS}{state_run.pk}/resync/")
+    client.post(f"{RUNS}{own.pk}/resync/")
+    state_request = ResyncRequest.objects.latest("id")
+    assert state_request.level == "state"
+    assert VerificationRun.objects.get(pk=own.pk).resync_request == state_request
+    page = client.get(f"{RUNS}{own.pk}/change/").content.decode()
+    assert f"Resync {state_request.pk}" in page  # the state sees the state's request
+    listing = client.get(RUNS).content.decode()
+    assert (
+        '<td class="field-level">State</td>' in listing and '<td class="field-level">District</td>' in listing
+    )
+
+    client.force_login(alice)
+    for url in (f"{RUNS}{state_run.pk}/change/", f"{RESULTS}{calendar.pk}/change/"):
+        assert client.get(url).status_code == 404, url
+    assert client.get(f"{DIFFERENCES}{state_difference.pk}/change/").status_code == 404
+    assert client.post(f"{RUNS}{state_run.pk}/resync/").status_code == 404
+    listing = client.get(RUNS).content.decode()
+    assert f'value="{own.pk}" class="action-select"' in listing
+    assert f'value="{state_run.pk}" class="action-select"' not in listing
+    assert "field-level" not in listing  # every run a district user sees is the district's
+    for text in (listing, client.get(f"{RUNS}{own.pk}/change/").content.decode()):
+        assert f"Resync {state_request.pk}" not in text  # not named: it is the state's
+        assert f"/admin/resync/resyncrequest/{state_request.pk}/" not in text
+    results = client.get(RESULTS).content.decode()
+    assert f"?result__id__exact={calendar.pk}" not in results
+    assert f"sync_object__id__exact={calendar.sync_object_id}" not in results  # nor among the filters
+    differences = client.get(DIFFERENCES).content.decode()
+    assert differences.count('<td class="field-kind">') == 1  # her own run's enrollment
+    assert f"result__sync_object__id__exact={calendar.sync_object_id}" not in differences
+    drilled = client.get(DIFFERENCES, {"result__id__exact": calendar.pk}).content.decode()
+    assert '<td class="field-kind">' not in drilled
+    before = ResyncRequest.objects.count()
+    client.post(RUNS, {"action": "resync_differences", "_selected_action": [state_run.pk]})
+    assert ResyncRequest.objects.count() == before

@@ -128,3 +128,26 @@ def test_it_answers_403_naming_the_states_switch(client, drifted):
     assert response.status_code == 403
     assert response.json() == {"detail": "The state has switched district-initiated verification off."}
     assert post(client, drifted.state, API, {"district": "101", "objects": ["District"]}).status_code == 201
+
+
+def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, drifted):
+    alice, stella = drifted.admin_a, drifted.state
+    own = post(client, alice, API, {"district": "101", "objects": ["Enrollment"]}).json()
+    state_run = post(client, stella, API, {"district": "101", "objects": ["Enrollment"]}).json()
+    assert (own["level"], state_run["level"]) == ("district", "state")
+    run_queue()
+    sent = post(client, stella, f"{API}{own['id']}/resync/").json()  # the state resyncs the district's run
+    assert sent["level"] == "state"
+    seen = client.get(f"{API}{own['id']}/", headers=auth(stella)).json()
+    assert seen["resync_request"] == sent["id"]
+    assert client.get(f"{API}{own['id']}/", headers=auth(alice)).json()["resync_request"] is None
+    for url in (f"{API}{state_run['id']}/", f"{API}{state_run['id']}/differences/"):
+        assert client.get(url, headers=auth(alice)).status_code == 404, url
+        assert client.get(url, headers=auth(stella)).status_code == 200, url
+    assert post(client, alice, f"{API}{state_run['id']}/resync/").status_code == 404
+    listed = client.get(API, headers=auth(alice)).json()["results"]
+    assert [(r["id"], r["level"], r["resync_request"]) for r in listed] == [(own["id"], "district", None)]
+    assert client.get(API, {"level": "state"}, headers=auth(alice)).json()["results"] == []
+    both = client.get(API, headers=auth(stella)).json()["results"]
+    assert [r["id"] for r in both] == [state_run["id"], own["id"]]
+    assert client.get(API, {"level": "nope"}, headers=auth(stella)).status_code == 400

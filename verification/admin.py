@@ -18,6 +18,7 @@ from .models import (
     SelectiveSync,
     VerificationRun,
     VerificationSetting,
+    visible_runs_q,
 )
 
 
@@ -28,6 +29,9 @@ class NotFoundNotRedirected:
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)
         if obj is None:
+            rights.log_refusal(
+                request.user, "admin", f"{self.opts.verbose_name} {object_id} (absent or not theirs)"
+            )
             raise Http404("Not found.")
         return obj
 
@@ -107,8 +111,19 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
         js = ["resync/verification.js"]  # Status and Progress follow a running verification live
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request).filter(district__in=rights.districts(request.user))
+        # The state's runs are not the district's to know of; nor is a state request
+        # sent from a district's run (resync_shown).
+        qs = super().get_queryset(request).visible_to(request.user).with_resync_shown(request.user)
         return qs.with_totals()
+
+    def get_list_display(self, request):
+        # Only the state sees runs of both levels: a district user's are all the district's.
+        shown = super().get_list_display(request)
+        return [*shown[:3], "level", *shown[3:]] if rights.is_state(request.user) else shown
+
+    def get_list_filter(self, request):
+        shown = super().get_list_filter(request)
+        return [*shown, "level"] if rights.is_state(request.user) else shown
 
     def get_urls(self):
         site = self.admin_site
@@ -151,10 +166,10 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
 
     @admin.display(description="Resync sent")
     def resync_link(self, obj: VerificationRun):
-        if not obj.resync_request_id:
+        if not obj.resync_shown:
             return "—"
-        url = reverse("admin:resync_resyncrequest_change", args=[obj.resync_request_id])
-        return _link(url, f"Resync {obj.resync_request_id}")
+        url = reverse("admin:resync_resyncrequest_change", args=[obj.resync_shown])
+        return _link(url, f"Resync {obj.resync_shown}")
 
     @admin.action(description="Resync the objects that differ (with Check Dependencies)")
     def resync_differences(self, request, queryset):
@@ -163,6 +178,7 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
                 checked = verify.check_verification_resync(run, request.user)
                 req = verify.do_verification_resync(run, checked)
             except views.REFUSALS as e:
+                views.refused(request.user, e, f"the one-click resync of verification {run.pk}")
                 messages.error(request, f"Verification {run.pk}: {e}")
             else:
                 messages.success(request, f"Verification {run.pk}: resync {req.pk} sent.")
@@ -187,7 +203,8 @@ class DISVerificationResultAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdm
     search_fields = ["sync_object__name", "run__district__code"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(run__district__in=rights.districts(request.user))
+        # As the runs: the lists, their filters' options and the change pages all read this.
+        return super().get_queryset(request).filter(visible_runs_q(request.user, "run__"))
 
     def has_module_permission(self, request):
         return rights.may_view_verification(request.user)
@@ -225,8 +242,7 @@ class DISVerificationDifferenceAdmin(NotFoundNotRedirected, ViewOnly, admin.Mode
     search_fields = ["=record_id"]
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs.filter(result__run__district__in=rights.districts(request.user))
+        return super().get_queryset(request).filter(visible_runs_q(request.user, "result__run__"))
 
     def has_module_permission(self, request):
         return rights.may_view_verification(request.user)

@@ -8,8 +8,7 @@ body, a 400 that reads the same for "absent" and "not yours").
 
 from __future__ import annotations
 
-from django.db.models import F, IntegerField, Prefetch, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
@@ -68,6 +67,11 @@ class RunSerializer(serializers.ModelSerializer):
     not_allowed = serializers.IntegerField(
         source="refused", help_text="Records that may not sync: shown apart, not failures."
     )
+    resync_request = serializers.IntegerField(
+        source="resync_shown",
+        allow_null=True,
+        help_text="The resync last sent from this run's differences, when it is one you may see.",
+    )
 
     class Meta:
         model = VerificationRun
@@ -75,6 +79,7 @@ class RunSerializer(serializers.ModelSerializer):
             "id",
             "district",
             "school_year",
+            "level",
             "objects",
             "status",
             "objects_done",
@@ -124,7 +129,7 @@ class RunFilter(filters.FilterSet):
 
     class Meta:
         model = VerificationRun
-        fields = ["district", "school_year", "status"]
+        fields = ["district", "school_year", "status", "level"]
 
 
 class DifferenceFilter(filters.FilterSet):
@@ -137,19 +142,15 @@ class DifferenceFilter(filters.FilterSet):
 
 
 def visible_runs(user) -> QuerySet[VerificationRun]:
+    """The runs `user` may know of (never the state's for a district user), with their
+    totals; the differences and the one-click resync are reached through these only."""
     results = DISVerificationResult.objects.select_related("sync_object").order_by("id")
     return (
-        VerificationRun.objects.filter(district__in=rights.districts(user))
+        VerificationRun.objects.visible_to(user)
+        .with_resync_shown(user)
         .select_related("district", "requested_by")
         .prefetch_related(Prefetch("results", queryset=results))
-        .annotate(
-            differing=Coalesce(
-                Sum(F("results__only_district") + F("results__only_state") + F("results__different")),
-                0,
-                output_field=IntegerField(),
-            ),
-            refused=Coalesce(Sum("results__not_allowed"), 0),
-        )
+        .with_totals()
         .order_by("-id")  # Meta.ordering does not apply to a grouped query
     )
 

@@ -24,6 +24,12 @@ from .models import VerificationRun
 REFUSALS = (actions.ResyncError, rights.RightsError)
 
 
+def refused(user, error: Exception, what: str) -> None:
+    """Log a refusal for a missing right (not for bad input, which names itself to the user)."""
+    if isinstance(error, rights.RightsError):
+        rights.log_refusal(user, "admin", f"{what}: {error}")
+
+
 def district_or_404(user, code: str | None) -> District:
     # 404, not 403: a district user may not even learn another district's code exists.
     district = rights.districts(user).filter(code=code or "").first()
@@ -33,12 +39,10 @@ def district_or_404(user, code: str | None) -> District:
 
 
 def run_or_404(user, pk) -> VerificationRun:
-    run = (
-        VerificationRun.objects.filter(district__in=rights.districts(user), pk=pk)
-        .select_related("district")
-        .first()
-    )
+    # Another district's run and the state's runs read as absent to a district user.
+    run = VerificationRun.objects.visible_to(user).filter(pk=pk).select_related("district").first()
     if run is None:
+        rights.log_refusal(user, "admin", f"verification {pk} (absent or not theirs)")
         raise Http404("No such verification.")
     return run
 
@@ -46,6 +50,7 @@ def run_or_404(user, pk) -> VerificationRun:
 def run_form(request: HttpRequest, admin_site) -> HttpResponse:
     """Run a verification: district, school year, objects (none picked: every object)."""
     if not rights.may_run_verification(request.user):
+        rights.log_refusal(request.user, "admin", "the verification run form")
         raise PermissionDenied
     if request.method == "POST":
         district = district_or_404(request.user, request.POST.get("district"))
@@ -58,6 +63,7 @@ def run_form(request: HttpRequest, admin_site) -> HttpResponse:
             )
             run = verify.do_request_verification(checked)
         except REFUSALS as e:
+            refused(request.user, e, f"a verification of district {district.code}")
             messages.error(request, str(e))
             return redirect(f"{reverse('admin:verification_verificationrun_add')}?district={district.code}")
         messages.success(request, f"Verification {run.pk} queued: {len(checked.objects)} object(s).")
@@ -76,12 +82,14 @@ def run_form(request: HttpRequest, admin_site) -> HttpResponse:
 def run_resync(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
     """The one-click resync of exactly the objects a verification found different."""
     if not rights.may_view_verification(request.user):
+        rights.log_refusal(request.user, "admin", f"the one-click resync of verification {pk}")
         raise PermissionDenied
     run = run_or_404(request.user, pk)
     try:
         checked = verify.check_verification_resync(run, request.user)
         req = verify.do_verification_resync(run, checked)
     except REFUSALS as e:
+        refused(request.user, e, f"the one-click resync of verification {run.pk}")
         messages.error(request, str(e))
     else:
         messages.success(
@@ -93,6 +101,7 @@ def run_resync(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
 def selective_form(request: HttpRequest, admin_site) -> HttpResponse:
     """Selective Sync: resync single PersonIdentity or Enrollment records."""
     if not rights.may_use_selective(request.user):
+        rights.log_refusal(request.user, "admin", "the Selective Sync form")
         raise PermissionDenied
     if request.method == "POST":
         district = district_or_404(request.user, request.POST.get("district"))
@@ -106,6 +115,7 @@ def selective_form(request: HttpRequest, admin_site) -> HttpResponse:
             )
             req = actions.do_selective_sync(checked)
         except REFUSALS as e:
+            refused(request.user, e, f"a Selective Sync of district {district.code}")
             messages.error(request, str(e))
             return redirect(f"{reverse('admin:verification_selectivesync_add')}?district={district.code}")
         messages.success(request, f"Selective Sync {req.pk} sent: {len(checked.records)} record(s).")
