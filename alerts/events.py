@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -34,6 +35,18 @@ def verification_group(district_id: int) -> str:
 def verification_groups(district_id: int) -> list[str]:
     """Where a verification run of `district_id` is pushed: the state, and the district."""
     return [VERIFICATION_STATE_GROUP, verification_group(district_id)]
+
+
+def session_group(session_key: str) -> str:
+    """The sockets opened by one login session, so its logout can close them. A digest,
+    not the key: Redis (and anyone reading it) must not learn a usable session key."""
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+# Sent to a user's group when their rights may have changed, and to a session's group
+# when it ended: the consumer re-checks (or closes), nothing reaches the browser.
+RIGHTS_CHANGED = {"type": "rights.changed"}
+SESSION_ENDED = {"type": "session.ended"}
 
 
 def send(groups: list[str], message: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """The live websocket: session-authenticated, origin-checked, and only the groups a user has rights to."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -230,5 +231,209 @@ async def test_it_tells_open_pages_a_verification_whose_worker_died_is_queued_ag
     assert [(m["run"], m["status"], m["objects_done"], m["records_compared"]) for m in got] == [
         (run.pk, "queued", 0, 0)
     ]
+    await alice.disconnect()
+    assert get_channel_layer().groups == {}
+
+
+# ---- Rights that end while the socket is open ------------------------------------
+
+
+def step_of(district) -> dict:
+    return {"type": "step.status", "district": district.pk, "object": "Enrollment", "colour": "gray"}
+
+
+async def alert(user, name: str = "marker") -> None:
+    await sync_to_async(ProcessAlert.objects.notify)([user], name=name, category="y", message="m")
+
+
+async def next_after_push(socket, user, district) -> dict:
+    """Push a step of `district`, then an alert to `user`, and return what the socket reads
+    first: the alert when the step did not reach it (messages arrive in order)."""
+    await get_channel_layer().group_send(events.district_group(district.pk), step_of(district))
+    await alert(user)
+    return await socket.receive_json_from(timeout=5)
+
+
+def session_socket(client, user) -> WebsocketCommunicator:
+    """A socket through the whole ASGI app, authenticated by a real login session's cookie."""
+    client.force_login(user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    return WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie.encode())]
+    )
+
+
+async def closed_with(socket) -> int:
+    output = await socket.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    return output["code"]
+
+
+async def until(condition, what: str) -> None:
+    """Wait for `condition()` (a re-check runs on its own timer), failing after 10 s."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_stops_pushing_a_district_whose_right_was_revoked_to_an_open_socket(cast, caplog):
+    from guardian.shortcuts import remove_perm
+
+    from resync import rights
+
+    (alice,) = await connected(cast.admin_a)
+    assert (await next_after_push(alice, cast.admin_a, cast.a))["type"] == "step.status"
+    await alice.receive_json_from()  # the marker alert
+
+    await sync_to_async(remove_perm)(rights.DISTRICT, cast.admin_a, cast.a)
+    got = await next_after_push(alice, cast.admin_a, cast.a)
+    assert (got["type"], got["name"]) == ("alert.new", "marker")  # the step never came
+    assert events.district_group(cast.a.pk) not in get_channel_layer().groups
+    assert "refused alice at websocket: hear district." in caplog.text
+    await alice.disconnect()
+    assert get_channel_layer().groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_lets_an_open_socket_hear_a_district_granted_since_it_opened(cast):
+    from guardian.shortcuts import assign_perm
+
+    from resync import rights
+
+    (charlie,) = await connected(cast.admin_b)
+    await sync_to_async(assign_perm)(rights.DISTRICT, cast.admin_b, cast.a)
+    layer = get_channel_layer()
+    await until(lambda: events.district_group(cast.a.pk) in layer.groups, "charlie joined A")
+    assert (await next_after_push(charlie, cast.admin_b, cast.a))["type"] == "step.status"
+    await charlie.disconnect()
+    assert get_channel_layer().groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_closes_the_socket_of_a_user_deactivated_or_deleted(cast):
+    alice, charlie = await connected(cast.admin_a, cast.admin_b)
+
+    def deactivate():
+        cast.admin_a.is_active = False
+        cast.admin_a.save()
+
+    await sync_to_async(deactivate)()
+    assert await closed_with(alice) == 4401
+    await sync_to_async(cast.admin_b.delete)()
+    assert await closed_with(charlie) == 4401
+    # Both left every group before closing: nothing more can reach them.
+    assert get_channel_layer().groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_drops_the_state_group_of_a_user_taken_out_of_the_state_admins(cast):
+    from django.contrib.auth.models import Group
+
+    from resync import rights
+
+    (stella,) = await connected(cast.state)
+    group = await sync_to_async(Group.objects.get)(name=rights.STATE_ADMINS)
+    await sync_to_async(group.user_set.remove)(cast.state)  # the reverse side of the m2m
+    await get_channel_layer().group_send(events.STATE_GROUP, step_of(cast.a))
+    await alert(cast.state)
+    assert (await stella.receive_json_from(timeout=5))["type"] == "alert.new"
+    assert events.STATE_GROUP not in get_channel_layer().groups
+    await stella.disconnect()
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_drops_the_verification_groups_when_the_group_loses_verification_summary_r(tool_cast):
+    from django.contrib.auth.models import Group, Permission
+
+    from resync import rights
+
+    (alice,) = await connected(tool_cast.admin_a)
+    assert events.verification_group(tool_cast.a.pk) in get_channel_layer().groups
+
+    def revoke():
+        app, codename = rights.VERIFY_VIEW.split(".")
+        perm = Permission.objects.get(content_type__app_label=app, codename=codename)
+        Group.objects.get(name=rights.DISTRICT_ADMINS).permissions.remove(perm)
+
+    await sync_to_async(revoke)()
+    progress = {"type": "verification.progress", "run": 1, "district": tool_cast.a.pk}
+    await get_channel_layer().group_send(events.verification_group(tool_cast.a.pk), progress)
+    await alert(tool_cast.admin_a)
+    assert (await alice.receive_json_from(timeout=5))["type"] == "alert.new"
+    assert events.verification_group(tool_cast.a.pk) not in get_channel_layer().groups
+    assert events.district_group(tool_cast.a.pk) in get_channel_layer().groups  # the district right stays
+    await alice.disconnect()
+    assert get_channel_layer().groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_closes_the_sockets_of_a_session_that_logged_out_and_only_those(cast, client):
+    from django.test import Client
+
+    first = await sync_to_async(session_socket)(client, cast.admin_a)
+    second = await sync_to_async(session_socket)(Client(), cast.admin_a)
+    for socket in (first, second):
+        assert (await socket.connect())[0]
+        assert (await socket.receive_json_from())["type"] == "alert.count"
+
+    response = await sync_to_async(client.post)("/admin/logout/")
+    assert response.status_code == 200
+    assert await closed_with(first) == 4401
+    # The user's other login session keeps its socket and still hears its district.
+    assert (await next_after_push(second, cast.admin_a, cast.a))["type"] == "step.status"
+    await second.disconnect()
+    await first.disconnect()
+    assert get_channel_layer().groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY, LIVE_RECHECK_SECONDS=0.05)
+async def test_it_rechecks_on_a_timer_what_no_signal_tells(cast, client):
+    from django.contrib.sessions.models import Session
+
+    from resync.models import DistrictUserObjectPermission
+
+    (alice,) = await connected(cast.admin_a)
+    bob = await sync_to_async(session_socket)(client, cast.limited_a)
+    assert (await bob.connect())[0]
+    await bob.receive_json_from()
+    layer = get_channel_layer()
+
+    # A right removed by bulk SQL sends no signal; the next tick drops the district.
+    def raw_revoke():
+        rows = DistrictUserObjectPermission.objects.filter(user=cast.admin_a)
+        return rows._raw_delete(rows.db)
+
+    assert await sync_to_async(raw_revoke)() == 1
+    await until(lambda: len(layer.groups.get(events.district_group(cast.a.pk), {})) == 1, "alice left A")
+    assert (await next_after_push(alice, cast.admin_a, cast.a))["type"] == "alert.new"
+    assert (await bob.receive_json_from())["type"] == "step.status"  # Bob still has A
+
+    # A session that expires logs nobody out; the next tick closes its socket.
+    expire = Session.objects.update
+    await sync_to_async(expire)(expire_date=timezone.now() - timedelta(seconds=1))
+    assert await closed_with(bob) == 4401
+    await alice.disconnect()
+    await bob.disconnect()
+    assert layer.groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_answers_a_binary_or_garbled_frame_and_stays_open(cast):
+    (alice,) = await connected(cast.admin_a)
+    await alice.send_to(bytes_data=b"\x00\xff")
+    assert await alice.receive_json_from() == {
+        "type": "error",
+        "error": "This socket takes JSON text frames, not binary.",
+    }
+    await alice.send_to(text_data="{not json")
+    assert await alice.receive_json_from() == {
+        "type": "error",
+        "error": "This socket takes JSON text frames: not JSON.",
+    }
+    await alice.send_to(text_data='{"type": "hello"}')  # JSON is fine: the browser only listens
+    assert (await next_after_push(alice, cast.admin_a, cast.a))["type"] == "step.status"
     await alice.disconnect()
     assert get_channel_layer().groups == {}
