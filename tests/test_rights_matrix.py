@@ -85,6 +85,30 @@ DOORS = [
     ),
     ("tool of B", "get", "/admin/resync/district/202/tool/", None, outcomes(200, 404, 404, 200, 302)),
     ("state tool", "get", "/admin/resync/district/state-tool/", None, outcomes(200, 404, 404, 404, 302)),
+    ("RQ dashboard", "get", "/admin/django_rq/dashboard/", None, outcomes(200, 404, 404, 404, 302)),
+    ("RQ's jobs", "get", "/admin/django_rq/dashboard/queues/0/", None, outcomes(200, 404, 404, 404, 302)),
+    ("RQ's workers", "get", "/admin/django_rq/dashboard/workers/0/", None, outcomes(200, 404, 404, 404, 302)),
+    (
+        "alice's State Resync Requested alert page",
+        "get",
+        "/admin/alerts/processalert/{alert_a}/change/",
+        None,
+        outcomes(404, 200, 404, 404, 302),
+    ),
+    (
+        "state request's admin page",
+        "get",
+        "/admin/resync/resyncrequest/{req_state}/change/",
+        None,
+        outcomes(200, 404, 404, 404, 302),
+    ),
+    (
+        "state request's step page",
+        "get",
+        "/admin/history/disbatchhistory/{step_state}/change/",
+        None,
+        outcomes(200, 404, 404, 404, 302),
+    ),
 ]
 
 
