@@ -4,12 +4,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from resync import rights
+from resync.admin import NotFoundNotRedirected
 
 from .models import ProcessAlert
 
 
 @admin.register(ProcessAlert)
-class ProcessAlertAdmin(admin.ModelAdmin):
+class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
     """Each user's own Process Alerts inbox."""
 
     list_display = ["created_at", "name", "category", "process", "message", "open_link", "is_read"]

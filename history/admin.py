@@ -5,7 +5,7 @@ from django.urls import path
 from django.utils.html import format_html
 
 from resync import rights
-from resync.admin import ReadOnly
+from resync.admin import NotFoundNotRedirected, ReadOnly
 
 from .models import DISBatchHistory, ErrorLog
 
@@ -17,7 +17,7 @@ def dot(colour: str):
 
 
 @admin.register(DISBatchHistory)
-class DISBatchHistoryAdmin(ReadOnly, admin.ModelAdmin):
+class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "request_id",
@@ -70,7 +70,7 @@ class DISBatchHistoryAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(ErrorLog)
-class ErrorLogAdmin(ReadOnly, admin.ModelAdmin):
+class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = ["created_at", "district", "sync_object", "record_id", "reason", "message"]
     list_select_related = ["district", "sync_object"]
     list_filter = [

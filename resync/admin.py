@@ -1,6 +1,7 @@
 from functools import partial
 
 from django.contrib import admin
+from django.http import Http404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django_rq.models import Dashboard
@@ -72,6 +73,17 @@ class SyncObjectAdmin(admin.ModelAdmin):
         return False
 
 
+class NotFoundNotRedirected:
+    """An object the user may not see is a 404, as on the tool pages (the admin would
+    redirect home, which tells an outsider nothing but looks like success)."""
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404("Not found.")
+        return obj
+
+
 class ReadOnly:
     """History is written by resyncs only."""
 
@@ -83,7 +95,7 @@ class ReadOnly:
 
 
 @admin.register(District)
-class DistrictAdmin(admin.ModelAdmin):
+class DistrictAdmin(NotFoundNotRedirected, admin.ModelAdmin):
     list_display = [
         "code",
         "name",
@@ -137,7 +149,7 @@ class DistrictAdmin(admin.ModelAdmin):
 
 
 @admin.register(ResyncRequest)
-class ResyncRequestAdmin(ReadOnly, admin.ModelAdmin):
+class ResyncRequestAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "district",
