@@ -215,3 +215,106 @@ def test_it_grants_a_known_user_a_known_district_only(cast, actor, capsys):
     user = type(user).objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
     assert rights.may_resync(user, cast.b)
     assert "Enrollment" in rights.object_names(user)
+
+
+# ---- Verification runs the state started (issue 11): the state's alone --------------
+# Bob holds no Verification Summary right: the API refuses him the feature (403) before
+# any run is looked up; the admin looks the run up first, and he may not know of it (404).
+VERIFICATION_DOORS = [
+    (
+        "state's verification",
+        "get",
+        "/api/v1/verifications/{verify_state}/",
+        outcomes(200, 404, 403, 404, 401),
+    ),
+    (
+        "state's verification's differences",
+        "get",
+        "/api/v1/verifications/{verify_state}/differences/",
+        outcomes(200, 404, 403, 404, 401),
+    ),
+    (
+        "state's verification's one-click resync",
+        "post",
+        "/api/v1/verifications/{verify_state}/resync/",
+        outcomes(201, 404, 403, 404, 401),
+    ),
+    ("A's verification", "get", "/api/v1/verifications/{verify_a}/", outcomes(200, 200, 403, 404, 401)),
+    (
+        "state's verification page",
+        "get",
+        "/admin/verification/verificationrun/{verify_state}/change/",
+        outcomes(200, 404, 404, 404, 302),
+    ),
+    (
+        "state's verification result page",
+        "get",
+        "/admin/verification/disverificationresult/{verify_state_result}/change/",
+        outcomes(200, 404, 404, 404, 302),
+    ),
+    (
+        "state's verification difference page",
+        "get",
+        "/admin/verification/disverificationdifference/{verify_state_difference}/change/",
+        outcomes(200, 404, 404, 404, 302),
+    ),
+    (
+        "A's verification page",
+        "get",
+        "/admin/verification/verificationrun/{verify_a}/change/",
+        outcomes(200, 200, 403, 404, 302),
+    ),
+]
+
+
+@pytest.fixture
+def verification_world(world, tool_cast) -> dict:
+    """world, with the groups' verification rights, plus two finished verifications of A
+    that found District 1 only at the district: one stella asked for, one alice did."""
+    from resync.models import SyncObject
+    from verification.models import DISVerificationDifference, DISVerificationResult, VerificationRun
+
+    district = SyncObject.objects.get(name="District")
+
+    def finished(user, level):
+        run = VerificationRun.objects.create(
+            district=tool_cast.a,
+            school_year=2027,
+            level=level,
+            sync_objects=["District"],
+            requested_by=user,
+            status=VerificationRun.Status.FINISHED,
+            objects_done=1,
+            records_compared=1,
+        )
+        result = DISVerificationResult.objects.create(run=run, sync_object=district, only_district=1)
+        difference = DISVerificationDifference.objects.create(
+            result=result, kind=DISVerificationDifference.Kind.ONLY_DISTRICT, record_id=1
+        )
+        return run, result, difference
+
+    state_run, state_result, state_difference = finished(tool_cast.state, ResyncRequest.Level.STATE)
+    own, _result, _difference = finished(tool_cast.admin_a, ResyncRequest.Level.DISTRICT)
+    ids = {
+        "verify_state": state_run.pk,
+        "verify_state_result": state_result.pk,
+        "verify_state_difference": state_difference.pk,
+        "verify_a": own.pk,
+    }
+    return world | {"ids": world["ids"] | ids}
+
+
+@pytest.mark.parametrize(
+    "door, method, url, expected", VERIFICATION_DOORS, ids=[d[0] for d in VERIFICATION_DOORS]
+)
+def test_it_keeps_the_states_verifications_the_states(
+    client, verification_world, door, method, url, expected
+):
+    got, stored = {}, {}
+    for actor in ACTORS:
+        before = ResyncRequest.objects.count()
+        user = verification_world["users"][actor]
+        got[actor] = knock(client, user, method, url.format(**verification_world["ids"]), None)
+        stored[actor] = ResyncRequest.objects.count() - before
+    assert got == expected
+    assert stored == {actor: int(status == 201) for actor, status in got.items()}
