@@ -1,13 +1,20 @@
 """The live websocket against the real channels-redis layer on the real Redis server
 (REDIS_URL, or the embedded redis-server): what the in-memory layer cannot show."""
 
+import asyncio
+
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from channels_redis.core import RedisChannelLayer
+from django.conf import settings
+from django.test import override_settings
 
 from alerts import events
 from alerts.consumers import LiveConsumer
+from alerts.models import ProcessAlert
+from statesync.asgi import application
 
 from .conftest import BOTH
 
@@ -47,3 +54,75 @@ async def test_it_keeps_an_idle_socket_open_past_the_layers_blocking_read(cast, 
     assert (await alice.receive_json_from(timeout=5))["object"] == "Enrollment"
     await alice.disconnect()
     assert await group_members(layer, events.district_group(cast.a.pk)) == 0
+
+
+async def until(condition, what: str) -> None:
+    """Wait for `condition()` (an async predicate; a re-check runs on its own timer), failing after 10 s."""
+    for _ in range(500):
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def opened(user):
+    socket = connect_as(user)
+    assert (await socket.connect())[0]
+    assert (await socket.receive_json_from())["type"] == "alert.count"
+    return socket
+
+
+def step_of(district) -> dict:
+    return {"type": "step.status", "district": district.pk, "object": "Enrollment", "colour": "gray"}
+
+
+@override_settings(LIVE_RECHECK_SECONDS=0.1)
+async def test_it_hears_again_after_redis_lost_its_data(cast, layer):
+    alice = await opened(cast.admin_a)
+    group = events.district_group(cast.a.pk)
+    assert await group_members(layer, group) == 1
+    # What a restart without persistence does to the layer: every group membership gone.
+    await layer.connection(layer.consistent_hash(group)).flushdb()
+    assert await group_members(layer, group) == 0
+    await until(lambda: group_members_is(layer, group, 1), "the socket joined its district again")
+    await layer.group_send(group, step_of(cast.a))
+    assert (await alice.receive_json_from(timeout=5))["object"] == "Enrollment"
+    await alice.disconnect()
+    assert await group_members(layer, group) == 0
+
+
+async def group_members_is(layer, group: str, count: int) -> bool:
+    return await group_members(layer, group) == count
+
+
+async def test_it_stops_a_revoked_districts_pushes_on_the_real_layer(cast, layer):
+    from guardian.shortcuts import remove_perm
+
+    from resync import rights
+
+    alice = await opened(cast.admin_a)
+    await sync_to_async(remove_perm)(rights.DISTRICT, cast.admin_a, cast.a)
+    await layer.group_send(events.district_group(cast.a.pk), step_of(cast.a))
+    await sync_to_async(ProcessAlert.objects.notify)([cast.admin_a], name="marker", category="y", message="m")
+    got = await alice.receive_json_from(timeout=5)
+    assert (got["type"], got["name"]) == ("alert.new", "marker")  # the step, sent first, never came
+    assert await group_members(layer, events.district_group(cast.a.pk)) == 0
+    await alice.disconnect()
+
+
+async def test_it_closes_a_logged_out_sessions_socket_on_the_real_layer(cast, layer, client):
+    def login() -> bytes:
+        client.force_login(cast.admin_a)
+        return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+    cookie = await sync_to_async(login)()
+    socket = WebsocketCommunicator(
+        application, "/ws/live/", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)]
+    )
+    assert (await socket.connect())[0]
+    await socket.receive_json_from()
+    assert (await sync_to_async(client.post)("/admin/logout/")).status_code == 200
+    output = await socket.receive_output(timeout=5)
+    assert (output["type"], output["code"]) == ("websocket.close", 4401)
+    assert await group_members(layer, events.district_group(cast.a.pk)) == 0
+    await socket.disconnect()
