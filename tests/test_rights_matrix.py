@@ -318,3 +318,70 @@ def test_it_keeps_the_states_verifications_the_states(
         stored[actor] = ResyncRequest.objects.count() - before
     assert got == expected
     assert stored == {actor: int(status == 201) for actor, status in got.items()}
+
+
+# ---- A socket whose rights end while it is open ------------------------------------
+
+
+def _revoke_a(cast):
+    from guardian.shortcuts import remove_perm
+
+    remove_perm(rights.DISTRICT, cast.admin_a, cast.a)
+
+
+def _leave_state_admins(cast):
+    from django.contrib.auth.models import Group
+
+    cast.state.groups.remove(Group.objects.get(name=rights.STATE_ADMINS))
+
+
+def _deactivate_bob(cast):
+    cast.limited_a.is_active = False
+    cast.limited_a.save()
+
+
+def _delete_charlie(cast):
+    cast.admin_b.delete()
+
+
+# (actor, how their right ends, the group they heard, whether the socket stays open)
+ENDINGS = [
+    ("alice", _revoke_a, lambda c: events.district_group(c.a.pk), True),
+    ("stella", _leave_state_admins, lambda c: events.STATE_GROUP, True),
+    ("bob", _deactivate_bob, lambda c: events.district_group(c.a.pk), False),
+    ("charlie", _delete_charlie, lambda c: events.district_group(c.b.pk), False),
+]
+
+
+@pytest.mark.parametrize(
+    "actor, end, heard, stays_open", ENDINGS, ids=[f"{e[0]}-{e[1].__name__.strip('_')}" for e in ENDINGS]
+)
+@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
+async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
+    cast, actor, end, heard, stays_open
+):
+    from asgiref.sync import sync_to_async
+
+    user = {"stella": cast.state, "alice": cast.admin_a, "bob": cast.limited_a, "charlie": cast.admin_b}[
+        actor
+    ]
+    group = heard(cast)
+    communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
+    communicator.scope["user"] = user
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from()  # alert.count
+    layer = get_channel_layer()
+    assert group in layer.groups
+
+    await sync_to_async(end)(cast)
+    await layer.group_send(group, {"type": "step.status", "district": cast.a.pk, "object": "School"})
+    if stays_open:
+        # An alert sent after the step arrives first: the step never reached the socket.
+        await sync_to_async(ProcessAlert.objects.notify)([user], name="marker", category="y", message="m")
+        assert (await communicator.receive_json_from(timeout=5))["name"] == "marker"
+    else:
+        output = await communicator.receive_output(timeout=5)
+        assert (output["type"], output["code"]) == ("websocket.close", 4401)
+    assert group not in layer.groups
+    await communicator.disconnect()
+    assert layer.groups == {}
