@@ -132,6 +132,17 @@ class DistrictAdmin(NotFoundNotRedirected, admin.ModelAdmin):
                 site.admin_view(partial(tool.state_tool, admin_site=site)),
                 name="resync_state_tool",
             ),
+            # What the tools' rows show now, for a page whose live socket (re)opened.
+            path(
+                "<str:code>/tool/state/",
+                site.admin_view(partial(tool.tool_state, admin_site=site)),
+                name="resync_tool_state",
+            ),
+            path(
+                "state-tool/state/",
+                site.admin_view(partial(tool.state_tool_state, admin_site=site)),
+                name="resync_state_tool_state",
+            ),
             *super().get_urls(),
         ]
 

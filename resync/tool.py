@@ -96,6 +96,47 @@ def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
     return TemplateResponse(request, "admin/resync/tool.html", context)
 
 
+def tool_state(request: HttpRequest, code: str, admin_site) -> JsonResponse:
+    """The district tool's rows as they stand now, for a page whose live socket (re)opened:
+    pushes sent while it was closed are lost, and this is what they would have shown.
+    The same rows() as the page, so the same rights: never a state request's steps for a
+    district user."""
+    district = _district(request, code)
+    year = _year(request, district)
+    steps = [
+        {
+            "step": step.pk,
+            "object": row["object"].name,
+            "request": step.request_id,
+            "processed": step.processed,
+            "errors": step.errors,
+            "colour": step.colour,
+            "started_at": step.started_at.isoformat() if step.started_at else None,
+        }
+        for row in rows(request.user, district, year)
+        if (step := row["step"]) is not None
+    ]
+    return JsonResponse({"district": district.pk, "year": year, "steps": steps})
+
+
+def state_tool_state(request: HttpRequest, admin_site) -> JsonResponse:
+    """The state tool's rows as they stand now (each district's latest request), for a
+    page whose live socket (re)opened."""
+    if not rights.is_state(request.user):
+        raise Http404("Only state users see the state-level tool.")
+    districts = list(rights.districts(request.user).annotate(last_request=Max("requests__id")))
+    last = ResyncRequest.objects.in_bulk([d.last_request for d in districts if d.last_request])
+    latest = [(d, last[d.last_request]) for d in districts if d.last_request in last]
+    return JsonResponse(
+        {
+            "districts": [
+                {"district": d.pk, "request": r.pk, "status": r.status, "outcome": r.outcome}
+                for d, r in latest
+            ]
+        }
+    )
+
+
 def plan_preview(request: HttpRequest, code: str, admin_site) -> JsonResponse:
     """What Send Resync would run, in order: the same check the send does."""
     district = _district(request, code)

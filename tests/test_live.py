@@ -437,3 +437,84 @@ async def test_it_answers_a_binary_or_garbled_frame_and_stays_open(cast):
     assert (await next_after_push(alice, cast.admin_a, cast.a))["type"] == "step.status"
     await alice.disconnect()
     assert get_channel_layer().groups == {}
+
+
+# ---- What a page fetches when its socket (re)opens -----------------------------------
+
+
+def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_steps(
+    client, cast, queue, django_assert_max_num_queries
+):
+    from django.db import connection
+
+    from history.models import DISBatchHistory
+
+    from .conftest import run_queue
+
+    chain(cast.a)
+    mine = actions.do_request_resync(
+        actions.check_resync(cast.a, None, ["District"], False, user=cast.admin_a)
+    )
+    run_queue()
+    actions.do_request_resync(
+        actions.check_resync(cast.a, None, ["School"], True, user=cast.state, level=ResyncRequest.Level.STATE)
+    )
+    run_queue()
+    url = "/admin/resync/district/101/tool/state/?year=2027"
+
+    client.force_login(cast.admin_a)
+    body = client.get(url).json()
+    step = DISBatchHistory.objects.get(request=mine)
+    assert body == {
+        "district": cast.a.pk,
+        "year": 2027,
+        "steps": [
+            {
+                "step": step.pk,
+                "object": "District",
+                "request": mine.pk,
+                "processed": 1,
+                "errors": 0,
+                "colour": "green",
+                "started_at": step.started_at.isoformat(),
+            }
+        ],
+    }  # the state request's District and School steps are the state's to know
+
+    client.force_login(cast.state)
+    seen = {(s["object"], s["request"]) for s in client.get(url).json()["steps"]}
+    assert seen == {("District", mine.pk + 1), ("School", mine.pk + 1)}
+
+    client.force_login(cast.admin_b)
+    assert client.get(url).status_code == 404  # another district's tool
+
+    # As cheap with a long history as with a short one.
+    client.force_login(cast.admin_a)
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(30) as few:
+        client.get(url)
+    baseline = len(few.captured_queries)
+    for _ in range(3):
+        actions.do_request_resync(actions.check_resync(cast.a, None, None, False, user=cast.admin_a))
+        run_queue()
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(baseline):
+        assert len(client.get(url).json()["steps"]) > 1
+
+
+def test_it_gives_a_reopened_state_tool_each_districts_latest_request(client, cast, queue):
+    chain(cast.a)
+    request = actions.do_request_resync(
+        actions.check_resync(
+            cast.a, None, ["District"], False, user=cast.state, level=ResyncRequest.Level.STATE
+        )
+    )
+    perform_queued(queue)
+    client.force_login(cast.state)
+    assert client.get("/admin/resync/district/state-tool/state/").json() == {
+        "districts": [
+            {"district": cast.a.pk, "request": request.pk, "status": "finished", "outcome": "green"}
+        ]
+    }
+    client.force_login(cast.admin_a)
+    assert client.get("/admin/resync/district/state-tool/state/").status_code == 404

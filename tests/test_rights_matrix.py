@@ -385,3 +385,39 @@ async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
     assert group not in layer.groups
     await communicator.disconnect()
     assert layer.groups == {}
+
+
+# What a page fetches when its live socket (re)opens: the same rights as the page itself.
+LIVE_STATE_DOORS = [
+    (
+        "tool state of A",
+        "get",
+        "/admin/resync/district/101/tool/state/",
+        None,
+        outcomes(200, 200, 200, 404, 302),
+    ),
+    (
+        "tool state of B",
+        "get",
+        "/admin/resync/district/202/tool/state/",
+        None,
+        outcomes(200, 404, 404, 200, 302),
+    ),
+    (
+        "state tool state",
+        "get",
+        "/admin/resync/district/state-tool/state/",
+        None,
+        outcomes(200, 404, 404, 404, 302),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "door, method, url, body, expected", LIVE_STATE_DOORS, ids=[d[0] for d in LIVE_STATE_DOORS]
+)
+def test_it_opens_each_live_state_door_to_the_right_people_only(
+    client, world, door, method, url, body, expected
+):
+    got = {actor: knock(client, world["users"][actor], method, url, body) for actor in ACTORS}
+    assert got == expected
