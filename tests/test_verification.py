@@ -398,3 +398,27 @@ def test_it_pushes_a_state_run_to_the_states_verification_group_only_over_real_r
     assert {run for run, _status in heard["stella"]} == {state_run.pk, district_run.pk}
     assert {run for run, _status in heard["alice"]} == {district_run.pk}
     assert (district_run.pk, "finished") in heard["alice"] and (state_run.pk, "finished") in heard["stella"]
+
+
+def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("verification", "0003_run_recovery")], [("verification", "0004_run_level")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("verification", "VerificationRun")
+    made = {
+        who: old.objects.create(
+            district_id=tool_cast.a.pk, school_year=2027, sync_objects=[], requested_by_id=uid
+        )
+        for who, uid in (("stella", tool_cast.state.pk), ("alice", tool_cast.admin_a.pk), ("system", None))
+    }
+    executor = MigrationExecutor(connection)  # reload: the graph's applied state changed
+    executor.migrate(after)
+    levels = dict(VerificationRun.objects.values_list("pk", "level"))
+    assert {who: levels[run.pk] for who, run in made.items()} == {
+        "stella": "state",  # a state administrator may send state requests: the state's run
+        "alice": "district",
+        "system": "district",
+    }
