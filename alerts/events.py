@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -58,7 +60,17 @@ def send(groups: list[str], message: dict[str, Any]) -> None:
             return
         # One trip through async_to_sync for all groups: each trip costs an event
         # loop and a Redis connection, paid on every step and progress write.
-        async_to_sync(_deliver)(layer, groups, message)
+        push = async_to_sync(_deliver)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            push(layer, groups, message)
+            return
+        # Synchronous code under a running event loop (DJANGO_ALLOW_ASYNC_UNSAFE, as
+        # Playwright's sync API runs it), where async_to_sync refuses: a thread of its own.
+        thread = threading.Thread(target=push, args=(layer, groups, message))
+        thread.start()
+        thread.join()
 
     transaction.on_commit(deliver)
 

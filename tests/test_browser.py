@@ -249,3 +249,53 @@ def test_it_follows_a_verifications_progress_without_a_reload(browser, tool_cast
         assert listing.text_content("#result_list td.field-not_allowed") == "1"
         for page in (alice, listing):
             assert page.evaluate("window.marker") == "no reload"
+
+
+# Keeps every page socket at hand, and while window.holdSockets is set points new ones
+# at a closed port: the page stays disconnected (and retrying) until the test lets go.
+HOLD_SOCKETS = """
+window.sockets = [];
+const RealSocket = window.WebSocket;
+window.WebSocket = function (url, protocols) {
+  const socket = new RealSocket(window.holdSockets ? "ws://127.0.0.1:9/held" : url, protocols);
+  window.sockets.push(socket);
+  return socket;
+};
+window.WebSocket.prototype = RealSocket.prototype;
+"""
+
+
+def test_it_catches_up_on_what_it_missed_while_its_socket_was_down(browser, cast, queue):
+    import time
+
+    from resync import actions
+    from resync.models import ResyncRequest
+
+    chain(cast.a)
+    with serve() as base:
+        page = login(browser, base, "alice")
+        page.add_init_script(HOLD_SOCKETS)
+        page.goto(f"{base}/admin/resync/district/101/tool/")
+        page.wait_for_selector("body[data-live=open][data-resynced='1']")  # the first open fetched too
+        assert page.locator('tr[data-object="School"] .status-dot').count() == 0
+        page.evaluate("window.holdSockets = true; window.sockets[0].close()")
+        page.wait_for_selector("body[data-live=closed]")
+
+        # A resync runs from start to end while the page hears nothing.
+        request = actions.do_request_resync(
+            actions.check_resync(cast.a, None, ["School"], True, user=cast.admin_a)
+        )
+        deadline = time.monotonic() + 60
+        while ResyncRequest.objects.get(pk=request.pk).status != ResyncRequest.Status.FINISHED:
+            assert time.monotonic() < deadline, "the worker never finished the resync"
+            time.sleep(0.2)
+        assert page.locator('tr[data-object="School"] .status-dot').count() == 0  # it missed the pushes
+
+        page.evaluate("window.holdSockets = false")
+        page.wait_for_selector("body[data-live=open][data-resynced='2']", timeout=60000)
+        for name in ("District", "School"):
+            assert page.get_attribute(f'tr[data-object="{name}"] .status-dot', "class") == (
+                "status-dot status-green"
+            )
+        assert page.text_content('tr[data-object="School"] .processed') == "1"
+        page.screenshot(path=str(ARTIFACTS / "district-tool-caught-up.png"), full_page=True)

@@ -82,11 +82,15 @@
       note.className = body.error ? "errornote" : "success";
     });
 
-    document.addEventListener("statesync:step", (event) => {
-      const step = event.detail;
-      if (String(step.district) !== root.dataset.district) return;
+    function showStep(step) {
       const row = root.querySelector('tr[data-object="' + step.object + '"]');
       if (!row) return;
+      // A fetched state may answer after a newer push: never go back to an older step,
+      // nor from a step's final colour back to its Gray.
+      const shown = Number(row.dataset.step || 0);
+      if (step.step < shown || (step.step === shown && step.colour === "gray" && row.dataset.colour !== "gray")) return;
+      row.dataset.step = step.step;
+      row.dataset.colour = step.colour;
       row.querySelector(".last").textContent = step.started_at ? new Date(step.started_at).toLocaleString() : "";
       row.querySelector(".results").innerHTML =
         'Processed: <span class="processed"></span> Errors: <span class="errors"></span>';
@@ -94,6 +98,20 @@
       row.querySelector(".errors").textContent = step.errors;
       row.querySelector(".results").title = step.processed - step.errors + " records sent";
       setDot(row.querySelector(".status"), step.colour);
+    }
+
+    document.addEventListener("statesync:step", (event) => {
+      if (String(event.detail.district) === root.dataset.district) showStep(event.detail);
+    });
+    // The socket (re)opened: fetch what the rows show now, pushes it missed included.
+    document.addEventListener("statesync:resync", async () => {
+      const url = new URL("state/", window.location.href);
+      url.search = new URLSearchParams({ year: root.dataset.year }).toString();
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const body = await response.json();
+      body.steps.forEach(showStep);
+      document.body.dataset.resynced = String(Number(document.body.dataset.resynced || 0) + 1);
     });
   }
 
@@ -122,12 +140,30 @@
       const row = rowOf(step.district);
       if (row && follow(row, step.request, "Running")) setDot(row.querySelector(".status"), "gray", "Running");
     });
-    document.addEventListener("statesync:finished", (event) => {
-      const done = event.detail;
+    function finished(done) {
       const row = rowOf(done.district);
       if (!row || !follow(row, done.request, "Finished")) return;
       row.dataset.finished = done.request;
       setDot(row.querySelector(".status"), done.outcome, title(done.outcome));
+    }
+    document.addEventListener("statesync:finished", (event) => finished(event.detail));
+    // The socket (re)opened: fetch each district's latest request, pushes it missed included.
+    document.addEventListener("statesync:resync", async () => {
+      const response = await fetch(new URL("state/", window.location.href), {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!response.ok) return;
+      const body = await response.json();
+      for (const latest of body.districts) {
+        if (latest.status === "finished") {
+          finished(latest);
+        } else if (latest.status === "running") {
+          const row = rowOf(latest.district);
+          if (row && follow(row, latest.request, "Running")) setDot(row.querySelector(".status"), "gray", "Running");
+        }
+      }
+      document.body.dataset.resynced = String(Number(document.body.dataset.resynced || 0) + 1);
     });
   }
 })();
