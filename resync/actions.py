@@ -35,10 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 STALE_AFTER_SECONDS = 300
-# A step queued this long whose RQ job is gone was lost (Redis restarted without
-# persistence, the job deleted): recovery enqueues it again. The wait lets an
-# enqueue whose transaction just committed reach Redis first.
-LOST_AFTER_SECONDS = 60
+# A step queued settings.RESYNC_LOST_AFTER seconds whose RQ job is gone was lost
+# (Redis restarted without persistence, the job deleted): recovery enqueues it
+# again. The wait lets an enqueue whose transaction just committed reach Redis first.
 STEP_JOB = "resync.jobs.run_step_job"
 
 
@@ -328,6 +327,38 @@ def do_finish_step(step: DISBatchHistory, failure: str = "") -> None:
     advance(step.request_id)
 
 
+def do_interrupt_step(step_id: int, worker: str, error: str) -> bool:
+    """The step running on `worker` lost its database connection: queue it again, or
+    after MAX_ATTEMPTS fail it naming the error. Returns True when it was queued again.
+
+    Its state transaction died with the connection, so nothing it did counts.
+    queued_at stays empty: the next recovery pass enqueues it (requeue_lost) once RQ
+    has ended the interrupted job, whose id the new one takes. The worker runs
+    that pass as soon as the job ends.
+    """
+    running = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.RUNNING, worker=worker)
+    step = running.select_related("request", "sync_object").first()
+    if step is None:  # it finished after all, or recovery took it
+        return False
+    if step.attempts < MAX_ATTEMPTS:
+        with transaction.atomic():
+            ErrorLog.objects.filter(step=step).delete()
+            queued = running.update(
+                status=StepStatus.QUEUED, worker="", queued_at=None, processed=0, errors=0
+            )
+        if queued:
+            step.status, step.processed, step.errors = StepStatus.QUEUED, 0, 0
+            push_step(step)
+            log.warning("re-queued step %s: %s", step_id, error)
+        return bool(queued)
+    # Clearing the worker claims the step, so no recoverer fails it too.
+    if running.update(worker=""):
+        do_finish_step(
+            step, f"The database connection was lost {step.attempts} times while running this step: {error}"
+        )
+    return False
+
+
 def _record_end(step: DISBatchHistory, failure: str) -> None:
     step.ended_at = timezone.now()
     if failure:
@@ -400,12 +431,14 @@ def requeue_job(func: str, pk: int, job_id: str) -> None:
 
 def requeue_lost(queued: QuerySet, func: str, job_id, now) -> list[int]:
     """Enqueue again the rows of `queued` (steps or verification runs, all queued) that
-    have waited LOST_AFTER_SECONDS and whose RQ job `job_id(pk)` is lost.
+    have waited settings.RESYNC_LOST_AFTER seconds (or were queued again with no
+    time, do_interrupt_step) and whose RQ job `job_id(pk)` is lost.
 
     Moving queued_at claims the row under its lock: two recoverers never both enqueue
     it, and the next pass waits again before it looks. Returns the ids enqueued.
     """
-    waited = queued.filter(Q(queued_at__lt=now - timedelta(seconds=LOST_AFTER_SECONDS)) | Q(queued_at=None))
+    lost_after = timedelta(seconds=settings.RESYNC_LOST_AFTER)
+    waited = queued.filter(Q(queued_at__lt=now - lost_after) | Q(queued_at=None))
     touched = []
     for pk, queued_at in waited.values_list("pk", "queued_at"):
         if not job_lost(job_id(pk)):

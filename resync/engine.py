@@ -567,6 +567,8 @@ class Progress:
                     self.write()
                 except Exception:  # a missed beat must not end the step; the step's own writes will tell
                     log.exception("step %s: could not write its progress", self.step.pk)
+                    # A cut connection stays unusable: the next beat opens a fresh one.
+                    connections.close_all()
         finally:
             connections.close_all()  # this thread's own connections
 

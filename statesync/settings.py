@@ -123,6 +123,12 @@ RQ_QUEUES = {
 # Resync workers run at this niceness (0-19) so the admin and the API keep the
 # CPU first when a big resync shares their host.
 RESYNC_WORKER_NICE = env_int("RESYNC_WORKER_NICE", 10, minimum=0, maximum=19)
+# Every worker checks this often (seconds), idle or between jobs, for what needs
+# recovering: dead workers' steps, lost jobs, requests nothing moves.
+RESYNC_RECOVER_EVERY = env_int("RESYNC_RECOVER_EVERY", 15, minimum=1, maximum=600)
+# A step or verification queued this long (seconds) whose RQ job is gone is
+# enqueued again; the wait lets an enqueue whose transaction just committed land.
+RESYNC_LOST_AFTER = env_int("RESYNC_LOST_AFTER", 30, minimum=1)
 # Enqueue only once the transaction that created the request commits.
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "resync.jobs.ResyncWorker"}
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
@@ -117,7 +118,7 @@ def dead_worker() -> str:
 
 def queued_long_ago(model, pk) -> None:
     """Queued before recovery's grace period: an enqueue that had all the time to land."""
-    ago = timezone.now() - timedelta(seconds=actions.LOST_AFTER_SECONDS + 1)
+    ago = timezone.now() - timedelta(seconds=settings.RESYNC_LOST_AFTER + 1)
     model.objects.filter(pk=pk).update(queued_at=ago)
 
 
@@ -288,3 +289,146 @@ def test_it_fails_a_verification_whose_worker_keeps_dying_with_the_reason(distri
     alert = ProcessAlert.objects.get(user=alice)
     assert "failed: The worker died 3 times" in alert.message
     assert queue.job_ids == []
+
+
+def wait_for(condition, seconds: float, what: str, worker=None) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `seconds` (or if `worker` ended)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert worker is None or worker.poll() is None, f"the worker ended while waiting for {what}"
+        assert time.monotonic() < deadline, f"not within {seconds}s: {what}"
+        time.sleep(0.1)
+
+
+def finished(request) -> bool:
+    request.refresh_from_db()
+    return request.status == ResyncRequest.Status.FINISHED
+
+
+def stop(worker) -> None:
+    worker.terminate()
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)
+        pytest.fail("the worker did not stop on SIGTERM")
+
+
+def test_it_re_enqueues_a_lost_job_from_an_idle_workers_periodic_check(district, queue):
+    """Issue 11, item 8: a job Redis lost waited for RQ's 10-minute maintenance."""
+    course_codes(district)
+    request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+    queue.empty()  # Redis lost it before any worker took it
+    # The worker's check at start finds it queued too recently to call its job lost;
+    # only its periodic check can.
+    worker = start_worker(burst=False, RESYNC_RECOVER_EVERY="1", RESYNC_LOST_AFTER="3")
+    try:
+        wait_for(lambda: finished(request), 60, "the request finished", worker)
+    finally:
+        stop(worker)
+    step = DISBatchHistory.objects.get(request=request)
+    assert (step.status, step.processed, step.attempts) == (StepStatus.GREEN, 3, 1)
+    assert request.outcome == "green"
+
+
+def test_it_logs_a_failed_recovery_check_and_stops_on_request_during_one(monkeypatch, caplog):
+    import django_rq
+    from rq.exceptions import StopRequested
+
+    from resync.jobs import ResyncWorker
+
+    worker = django_rq.get_worker(settings.RQ_QUEUE)
+    assert isinstance(worker, ResyncWorker)
+
+    def database_down():
+        raise RuntimeError("the database is down")
+
+    # RQ's loop quits on any exception: a failed check must not end the worker.
+    monkeypatch.setattr(actions, "recover", database_down)
+    with caplog.at_level(logging.ERROR, logger="resync.jobs"):
+        worker.recover()
+    assert caplog.messages == [
+        f"recovery failed; the next check in {settings.RESYNC_RECOVER_EVERY}s tries again"
+    ]
+
+    # SIGTERM while idle raises StopRequested wherever the worker is: that is RQ's
+    # warm shutdown, and swallowing it kept the worker running after a SIGTERM.
+    def stop_requested():
+        raise StopRequested()
+
+    monkeypatch.setattr(actions, "recover", stop_requested)
+    with pytest.raises(StopRequested):
+        worker.recover()
+
+
+def backends_of_others() -> list[int]:
+    """The PostgreSQL backends of this run's two databases that are not this test's own."""
+    from django.db import connections
+
+    mine, names = [], []
+    for alias in BOTH:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid(), current_database()")
+            pid, name = cursor.fetchone()
+            mine.append(pid)
+            names.append(name)
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND NOT pid = ANY(%s)", [names, mine]
+        )
+        return [r[0] for r in cursor.fetchall()]
+
+
+def terminate(pids: list[int]) -> None:
+    from django.db import connections
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
+
+
+def test_it_requeues_a_step_whose_database_connections_were_cut_and_the_worker_goes_on(district, queue):
+    """Issue 11, item 7: a worker whose backends were terminated kept the step 'running'
+    for minutes, and failed every later job with 'connection already closed'."""
+    from django.db import connections
+
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's; SQLite has no server connections to cut")
+    so = SyncObject.objects.get(name="CourseCode")
+    DistrictRecord.objects.bulk_create(
+        DistrictRecord(district=district, sync_object=so, record_id=i, payload={"n": i})
+        for i in range(1, 20001)
+    )
+    request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+    step = DISBatchHistory.objects.get(request=request)
+    # RQ's own maintenance and the periodic check stay out of the way: the requeue
+    # must come from the interrupted job itself, at once.
+    worker = start_worker(burst=False, RESYNC_CHUNK="10", RESYNC_RECOVER_EVERY="600")
+    try:
+
+        def mid_step() -> bool:
+            step.refresh_from_db()
+            return step.status == StepStatus.RUNNING and step.processed > 0
+
+        wait_for(mid_step, 60, "the step reported progress", worker)
+        cut = backends_of_others()
+        assert cut, "the worker holds no connection to cut"
+        terminate(cut)
+        wait_for(
+            lambda: finished(request), 60, "the interrupted step ran again and the request finished", worker
+        )
+        step.refresh_from_db()
+        assert (step.status, step.processed, step.errors, step.attempts) == (StepStatus.GREEN, 20000, 0, 2)
+        assert step.worker == f"{socket.gethostname()}:{worker.pid}"  # the same worker ran it again
+        assert StateRecord.objects.count() == 20000
+
+        # And the next job on the same worker runs on fresh connections.
+        DistrictRecord.objects.filter(record_id__gt=10).delete()
+        again = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+        wait_for(lambda: finished(again), 60, "the next request finished", worker)
+        (next_step,) = DISBatchHistory.objects.filter(request=again)
+        assert (next_step.status, next_step.processed, next_step.message) == (StepStatus.GREEN, 10, "")
+        assert next_step.worker == step.worker
+        assert StateRecord.objects.count() == 10
+    finally:
+        stop(worker)
