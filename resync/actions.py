@@ -538,7 +538,9 @@ SELECTIVE_MAX = 1000
 
 def level_for(user) -> str:
     # A state user's request is the state's: the district is alerted, not shown its objects.
-    state = user is not None and rights.may_send_state(user)
+    # Only for one who may also see state requests (state R): else the requester could not
+    # see what they sent (their own answer would be a 404, or a 500 building it).
+    state = user is not None and rights.may_send_state(user) and rights.is_state(user)
     return ResyncRequest.Level.STATE if state else ResyncRequest.Level.DISTRICT
 
 

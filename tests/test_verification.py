@@ -404,6 +404,8 @@ def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast)
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
+    walt = type(tool_cast.state).objects.create_user("walt", "walt@example.org", "pw")
+    assign_perm(rights.STATE_SEND, walt)  # may send state requests, but not see them
     before, after = [("verification", "0003_run_recovery")], [("verification", "0004_run_level")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
@@ -412,13 +414,19 @@ def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast)
         who: old.objects.create(
             district_id=tool_cast.a.pk, school_year=2027, sync_objects=[], requested_by_id=uid
         )
-        for who, uid in (("stella", tool_cast.state.pk), ("alice", tool_cast.admin_a.pk), ("system", None))
+        for who, uid in (
+            ("stella", tool_cast.state.pk),
+            ("alice", tool_cast.admin_a.pk),
+            ("walt", walt.pk),
+            ("system", None),
+        )
     }
     executor = MigrationExecutor(connection)  # reload: the graph's applied state changed
     executor.migrate(after)
     levels = dict(VerificationRun.objects.values_list("pk", "level"))
     assert {who: levels[run.pk] for who, run in made.items()} == {
-        "stella": "state",  # a state administrator may send state requests: the state's run
+        "stella": "state",  # a state administrator may send and see state requests: the state's run
         "alice": "district",
+        "walt": "district",  # as resync.actions.level_for decides
         "system": "district",
     }

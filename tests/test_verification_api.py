@@ -151,3 +151,29 @@ def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, drif
     both = client.get(API, headers=auth(stella)).json()["results"]
     assert [r["id"] for r in both] == [state_run["id"], own["id"]]
     assert client.get(API, {"level": "nope"}, headers=auth(stella)).status_code == 400
+
+
+def test_it_answers_a_user_who_may_send_state_requests_but_not_see_them(client, drifted):
+    """State W without state R (a misconfigured account; the ready-made groups hold both):
+    what such a user sends must be something they may see, not a 500 on their own answer."""
+    from django.contrib.auth.models import User
+    from guardian.shortcuts import assign_perm
+
+    from resync import rights
+
+    walt = User.objects.create_user("walt", "walt@example.org", "pw", is_staff=True)
+    for perm in (rights.DISTRICT, rights.OBJECT, rights.STATE_SEND, rights.VERIFY_VIEW, rights.VERIFY_RUN):
+        assign_perm(perm, walt)
+    for perm in (rights.SELECTIVE_VIEW, rights.SELECTIVE_USE):
+        assign_perm(perm, walt)
+    created = post(client, walt, API, {"district": "101", "objects": ["Enrollment"]})
+    assert created.status_code == 201, created.content
+    run_queue()
+    run = client.get(f"{API}{created.json()['id']}/", headers=auth(walt))
+    assert run.status_code == 200 and run.json()["level"] == "district"
+    sent = post(client, walt, f"{API}{run.json()['id']}/resync/")
+    assert sent.status_code == 201, sent.content
+    assert client.get(f"/api/v1/requests/{sent.json()['id']}/", headers=auth(walt)).status_code == 200
+    body = {"district": "101", "object": "PersonIdentity", "records": [1]}
+    selective = post(client, walt, "/api/v1/selective-syncs/", body)
+    assert selective.status_code == 201, selective.content

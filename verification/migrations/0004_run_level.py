@@ -6,17 +6,22 @@ from django.db.models import Q
 
 
 def level_by_requester(apps, schema_editor):
-    # resync.actions.level_for's test (may send state requests), read from the rows: a
-    # superuser, or the permission held directly or through a group. Runs of a deleted
-    # requester stay the district's, as runs asked for by the system are.
+    # resync.actions.level_for's test (may send and see state requests), read from the
+    # rows: a superuser, or both permissions, each held directly or through a group. Runs
+    # of a deleted requester stay the district's, as runs asked for by the system are.
     Permission = apps.get_model("auth", "Permission")
     User = apps.get_model("auth", "User")
     VerificationRun = apps.get_model("verification", "VerificationRun")
-    send = Permission.objects.filter(content_type__app_label="resync", codename="send_state_resync")
-    state = User.objects.filter(
-        Q(is_superuser=True) | Q(user_permissions__in=send) | Q(groups__permissions__in=send), is_active=True
+
+    def holding(codename: str):
+        perm = Permission.objects.filter(content_type__app_label="resync", codename=codename)
+        held = Q(user_permissions__in=perm) | Q(groups__permissions__in=perm)
+        return User.objects.filter(held | Q(is_superuser=True), is_active=True).values("pk")
+
+    state = VerificationRun.objects.filter(requested_by__in=holding("send_state_resync")).filter(
+        requested_by__in=holding("view_state_resync")
     )
-    VerificationRun.objects.filter(requested_by__in=state.values("pk")).update(level="state")
+    state.update(level="state")
 
 
 class Migration(migrations.Migration):
