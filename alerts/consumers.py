@@ -55,7 +55,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
         self.checking = asyncio.Lock()
-        access = await self._access()
+        access = await self._access(count_unread=True)
         if access is None:
             self._refuse(user, "open the live socket with an ended session or inactive user")
             await self.close(code=ENDED)
@@ -124,7 +124,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         async with self.checking:
             if self.ticker is None:
                 return  # ended already
-            access = await self._access()
+            access = await self._access(count_unread=False)
             if access is None:
                 await self._end("kept listening after its session or user ended")
                 return
@@ -166,9 +166,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         rights.log_refusal(user, "websocket", what)
 
     @database_sync_to_async
-    def _access(self) -> tuple[Hearing, int] | None:
-        """The groups the user may hear now and their unread count; None when the
-        socket must close (its session ended or expired, its user is gone or inactive)."""
+    def _access(self, count_unread: bool) -> tuple[Hearing, int] | None:
+        """What the user may hear now (and, when asked, their unread count); None when
+        the socket must close (its session ended or expired, its user is gone or inactive)."""
         from alerts.models import ProcessAlert
 
         user = self._current_user()
@@ -177,7 +177,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         hearing = self._hearing(user)
         if self.session_key:
             hearing.groups.append(events.session_group(self.session_key))
-        return hearing, ProcessAlert.objects.filter(user=user).unread().count()
+        unread = ProcessAlert.objects.filter(user=user).unread().count() if count_unread else 0
+        return hearing, unread
 
     def _current_user(self):
         """The socket's user as the database has it now (never the connect-time object,
