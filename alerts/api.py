@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from alerts.models import ProcessAlert
 from resync import rights
-from resync.api import Page, YesNoFilter, errors
+from resync.api import Filters, Page, YesNoFilter, errors
 
 
 class AlertSerializer(serializers.ModelSerializer):
@@ -66,7 +66,7 @@ class AlertViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = AlertSerializer
     pagination_class = Page
     filterset_class = AlertFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [Filters]
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[ProcessAlert]:

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 
 from history.models import DISBatchHistory, ErrorLog, Reason
 from resync import rights
-from resync.api import Holds, IdFilter, MomentFilter, Page, StepSerializer, errors
+from resync.api import Filters, Holds, IdFilter, MomentFilter, Page, StepSerializer, errors
 
 
 class HistorySerializer(StepSerializer):
@@ -57,7 +57,7 @@ class HistoryViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = HistorySerializer
     pagination_class = Page
     filterset_class = HistoryFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [Filters]
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[DISBatchHistory]:
@@ -121,7 +121,7 @@ class ErrorLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ErrorLogSerializer
     pagination_class = Page
     filterset_class = ErrorLogFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [Filters]
 
     def get_queryset(self) -> QuerySet[ErrorLog]:
         qs = ErrorLog.objects.select_related("district", "sync_object", "step")

@@ -26,13 +26,13 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from history.models import DISBatchHistory
 from resync import actions, planner, rights
 from resync.models import District, ResyncRequest, SyncObject
+from statesync.parsers import StrictJSONParser, whole_number
 
 # ---- shared by every app's API -------------------------------------------------
 
@@ -48,7 +48,7 @@ class Page(PageNumberPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        if not whole_number(raw) or not 1 <= int(raw) <= self.max_page_size:
             raise ValidationError({"page_size": [f"Expected a whole number from 1 to {self.max_page_size}."]})
         return int(raw)
 
@@ -56,7 +56,7 @@ class Page(PageNumberPagination):
         raw = request.query_params.get(self.page_query_param)
         if raw is None or raw in self.last_page_strings:
             return super().get_page_number(request, paginator)
-        if not raw.isdigit() or int(raw) < 1:
+        if not whole_number(raw) or int(raw) < 1:
             raise ValidationError({"page": ["Expected a page number from 1, or last."]})
         return raw
 
@@ -142,6 +142,30 @@ class YesNoFilter(filters.BooleanFilter):
         super().__init__(*args, widget=forms.TextInput, **kwargs)
 
 
+def refuse_empty(filterset: filters.FilterSet, params) -> None:
+    """An empty value is no filter only where the schema allows it, a string
+    (`?district=`); an empty choice, number, date or boolean (`?level=`,
+    `?school_year=`, `?date_to=`, `?unread=`) is a 400 naming it, as the schema
+    says it must be one (django-filter would silently drop it)."""
+    empty = {
+        name: ["Empty: give a value or leave the parameter out."]
+        for name, f in filterset.filters.items()
+        if params.get(name) == "" and not isinstance(f, filters.CharFilter)
+    }
+    if empty:
+        raise ValidationError(empty)
+
+
+class Filters(filters.DjangoFilterBackend):
+    """django-filter, refusing empty values the schema does not allow (refuse_empty)."""
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view) -> QuerySet:
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is not None:
+            refuse_empty(filterset, request.query_params)
+        return super().filter_queryset(request, queryset, view)
+
+
 class Holds(permissions.BasePermission):
     """The view's `required_perm`, a right on a whole feature (Django permission)."""
 
@@ -161,7 +185,7 @@ class StateOnly(permissions.BasePermission):
 @extend_schema(exclude=True)
 @api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
 def not_found(request: Request, rest: str = "") -> Response:
-    """Any other URL under /api/v1/: a JSON 404 like the API's own, not Django's HTML page."""
+    """Any other URL under /api/: a JSON 404 like the API's own, not Django's HTML page."""
     raise NotFound(f"No API endpoint at {request.path}.")
 
 
@@ -464,9 +488,9 @@ class ResyncRequestViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
     pagination_class = Page
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     filterset_class = RequestFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [Filters]
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:
@@ -522,9 +546,9 @@ class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewse
     permission_classes = [permissions.IsAuthenticated, StateOnly]
     serializer_class = ResyncRequestSerializer
     pagination_class = Page
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     filterset_class = RequestFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [Filters]
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:
         return visible_requests(self.request.user).filter(level=ResyncRequest.Level.STATE)

@@ -1,6 +1,6 @@
 """The REST API (/api/v1/…), its OpenAPI schema and its doc pages, all under /api/."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -28,8 +28,9 @@ router.register("selective-syncs", SelectiveSyncViewSet, basename="selective-syn
 
 urlpatterns = [
     path("v1/", include(router.urls)),
-    path("v1/<path:rest>", not_found),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Last: every other path under /api/ (not only /api/v1/) is the API's JSON 404.
+    re_path(r"^(?P<rest>.*)$", not_found),
 ]

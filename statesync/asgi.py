@@ -10,6 +10,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from alerts.routing import websocket_urlpatterns  # noqa: E402
+from statesync import http_limits  # noqa: E402
+
+# daphne answers an oversized request line or header (414/431) instead of dropping it.
+http_limits.install()
 
 application = ProtocolTypeRouter(
     {

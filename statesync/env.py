@@ -53,6 +53,25 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_proxy_header(name: str) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto: https` (the header a TLS-terminating proxy sets, and the value
+    meaning HTTPS) as Django's SECURE_PROXY_SSL_HEADER tuple; unset is None."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, sep, value = (part.strip() for part in raw.partition(":"))
+    if (
+        not sep
+        or not value
+        or not header
+        or not all(c.isascii() and (c.isalnum() or c == "-") for c in header)
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r}: write the header and its HTTPS value, as X-Forwarded-Proto: https."
+        )
+    return ("HTTP_" + header.upper().replace("-", "_"), value)
+
+
 def parse_database_url(name: str, url: str) -> dict:
     """Turn postgres://user:pass@host:port/db or sqlite:///path into a DATABASES entry."""
     parts = urlsplit(url)

@@ -10,7 +10,16 @@ from pathlib import Path
 from channels_redis.core import RedisChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import database_identity, env_bool, env_int, env_list, env_str, parse_database_url, sqlite_database
+from .env import (
+    database_identity,
+    env_bool,
+    env_int,
+    env_list,
+    env_proxy_header,
+    env_str,
+    parse_database_url,
+    sqlite_database,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -31,9 +40,26 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# HTTPS. With DEBUG false the cookies are Secure and HSTS is on (sent only over
+# HTTPS, so plain http never sees it) by default; browsers keep Secure cookies
+# on http://localhost and 127.0.0.1, so ./bin/demo and the tests still log in.
+# Only the redirect to HTTPS stays off unless asked for: on the demo's plain
+# http it would lead nowhere. `manage.py check --deploy` is clean once a
+# deployment sets SECURE_SSL_REDIRECT and the two HSTS switches (tests/test_hardening.py).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Behind a proxy that terminates TLS, e.g. "X-Forwarded-Proto: https"; only
+# set it if the proxy always sets (or strips) that header itself.
+SECURE_PROXY_SSL_HEADER = env_proxy_header("SECURE_PROXY_SSL_HEADER")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0)
+# Both bind more than this site (every subdomain; browsers' built-in lists), so they are opt-in.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "statesync.apps.AdminConfig",  # django.contrib.admin, whose change lists answer bad filters with a 400
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -54,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a NUL byte never reaches the session, the token lookup or a view.
+    "statesync.middleware.RefuseNulBytes",
     "django.middleware.security.SecurityMiddleware",
     # daphne serves no static files itself; WhiteNoise does, in every setup.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -61,6 +89,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication, so a 403 names its user (DRF's token user too: it sets request.user).
+    "statesync.middleware.LogRefusals",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -170,6 +200,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "statesync.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,

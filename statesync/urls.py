@@ -11,3 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("statesync.api_urls")),
 ]
+
+# Django's own 400s (too many parameters, a bad admin filter) name the problem,
+# and a 404 under /api/ is JSON (statesync/errors.py).
+handler400 = "statesync.errors.bad_request"
+handler404 = "statesync.errors.page_not_found"

@@ -14,12 +14,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from resync import actions, rights
 from resync.api import (
+    Filters,
     Holds,
     IdFilter,
     Page,
@@ -27,9 +27,11 @@ from resync.api import (
     district_named,
     errors,
     refusals_answered,
+    refuse_empty,
     visible_requests,
 )
 from resync.models import ResyncRequest
+from statesync.parsers import StrictJSONParser
 
 from . import actions as verify
 from .models import DISVerificationDifference, DISVerificationResult, VerificationRun
@@ -178,9 +180,9 @@ class VerificationViewSet(
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = rights.VERIFY_VIEW
     pagination_class = Page
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     filterset_class = RunFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [Filters]
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[VerificationRun]:
@@ -215,6 +217,7 @@ class VerificationViewSet(
         run = self.get_object()
         rows = DISVerificationDifference.objects.filter(result__run=run).select_related("result__sync_object")
         found = DifferenceFilter(request.query_params, queryset=rows.order_by("id"))
+        refuse_empty(found, request.query_params)
         if not found.is_valid():
             raise ValidationError(found.errors)
         page = self.paginate_queryset(found.qs)
@@ -299,9 +302,9 @@ class SelectiveSyncViewSet(
     required_perm = rights.SELECTIVE_VIEW
     serializer_class = SelectiveSerializer
     pagination_class = Page
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     filterset_class = SelectiveFilter
-    filter_backends = [filters.DjangoFilterBackend]
+    filter_backends = [Filters]
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:

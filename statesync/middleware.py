@@ -1,0 +1,84 @@
+"""Middleware every request passes: input no view could store, and refusals of a right.
+
+- `RefuseNulBytes` answers 400 for a NUL byte anywhere in the path, the query
+  string, a header (cookies, Authorization) or a form body. PostgreSQL refuses
+  NUL in text, so every view that looked such a value up answered 500 there
+  (SQLite simply found nothing); refusing it once, here, covers every view.
+- `LogRefusals` reports every 403 through `rights.log_refusal`: whatever the
+  door (an admin page, an API endpoint), a refused right is logged with who,
+  where and what, without each view having to remember to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+from resync import rights
+from statesync.errors import bad_request_answer
+
+NUL = "\x00"
+
+
+def _nul_in(request: HttpRequest) -> str | None:
+    """Where a NUL byte is in the request, or None."""
+    if NUL in request.path_info:
+        return "the path"
+    for key, values in request.GET.lists():
+        if NUL in key or any(NUL in v for v in values):
+            return f"the query parameter {key.replace(NUL, '')!r}"
+    for key, value in request.META.items():
+        if key.startswith("HTTP_") and isinstance(value, str) and NUL in value:
+            return f"the {key[5:].replace('_', '-').title()} header"
+    # Only forms: Django parses nothing else into POST, and the API's JSON
+    # parser refuses NUL itself (statesync/parsers.py).
+    if request.method == "POST" and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        for key, values in request.POST.lists():
+            if NUL in key or any(NUL in v for v in values):
+                return f"the form field {key.replace(NUL, '')!r}"
+    return None
+
+
+class RefuseNulBytes:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        where = _nul_in(request)
+        if where is not None:
+            return bad_request_answer(request, f"A NUL byte (\\x00) in {where}: no value may contain one.")
+        return self.get_response(request)
+
+
+def door(request: HttpRequest) -> str:
+    return "api" if request.path_info.startswith("/api/") else "admin"
+
+
+class LogRefusals:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 403:
+            reason = getattr(request, "_refusal", None) or _detail(response) or "forbidden"
+            what = f"{request.method} {request.path}: {reason}"
+            rights.log_refusal(getattr(request, "user", None), door(request), what)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        # Django turns PermissionDenied into the 403 page, losing its message: keep it for the log.
+        if isinstance(exception, PermissionDenied):
+            request._refusal = str(exception) or "permission denied"
+
+
+def _detail(response: HttpResponse) -> str | None:
+    data = getattr(response, "data", None)  # a DRF response: its detail names the missing right
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])
+    return None

@@ -1,0 +1,75 @@
+"""The API's JSON parser: a body it cannot store is a 400 naming why, never a 500.
+
+DRF's JSONParser turns malformed JSON into a 400 but lets through what then
+fails deeper down: nesting deep enough to raise RecursionError, strings holding
+NUL (PostgreSQL refuses them in text) or a lone surrogate (no UTF-8 encoding
+exists for it, so the database driver fails), and, served by daphne, bodies of any size (DRF then reads the stream
+itself, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check).
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+# No StateSync body nests past two levels; this leaves room and stays far below
+# the interpreter's recursion limit, which the serializers would otherwise meet.
+MAX_DEPTH = 32
+
+
+def whole_number(raw: str) -> bool:
+    """ASCII digits only (str.isdigit() also accepts '²' and '①', which int() refuses),
+    and few enough for a 64-bit integer (int() itself refuses past 4,300 digits)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 18
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            # The same 400 Django gives when a view reads request.body past the limit.
+            raise ParseError(f"The request body is over {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).")
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            text = raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise ParseError(f"JSON parse error - the body is not valid {encoding}.") from None
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ParseError(
+                f"JSON parse error - the body is nested deeper than {MAX_DEPTH} levels."
+            ) from None
+        except ValueError as e:
+            raise ParseError(f"JSON parse error - {e}") from None
+        problem = _unstorable(data)
+        if problem:
+            raise ParseError(f"JSON body refused - {problem}")
+        return data
+
+
+def _unstorable(data) -> str | None:
+    """What in `data` no database could store, walked without recursion."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"the body is nested deeper than {MAX_DEPTH} levels."
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((key, depth))
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return f"the string {value.replace(chr(0), '')[:40]!r} holds a NUL character (\\u0000)."
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the string {value[:40]!r} holds a lone surrogate, which is not valid Unicode."
+    return None
