@@ -25,8 +25,16 @@ def _district(request: HttpRequest, code: str) -> District:
     # 404, not 403: a district user may not even learn another district's code exists.
     district = rights.districts(request.user).select_related("state").filter(code=code).first()
     if district is None:
+        if District.objects.filter(code=code).exists():
+            rights.log_refusal(request.user, "admin", f"the Resync State Data tool of district {code}")
         raise Http404("No such district.")
     return district
+
+
+def _refused(request: HttpRequest, error: Exception, what: str) -> None:
+    # A refusal for bad input is the user's mistake; one for a missing right is logged.
+    if isinstance(error, rights.RightsError):
+        rights.log_refusal(request.user, "admin", f"{what}: {error}")
 
 
 def _year(request: HttpRequest, district: District) -> int:
@@ -76,6 +84,7 @@ def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
             )
             req = actions.do_request_resync(checked)
         except (actions.ResyncError, rights.RightsError) as e:
+            _refused(request, e, f"a resync of district {district.code}")
             if wants_json(request):
                 return JsonResponse({"error": str(e)}, status=400)
             messages.error(request, str(e))
@@ -123,6 +132,7 @@ def state_tool_state(request: HttpRequest, admin_site) -> JsonResponse:
     """The state tool's rows as they stand now (each district's latest request), for a
     page whose live socket (re)opened."""
     if not rights.is_state(request.user):
+        rights.log_refusal(request.user, "admin", "the Resync State Data (State) tool")
         raise Http404("Only state users see the state-level tool.")
     districts = list(rights.districts(request.user).annotate(last_request=Max("requests__id")))
     last = ResyncRequest.objects.in_bulk([d.last_request for d in districts if d.last_request])
@@ -151,6 +161,7 @@ def plan_preview(request: HttpRequest, code: str, admin_site) -> JsonResponse:
             user=request.user,
         )
     except (actions.ResyncError, rights.RightsError) as e:
+        _refused(request, e, f"a resync plan of district {district.code}")
         return JsonResponse({"error": str(e)}, status=400)
     return JsonResponse({"order": list(checked.plan.order), "added": list(checked.plan.added)})
 
@@ -167,6 +178,7 @@ def parse_year(raw: str | None) -> int | None:
 @require_http_methods(["GET", "POST"])
 def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
     if not rights.is_state(request.user):
+        rights.log_refusal(request.user, "admin", "the Resync State Data (State) tool")
         raise Http404("Only state users see the state-level tool.")
     districts = (
         rights.districts(request.user).select_related("state").annotate(last_request=Max("requests__id"))
@@ -190,6 +202,7 @@ def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
                 actions.do_request_resync(checked)
                 sent += 1
             except (actions.ResyncError, rights.RightsError) as e:
+                _refused(request, e, f"a state resync of district {d.code}")
                 messages.error(request, f"District {d.code}: {e}")
         if sent:
             messages.success(request, f"State resync requested for {sent} district(s).")
