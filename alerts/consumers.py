@@ -55,6 +55,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         session = self.scope.get("session")
         self.session_key = session.session_key if session is not None else None
         self.checking = asyncio.Lock()
+        self.fence_sent = self.fence_passed = 0
         access = await self._access(count_unread=True)
         if access is None:
             self._refuse(user, "open the live socket with an ended session or inactive user")
@@ -101,8 +102,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     def _hears(self, event) -> bool:
         # The groups decide, but a push already queued on this socket's channel when its
-        # right ended must not slip through either: it is processed after the re-check.
+        # right ended must not slip through either (it is processed after the re-check).
+        # A push does not say which group brought it: until the fence sent when groups
+        # were left comes back, hold every group push (a state request's step of a district
+        # the user still has must not reach a user just demoted from the state group).
+        if self.fence_passed < self.fence_sent:
+            return False
         return self.hearing.state or event.get("district") in self.hearing.districts
+
+    async def live_fence(self, event):
+        # Everything queued before the groups were left has now gone by (the channel is in
+        # order). The page may have missed pushes it still may hear: it fetches them.
+        self.fence_passed = max(self.fence_passed, event["fence"])
+        if self.fence_passed == self.fence_sent:
+            await self.send_json({"type": "resync"})
 
     async def rights_changed(self, event):
         await self._recheck()
@@ -134,6 +147,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             if gone:
                 self._refuse(self.user, "hear " + ", ".join(gone) + " after the right ended")
                 await self._leave(gone)
+                self.fence_sent += 1
+                await self.channel_layer.send(
+                    self.channel_name, {"type": "live.fence", "fence": self.fence_sent}
+                )
             # Join every group again, even those kept: Redis may have lost them.
             await self._join(groups)
 

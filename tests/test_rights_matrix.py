@@ -378,7 +378,10 @@ async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
     if stays_open:
         # An alert sent after the step arrives first: the step never reached the socket.
         await sync_to_async(ProcessAlert.objects.notify)([user], name="marker", category="y", message="m")
-        assert (await communicator.receive_json_from(timeout=5))["name"] == "marker"
+        got = await communicator.receive_json_from(timeout=5)
+        if got["type"] == "resync":  # the socket tells its page to catch up, whenever it left
+            got = await communicator.receive_json_from(timeout=5)
+        assert got["name"] == "marker"
     else:
         output = await communicator.receive_output(timeout=5)
         assert (output["type"], output["code"]) == ("websocket.close", 4401)

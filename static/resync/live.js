@@ -34,6 +34,9 @@
       if (event.type === "alert.new" || event.type === "alert.count") {
         counter.textContent = event.unread;
         counter.dataset.unread = event.unread;
+      } else if (event.type === "resync") {
+        // The user's rights changed: what the page shows may need fetching again.
+        document.dispatchEvent(new CustomEvent("statesync:resync", { detail: { reconnect: false } }));
       } else if (EVENTS[event.type]) {
         document.dispatchEvent(new CustomEvent(EVENTS[event.type], { detail: event }));
       }
