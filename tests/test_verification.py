@@ -20,6 +20,7 @@ from verification.models import (
 )
 
 from .conftest import BOTH, add, chain, run_queue
+from .servers import start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
@@ -336,6 +337,18 @@ def test_it_keeps_a_district_verifications_not_allowed_counts_through_a_state_re
     own = verification(a, ["TestScore"], user=stella)
     assert own.level == ResyncRequest.Level.STATE
     assert counts(own) == {"TestScore": (0, 0, 0, 2, 0)}  # the state reads its own step
+
+    # The same two verifications on a real worker process: it reads each run's level from its row.
+    runs = [
+        verify.do_request_verification(verify.check_verification(a, None, ["TestScore"], user))
+        for user in (alice, stella)
+    ]
+    worker = start_worker(burst=True)
+    assert worker.wait(120) == 0
+    for run in runs:
+        run.refresh_from_db()
+    assert [(r.status, r.level) for r in runs] == [("finished", "district"), ("finished", "state")]
+    assert [counts(r) for r in runs] == [counts(before), counts(own)]
 
 
 def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):

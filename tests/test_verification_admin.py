@@ -199,7 +199,7 @@ def test_it_loads_the_live_script_on_the_runs_pages(client, tool_cast, queue):
     assert "resync/verification.js" in listing and f'value="{run.pk}" class="action-select"' in listing
 
 
-def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, tool_cast, queue):
+def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, tool_cast, queue, caplog):
     drifted(tool_cast.a)
     stella, alice = tool_cast.state, tool_cast.admin_a
     own = run_from_admin(client, alice, objects=["Enrollment"])
@@ -221,10 +221,18 @@ def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, tool
     )
 
     client.force_login(alice)
+    caplog.set_level("WARNING", logger="statesync.refusals")
     for url in (f"{RUNS}{state_run.pk}/change/", f"{RESULTS}{calendar.pk}/change/"):
         assert client.get(url).status_code == 404, url
     assert client.get(f"{DIFFERENCES}{state_difference.pk}/change/").status_code == 404
     assert client.post(f"{RUNS}{state_run.pk}/resync/").status_code == 404
+    refusals = [r.getMessage() for r in caplog.records if r.name == "statesync.refusals"]
+    assert refusals == [
+        f"refused alice at admin: verification run {state_run.pk} (absent or not theirs)",
+        f"refused alice at admin: DIS verification result {calendar.pk} (absent or not theirs)",
+        f"refused alice at admin: DIS verification difference {state_difference.pk} (absent or not theirs)",
+        f"refused alice at admin: verification {state_run.pk} (absent or not theirs)",
+    ]
     listing = client.get(RUNS).content.decode()
     assert f'value="{own.pk}" class="action-select"' in listing
     assert f'value="{state_run.pk}" class="action-select"' not in listing

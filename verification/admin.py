@@ -30,7 +30,9 @@ class NotFoundNotRedirected:
         obj = super().get_object(request, object_id, from_field)
         if obj is None:
             rights.log_refusal(
-                request.user, "admin", f"{self.opts.verbose_name} {object_id} (absent or not theirs)"
+                request.user,
+                "admin",
+                f"{self.opts.verbose_name} {str(object_id)[:40]} (absent or not theirs)",
             )
             raise Http404("Not found.")
         return obj
