@@ -299,3 +299,37 @@ def test_it_catches_up_on_what_it_missed_while_its_socket_was_down(browser, cast
             )
         assert page.text_content('tr[data-object="School"] .processed') == "1"
         page.screenshot(path=str(ARTIFACTS / "district-tool-caught-up.png"), full_page=True)
+
+
+def test_it_catches_the_state_tool_up_on_a_request_it_missed(browser, cast, queue):
+    import time
+
+    from resync import actions
+    from resync.models import ResyncRequest
+
+    chain(cast.a)
+    with serve() as base:
+        stella = login(browser, base, "stella")
+        stella.add_init_script(HOLD_SOCKETS)
+        stella.goto(f"{base}/admin/resync/district/state-tool/")
+        stella.wait_for_selector("body[data-live=open][data-resynced='1']")
+        row = f'#districts tr[data-district="{cast.a.pk}"]'
+        assert stella.text_content(f"{row} .status").strip() == ""
+        stella.evaluate("window.holdSockets = true; window.sockets[0].close()")
+        stella.wait_for_selector("body[data-live=closed]")
+
+        request = actions.do_request_resync(
+            actions.check_resync(cast.a, None, ["District"], False, user=cast.state, level="state")
+        )
+        deadline = time.monotonic() + 60
+        while ResyncRequest.objects.get(pk=request.pk).status != ResyncRequest.Status.FINISHED:
+            assert time.monotonic() < deadline, "the worker never finished the resync"
+            time.sleep(0.2)
+        assert stella.text_content(f"{row} .status").strip() == ""  # it missed the pushes
+
+        stella.evaluate("window.holdSockets = false")
+        stella.wait_for_selector("body[data-live=open][data-resynced='2']", timeout=60000)
+        assert stella.text_content(f"{row} .outcome") == "Green"
+        assert stella.text_content(f"{row} .request-status") == "Finished"
+        assert stella.text_content(f"{row} .request-id") == str(request.pk)
+        assert stella.text_content(f'#districts tr[data-district="{cast.b.pk}"] .status').strip() == ""
