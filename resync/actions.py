@@ -383,9 +383,19 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# True while this process runs an RQ job (jobs.ResyncWorker sets it). Between its
+# jobs, a step or verification run that names this very process as its worker
+# runs nowhere: the job that ran it ended (raised, its connection cut) without
+# ending it, and recovery need not wait for a heartbeat to go stale.
+job_running_here = False
+
+
 def worker_dead(worker: str, heartbeat_at, now) -> bool:
     """Is the worker `host:pid` that runs something gone? On this host its pid says so at
-    once; elsewhere its heartbeat has been silent for STALE_AFTER_SECONDS."""
+    once (this very process, between its jobs: gone too); elsewhere its heartbeat has
+    been silent for STALE_AFTER_SECONDS."""
+    if worker == worker_name() and not job_running_here:
+        return True
     host, _, pid = worker.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
@@ -395,6 +405,18 @@ def worker_dead(worker: str, heartbeat_at, now) -> bool:
         except PermissionError:
             pass
     return heartbeat_at is None or (now - heartbeat_at).total_seconds() > STALE_AFTER_SECONDS
+
+
+def orphaned_here() -> bool:
+    """Does a step or verification run still name this process as its worker, now that
+    its job has ended? (See job_running_here.)"""
+    from verification.models import VerificationRun  # verification builds on resync
+
+    me = worker_name()
+    return (
+        DISBatchHistory.objects.filter(status=StepStatus.RUNNING, worker=me).exists()
+        or VerificationRun.objects.filter(status=VerificationRun.Status.RUNNING, worker=me).exists()
+    )
 
 
 # What RQ will never run again. A job queued in no queue was removed from it.

@@ -126,15 +126,29 @@ class ResyncWorker(SimpleWorker):
             reset_connections()
 
     def execute_job(self, job, queue):
-        global _recover_after_job
         reset_connections()
+        actions.job_running_here = True
         try:
             return super().execute_job(job, queue)
         finally:
-            reset_connections()
-            if _recover_after_job:
-                _recover_after_job = False
-                self.recover()
+            actions.job_running_here = False
+            self._after_job()
+
+    def _after_job(self) -> None:
+        """Fresh connections for what comes next, and recovery at once when the job
+        queued its step again or ended without ending its step or run (it raised on a
+        cut connection before it could write the failure): it would otherwise stay
+        "running" on this live worker until its heartbeat went stale."""
+        global _recover_after_job
+        reset_connections()
+        try:
+            orphaned = _recover_after_job or actions.orphaned_here()
+        except Exception:
+            log.exception("could not check for what the last job left running")
+            orphaned = True
+        _recover_after_job = False
+        if orphaned:
+            self.recover()
 
 
 def yield_cpu(niceness: int) -> None:

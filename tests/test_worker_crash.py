@@ -432,3 +432,31 @@ def test_it_requeues_a_step_whose_database_connections_were_cut_and_the_worker_g
         assert StateRecord.objects.count() == 10
     finally:
         stop(worker)
+
+
+def test_it_recovers_at_once_a_verification_whose_job_ended_without_ending_it(district, queue, monkeypatch):
+    """A job that raises where even its failure cannot be written (its connection cut)
+    left its run 'running' on a live worker until the heartbeat went stale (5 minutes):
+    the worker now sees its own orphan as soon as the job ends."""
+    from django.db import OperationalError
+
+    course_codes(district)
+    run = verify.do_request_verification(verify.check_verification(district, None, ["CourseCode"]))
+
+    def connection_cut(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    finish = verify.do_finish_run
+
+    def finish_unless_in_the_job(*args, **kwargs):
+        # Inside the job its connection is cut; recovery, after it, has a fresh one.
+        if actions.job_running_here:
+            connection_cut()
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "run_verification", connection_cut)
+    monkeypatch.setattr(verify, "do_finish_run", finish_unless_in_the_job)
+    run_queue()  # each attempt is queued again at once, on this same worker, then failed
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.worker) == (VerificationRun.Status.FAILED, actions.MAX_ATTEMPTS, "")
+    assert run.message.startswith("The worker died 3 times")
