@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import logging
 from collections.abc import Callable
 
 from django.core.exceptions import PermissionDenied
@@ -55,6 +57,22 @@ class RefuseNulBytes:
         return self.get_response(request)
 
 
+# The refusals logged while the current request runs: a door that logs its own
+# refusal before raising PermissionDenied is not logged a second time here.
+_logged: contextvars.ContextVar[list | None] = contextvars.ContextVar("refusals_logged", default=None)
+
+
+class _Seen(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        seen = _logged.get()
+        if seen is not None:
+            seen.append(record)
+        return True
+
+
+rights.refusals.addFilter(_Seen())
+
+
 def door(request: HttpRequest) -> str:
     return "api" if request.path_info.startswith("/api/") else "admin"
 
@@ -64,8 +82,13 @@ class LogRefusals:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if response.status_code == 403:
+        token = _logged.set([])
+        try:
+            response = self.get_response(request)
+            logged = bool(_logged.get())
+        finally:
+            _logged.reset(token)
+        if response.status_code == 403 and not logged:
             reason = getattr(request, "_refusal", None) or _detail(response) or "forbidden"
             what = f"{request.method} {request.path}: {reason}"
             rights.log_refusal(getattr(request, "user", None), door(request), what)

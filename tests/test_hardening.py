@@ -171,3 +171,11 @@ def test_it_does_not_log_bad_input_as_a_refusal(client, cast, caplog):
     answer = client.get("/admin/resync/district/101/tool/plan/", {"objects": "NoSuchThing"})
     assert answer.status_code == 400
     assert refusals(caplog) == []
+
+
+@pytest.mark.django_db(transaction=True, databases=BOTH)
+def test_it_logs_a_refusal_once_when_the_door_logged_it_before_its_403(client, cast, caplog):
+    caplog.set_level(logging.WARNING, logger="statesync.refusals")
+    client.force_login(cast.admin_a)  # no Verification Summary W: the flush removed the group's
+    assert client.get("/admin/verification/verificationrun/add/").status_code == 403
+    assert refusals(caplog) == ["refused alice at admin: the verification run form"]
