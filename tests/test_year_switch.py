@@ -100,9 +100,11 @@ def test_it_counts_only_the_districts_own_full_resyncs(client, tool_cast, queue)
     counting it would tell the district the state had asked for every object."""
     chain(tool_cast.a)
     client.force_login(tool_cast.admin_a)
-    rows = lambda: re.search(r'<table id="result_list">.*</table>', client.get(PAGE).content.decode(), re.S)[
-        0
-    ]  # noqa: E731
+
+    def rows() -> str:
+        html = client.get(PAGE).content.decode()
+        return re.search(r'<table id="result_list">.*</table>', html, re.S)[0]
+
     before = rows()
     checked = actions.check_resync(tool_cast.a, None, None, False, user=tool_cast.state, level="state")
     state = actions.do_request_resync(checked)
