@@ -57,7 +57,9 @@ class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         if running:
             # has_delete_permission said no for these: say why instead of "no permission".
             perms_needed = perms_needed - {self.opts.verbose_name}
-            protected += [f"{s.sync_object} step {s.pk} of resync {s.request_id}: not finished" for s in running]
+            protected += [
+                f"{s.sync_object} step {s.pk} of resync {s.request_id}: not finished" for s in running
+            ]
         return deleted, counts, perms_needed, protected
 
     def delete_queryset(self, request, queryset):
