@@ -231,6 +231,9 @@ def _finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
         denied = rights.still_allowed(
             request.requested_by, step.district, request.level, step.sync_object.name
         )
+        if denied:
+            what = f"step {step.pk} ({step.sync_object.name}): {denied}"
+            rights.log_refusal(request.requested_by, "job", what)
         step.started_at = timezone.now()  # written with its end, in _record_end's one UPDATE
         _record_end(step, f"Refused at run time: {denied}" if denied else "")
     return rest

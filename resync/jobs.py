@@ -38,6 +38,9 @@ def run_step_job(step_id: int) -> None:
             step.request.requested_by, step.district, step.request.level, step.sync_object.name
         )
         if denied:
+            rights.log_refusal(
+                step.request.requested_by, "job", f"step {step_id} ({step.sync_object.name}): {denied}"
+            )
             actions.do_finish_step(step, f"Refused at run time: {denied}")
             return
         actions.push_step(step)

@@ -367,3 +367,29 @@ def test_it_errors_each_malformed_record_on_its_own_and_sends_the_rest(district,
     sent = StateRecord.objects.filter(district_code=district.code)
     assert set(sent.filter(sync_object="Day").values_list("record_id", flat=True)) == set(range(1, 62))
     assert list(sent.filter(sync_object="TestScore").values_list("record_id", flat=True)) == [1]
+
+
+def test_it_refuses_at_run_time_the_steps_of_a_requester_who_lost_the_right_and_logs_it(cast, queue, caplog):
+    import logging
+
+    from guardian.shortcuts import remove_perm
+
+    from resync import rights
+
+    bob = cast.limited_a  # may resync district A, Enrollment and PersonIdentity only
+    chain(cast.a)  # PersonIdentity has a record (a job); Enrollment, a layer later, none (no job)
+    checked = actions.check_resync(cast.a, None, ["PersonIdentity", "Enrollment"], False, user=bob)
+    request = actions.do_request_resync(checked)
+    steps = {s.sync_object.name: s for s in DISBatchHistory.objects.filter(request=request)}
+    remove_perm(rights.DISTRICT, bob, cast.a)  # gone before its steps run
+    with caplog.at_level(logging.WARNING, logger="statesync.refusals"):
+        run_queue()
+    logged = []
+    for name in ("PersonIdentity", "Enrollment"):
+        step = steps[name]
+        step.refresh_from_db()
+        assert step.status == StepStatus.FAILED
+        assert step.message.startswith("Refused at run time: ")
+        why = step.message.removeprefix("Refused at run time: ")
+        logged.append(f"refused bob at job: step {step.pk} ({name}): {why}")
+    assert [r.getMessage() for r in caplog.records if r.name == "statesync.refusals"] == logged
