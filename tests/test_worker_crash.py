@@ -460,3 +460,29 @@ def test_it_recovers_at_once_a_verification_whose_job_ended_without_ending_it(di
     run.refresh_from_db()
     assert (run.status, run.attempts, run.worker) == (VerificationRun.Status.FAILED, actions.MAX_ATTEMPTS, "")
     assert run.message.startswith("The worker died 3 times")
+
+
+def test_it_requeues_a_step_that_lost_its_connection_up_to_three_times_then_fails_it(
+    district, queue, monkeypatch
+):
+    from django.db import OperationalError
+
+    from resync import engine
+
+    course_codes(district)
+    request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
+    step = DISBatchHistory.objects.get(request=request)
+
+    def connection_cut(*args, **kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(engine, "run_step", connection_cut)
+    run_queue()  # each interrupted attempt is enqueued again at once by the same worker
+    step.refresh_from_db()
+    request.refresh_from_db()
+    assert (step.status, step.attempts, step.worker) == (StepStatus.FAILED, actions.MAX_ATTEMPTS, "")
+    assert step.message == (
+        "The database connection was lost 3 times while running this step: "
+        "OperationalError: terminating connection due to administrator command"
+    )
+    assert (request.status, request.outcome) == (ResyncRequest.Status.FINISHED, "red")
