@@ -80,14 +80,19 @@ class NotFoundNotRedirected:
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)
         if obj is None:
+            rights.log_refusal(
+                request.user,
+                "admin",
+                f"{self.opts.verbose_name} {str(object_id)[:40]} (absent or not theirs)",
+            )
             raise Http404("Not found.")
         return obj
 
 
 class ReadOnly:
-    """History is written by resyncs only."""
+    """Rows StateSync writes itself (history, results): shown, never added or edited by hand."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):  # obj: inlines pass their parent
         return False
 
     def has_change_permission(self, request, obj=None):

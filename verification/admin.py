@@ -2,11 +2,11 @@ from functools import partial
 
 from django.contrib import admin, messages
 from django.db.models import Max, OuterRef, Subquery, Sum
-from django.http import Http404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from resync import actions, rights
+from resync.admin import NotFoundNotRedirected, ReadOnly
 from resync.models import ResyncRequest
 
 from . import actions as verify
@@ -22,35 +22,11 @@ from .models import (
 )
 
 
-class NotFoundNotRedirected:
-    """An object the user may not see is a 404, as on the tool pages (the admin would
-    redirect home, which tells an outsider nothing but looks like success)."""
-
-    def get_object(self, request, object_id, from_field=None):
-        obj = super().get_object(request, object_id, from_field)
-        if obj is None:
-            rights.log_refusal(
-                request.user,
-                "admin",
-                f"{self.opts.verbose_name} {str(object_id)[:40]} (absent or not theirs)",
-            )
-            raise Http404("Not found.")
-        return obj
-
-
-class ViewOnly:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 def _link(url: str, text) -> str:
     return format_html('<a href="{}">{}</a>', url, text)
 
 
-class ResultInline(ViewOnly, admin.TabularInline):
+class ResultInline(ReadOnly, admin.TabularInline):
     model = DISVerificationResult
     fields = ["sync_object", "only_district", "only_state", "different", "not_allowed", "matching", "rows"]
     readonly_fields = fields
@@ -73,7 +49,7 @@ class ResultInline(ViewOnly, admin.TabularInline):
 
 
 @admin.register(VerificationRun)
-class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
+class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "district",
@@ -187,7 +163,7 @@ class VerificationRunAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
 
 
 @admin.register(DISVerificationResult)
-class DISVerificationResultAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
+class DISVerificationResultAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = [
         "run_link",
         "district",
@@ -236,7 +212,7 @@ class DISVerificationResultAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdm
 
 
 @admin.register(DISVerificationDifference)
-class DISVerificationDifferenceAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
+class DISVerificationDifferenceAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = ["record_id", "sync_object", "kind", "reason", "detail", "district", "run_link"]
     list_select_related = ["result__run__district", "result__sync_object"]
     # Not-allowed records are kept apart: not every difference is a failure.
@@ -305,7 +281,7 @@ class VerificationSettingAdmin(NotFoundNotRedirected, admin.ModelAdmin):
 
 
 @admin.register(SelectiveSync)
-class SelectiveSyncAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
+class SelectiveSyncAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     """Selective Sync: the tool (Add) and its history (this list)."""
 
     list_display = [
@@ -384,7 +360,7 @@ class SelectiveSyncAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
 
 
 @admin.register(SchoolYearSwitch)
-class SchoolYearSwitchAdmin(NotFoundNotRedirected, ViewOnly, admin.ModelAdmin):
+class SchoolYearSwitchAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     """Per district: ready to switch (end-of-year rule), and after a switch whether both
     mandatory full resyncs happened (end-of-year before it, start-of-year after)."""
 
