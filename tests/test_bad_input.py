@@ -40,13 +40,13 @@ def post_json(client, user, url, raw: str):
     return client.generic("POST", url, raw, content_type="application/json", headers=auth(user))
 
 
-@pytest.mark.parametrize("url", LISTS)
-@pytest.mark.parametrize("param", ["page", "page_size"])
-@pytest.mark.parametrize("value", ["²", "①", "١", "-1", "0x10", " 1"])
-def test_it_refuses_a_page_that_is_not_ascii_digits_naming_it(client, tool_cast, url, param, value):
-    response = client.get(url, {param: value}, headers=auth(tool_cast.state))
-    assert response.status_code == 400, response.content
-    assert param in response.json()
+@pytest.mark.parametrize("value", ["²", "①", "١", "-1", "0x10", " 1", "9" * 5000])
+def test_it_refuses_a_page_that_is_not_ascii_digits_naming_it(client, tool_cast, value):
+    for url in LISTS:
+        for param in ("page", "page_size"):
+            response = client.get(url, {param: value}, headers=auth(tool_cast.state))
+            assert response.status_code == 400, (url, param, response.content)
+            assert param in response.json()
 
 
 def test_it_still_pages_with_plain_digits(client, tool_cast):
@@ -183,21 +183,18 @@ def test_it_reads_an_empty_string_filter_as_no_filter(client, tool_cast):
         "created_at__year=2027&created_at__month=2&created_at__day=30",
     ],
 )
-@pytest.mark.parametrize(
-    "page",
-    [
+def test_it_answers_a_date_hierarchy_out_of_range_with_a_400_naming_it(client, tool_cast, query):
+    client.force_login(tool_cast.state)
+    for page in (
         "/admin/resync/resyncrequest/",
         "/admin/history/errorlog/",
         "/admin/alerts/processalert/",
         "/admin/verification/verificationrun/",
         "/admin/verification/selectivesync/",
-    ],
-)
-def test_it_answers_a_date_hierarchy_out_of_range_with_a_400_naming_it(client, tool_cast, page, query):
-    client.force_login(tool_cast.state)
-    response = client.get(f"{page}?{query}")
-    assert response.status_code == 400, (response.status_code, response.get("location"))
-    assert b"created_at" in response.content
+    ):
+        response = client.get(f"{page}?{query}")
+        assert response.status_code == 400, (page, response.status_code, response.get("location"))
+        assert b"created_at" in response.content
 
 
 def test_it_answers_a_history_date_hierarchy_out_of_range_and_a_bad_date_filter(client, tool_cast):
