@@ -1,5 +1,9 @@
+import asyncio
+import asyncio.runners
+
 import django_rq
 import pytest
+from channels.layers import channel_layers
 from django.conf import settings
 from django.contrib.auth.models import User
 
@@ -12,6 +16,40 @@ BOTH = ["default", "state"]
 # Jobs run in this process by run_queue() must not lower the test runner's own
 # CPU priority, nor with it that of every server and worker it starts.
 settings.RESYNC_WORKER_NICE = 0
+
+
+def _cancel_until_done(loop, _cancel_all_tasks=asyncio.runners._cancel_all_tasks) -> None:
+    """asyncio.Runner's teardown, cancelling again what did not end at the first cancel.
+
+    A consumer a test leaves connected still waits on the channel layer's BZPOPMIN
+    when its test's loop closes. Cancelled there, redis-py's read sometimes ends in
+    its own timeout path instead of the cancellation, and channels-redis' receive
+    then simply reads again: the Runner waited for it forever (the SQLite suite hung
+    at a test's teardown). Cancelling again ends it; the rounds are bounded."""
+    for _ in range(20):
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if not tasks:
+            break
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.wait(tasks, timeout=1))
+    _cancel_all_tasks(loop)
+
+
+asyncio.runners._cancel_all_tasks = _cancel_until_done
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets a channel layer of its own, as each process has in production.
+
+    pytest-asyncio gives every test its own event loop, and channels-redis keeps
+    receive state (a lock, counters, per-channel locks) on the layer object: a
+    receive cut off when one test's loop closed left that state taken, and a later
+    test's consumer then waited on it forever (a hang at the loop's teardown)."""
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
 
 
 @pytest.fixture
