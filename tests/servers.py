@@ -30,6 +30,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(port: int, server: subprocess.Popen, failure: str, seconds: float = 30) -> None:
+    """Return once `server` listens on loopback `port`; raise `failure` if it ends or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(failure) from None
+            time.sleep(0.1)
+
+
 @contextmanager
 def serve():
     """daphne and one RQ worker on a free loopback port; yields the base URL."""
@@ -45,15 +58,7 @@ def serve():
     )
     worker = start_worker(burst=False)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or web.poll() is not None:
-                    raise RuntimeError(f"daphne did not start; see {log.name}") from None
-                time.sleep(0.1)
+        wait_for_port(port, web, f"daphne did not start; see {log.name}")
         yield f"http://127.0.0.1:{port}"
     finally:
         for proc in (worker, web):

@@ -8,14 +8,13 @@ import json
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from .conftest import BOTH
-from .servers import ROOT, child_env, free_port
+from .servers import ROOT, child_env, free_port, wait_for_port
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
@@ -247,15 +246,7 @@ def daphne_port(tool_cast):
     port = free_port()
     web = _daphne(port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or web.poll() is not None:
-                    raise RuntimeError("daphne did not start") from None
-                time.sleep(0.1)
+        wait_for_port(port, web, "daphne did not start")
         yield port
     finally:
         web.terminate()
