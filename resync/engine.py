@@ -234,8 +234,13 @@ def claim(step_id: int, worker: str) -> DISBatchHistory | None:
 
 
 def copy_in(cursor, sql: str, data: io.StringIO) -> None:
-    """COPY … FROM STDIN on a Django cursor (psycopg2), in the cursor's transaction."""
-    cursor.cursor.copy_expert(sql, data, size=1 << 18)
+    """COPY … FROM STDIN on a Django cursor (psycopg2), in the cursor's transaction.
+
+    The driver's own cursor raises the driver's errors: wrapped as Django wraps every
+    other call, a connection cut mid-COPY is Django's OperationalError, which the job
+    queues again, and not an unknown error that fails the step."""
+    with cursor.db.wrap_database_errors:
+        cursor.cursor.copy_expert(sql, data, size=1 << 18)
 
 
 def copy_text(value: str) -> str:
