@@ -139,17 +139,17 @@ class Cast:
                 u.groups.add(Group.objects.get(name=g))
             return u
 
-        self.a, self.b = district, other
-        self.state = user("stella", rights.STATE_ADMINS)
-        self.admin_a = user("alice", rights.DISTRICT_ADMINS)
-        assign_perm(rights.DISTRICT, self.admin_a, district)
-        # Bob may resync district A, but only Enrollment and PersonIdentity.
-        self.limited_a = user("bob")
-        assign_perm(rights.DISTRICT, self.limited_a, district)
+        self.district, self.other = district, other
+        self.stella = user("stella", rights.STATE_ADMINS)
+        self.alice = user("alice", rights.DISTRICT_ADMINS)
+        assign_perm(rights.DISTRICT, self.alice, district)
+        # Bob may resync the district, but only Enrollment and PersonIdentity.
+        self.bob = user("bob")
+        assign_perm(rights.DISTRICT, self.bob, district)
         for name in ("Enrollment", "PersonIdentity"):
-            assign_perm(rights.OBJECT, self.limited_a, SyncObject.objects.get(name=name))
-        self.admin_b = user("charlie", rights.DISTRICT_ADMINS)
-        assign_perm(rights.DISTRICT, self.admin_b, other)
+            assign_perm(rights.OBJECT, self.bob, SyncObject.objects.get(name=name))
+        self.charlie = user("charlie", rights.DISTRICT_ADMINS)
+        assign_perm(rights.DISTRICT, self.charlie, other)
 
 
 @pytest.fixture

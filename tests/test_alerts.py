@@ -19,8 +19,8 @@ def alert(user, name="State Resync Requested", link="/admin/resync/district/101/
 
 
 def test_it_marks_an_alert_read_when_opened_and_goes_to_the_tool(client, cast):
-    a = alert(cast.admin_a)
-    client.force_login(cast.admin_a)
+    a = alert(cast.alice)
+    client.force_login(cast.alice)
     assert (
         'Process Alerts (<span id="alert-count" data-unread="1">1</span>)'
         in client.get("/admin/").content.decode()
@@ -33,8 +33,8 @@ def test_it_marks_an_alert_read_when_opened_and_goes_to_the_tool(client, cast):
 
 
 def test_it_keeps_each_inbox_to_its_owner(client, cast):
-    a = alert(cast.admin_a)
-    client.force_login(cast.admin_b)
+    a = alert(cast.alice)
+    client.force_login(cast.charlie)
     assert client.get(f"/admin/alerts/processalert/{a.pk}/open/").status_code == 404
     assert "The state requested" not in client.get("/admin/alerts/processalert/").content.decode()
     a.refresh_from_db()
@@ -42,9 +42,9 @@ def test_it_keeps_each_inbox_to_its_owner(client, cast):
 
 
 def test_it_filters_the_inbox_by_name_and_marks_read_in_bulk(client, cast):
-    alert(cast.admin_a)
-    alert(cast.admin_a, name="Resync Finished")
-    client.force_login(cast.admin_a)
+    alert(cast.alice)
+    alert(cast.alice, name="Resync Finished")
+    client.force_login(cast.alice)
     html = client.get("/admin/alerts/processalert/", {"name": "Resync Finished"}).content.decode()
     assert html.count('class="field-name"') == 1
     ids = list(ProcessAlert.objects.values_list("pk", flat=True))
@@ -53,7 +53,7 @@ def test_it_filters_the_inbox_by_name_and_marks_read_in_bulk(client, cast):
 
 
 def test_it_sends_an_outsider_to_the_login(client, cast):
-    a = alert(cast.admin_a)
+    a = alert(cast.alice)
     response = client.get(f"/admin/alerts/processalert/{a.pk}/open/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
@@ -61,10 +61,10 @@ def test_it_sends_an_outsider_to_the_login(client, cast):
 def test_it_names_no_state_request_on_a_district_users_alert_page(client, cast, queue):
     from resync import actions
 
-    checked = actions.check_resync(cast.a, None, ["District"], False, user=cast.state, level="state")
+    checked = actions.check_resync(cast.district, None, ["District"], False, user=cast.stella, level="state")
     request = actions.do_request_resync(checked)
-    mine = ProcessAlert.objects.get(user=cast.admin_a, name=ProcessAlert.STATE_RESYNC_REQUESTED)
-    client.force_login(cast.admin_a)
+    mine = ProcessAlert.objects.get(user=cast.alice, name=ProcessAlert.STATE_RESYNC_REQUESTED)
+    client.force_login(cast.alice)
     page = client.get(f"/admin/alerts/processalert/{mine.pk}/change/")
     html = page.content.decode()
     assert page.status_code == 200 and "The state requested a resync of district 101" in html
@@ -77,7 +77,7 @@ def test_it_names_no_state_request_on_a_district_users_alert_page(client, cast, 
     )
     assert client.get("/admin/resync/district/101/tool/").status_code == 200
 
-    theirs = ProcessAlert.objects.get(user=cast.state, name=ProcessAlert.STATE_RESYNC_REQUESTED)
-    client.force_login(cast.state)
+    theirs = ProcessAlert.objects.get(user=cast.stella, name=ProcessAlert.STATE_RESYNC_REQUESTED)
+    client.force_login(cast.stella)
     html = client.get(f"/admin/alerts/processalert/{theirs.pk}/change/").content.decode()
     assert f"/admin/resync/resyncrequest/{request.pk}/change/" in html

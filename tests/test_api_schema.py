@@ -153,16 +153,16 @@ def test_it_never_fails_and_always_answers_as_its_schema_says(cast, queue):
     process through WSGI: random valid and invalid input, then input on rows
     that exist. No 500, and every answer (status, content type, body) is one
     the schema documents. One test, one database, a bounded number of cases."""
-    chain(cast.a)
+    chain(cast.district)
     client = Client()
-    ours = post(client, cast.state, "/api/v1/requests/", {"district": "101", "all": True}).json()
-    post(client, cast.state, "/api/v1/state-requests/", {"districts": ["202"], "all": True})
+    ours = post(client, cast.stella, "/api/v1/requests/", {"district": "101", "all": True}).json()
+    post(client, cast.stella, "/api/v1/state-requests/", {"districts": ["202"], "all": True})
     real = {
         "code": "101",
         "name": "Enrollment",
         "id": ours["id"],
         "/api/v1/history/{id}/": ours["steps"][0]["id"],
-        "/api/v1/alerts/{id}/read/": ProcessAlert.objects.filter(user=cast.state).first().pk,
+        "/api/v1/alerts/{id}/read/": ProcessAlert.objects.filter(user=cast.stella).first().pk,
     }
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
     schema.auth(refresh_interval=None)(StateAdminToken)  # a new database each test: a new token

@@ -43,14 +43,14 @@ def post_json(client, user, url, raw: str):
 def test_it_refuses_a_page_that_is_not_ascii_digits_naming_it(client, tool_cast, value):
     for url in LISTS:
         for param in ("page", "page_size"):
-            response = client.get(url, {param: value}, headers=auth(tool_cast.state))
+            response = client.get(url, {param: value}, headers=auth(tool_cast.stella))
             assert response.status_code == 400, (url, param, response.content)
             assert param in response.json()
 
 
 def test_it_still_pages_with_plain_digits(client, tool_cast):
     response = client.get(
-        "/api/v1/sync-objects/", {"page": "2", "page_size": "10"}, headers=auth(tool_cast.state)
+        "/api/v1/sync-objects/", {"page": "2", "page_size": "10"}, headers=auth(tool_cast.stella)
     )
     assert response.status_code == 200 and len(response.json()["results"]) == 10
 
@@ -68,14 +68,14 @@ def test_it_still_pages_with_plain_digits(client, tool_cast):
     ],
 )
 def test_it_answers_a_nul_byte_in_the_url_with_a_400_naming_it(client, tool_cast, url):
-    client.force_login(tool_cast.state)
-    response = client.get(url, headers=auth(tool_cast.state))
+    client.force_login(tool_cast.stella)
+    response = client.get(url, headers=auth(tool_cast.stella))
     assert response.status_code == 400, response.content
     assert b"NUL" in response.content
 
 
 def test_it_answers_a_nul_byte_in_a_form_or_a_header_with_a_400(client, tool_cast):
-    client.force_login(tool_cast.admin_a)
+    client.force_login(tool_cast.alice)
     form = client.post("/admin/resync/district/101/tool/", {"objects": "Enroll\x00ment"})
     assert form.status_code == 400 and b"NUL" in form.content
     header = client.get("/api/v1/districts/", headers={"authorization": "Token abc\x00def"})
@@ -97,7 +97,7 @@ def test_it_answers_a_nul_byte_in_a_form_or_a_header_with_a_400(client, tool_cas
 )
 def test_it_refuses_a_json_body_it_cannot_store_naming_why(client, tool_cast, body, named):
     for url in ("/api/v1/requests/", "/api/v1/state-requests/", "/api/v1/verifications/"):
-        response = post_json(client, tool_cast.state, url, body)
+        response = post_json(client, tool_cast.stella, url, body)
         assert response.status_code == 400, (url, response.content[:300])
         assert named in response.json()["detail"], response.json()
 
@@ -105,7 +105,7 @@ def test_it_refuses_a_json_body_it_cannot_store_naming_why(client, tool_cast, bo
 def test_it_refuses_a_json_body_over_the_size_limit(client, tool_cast, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     body = json.dumps({"district": "101", "objects": ["Enrollment"] * 200})
-    response = post_json(client, tool_cast.state, "/api/v1/requests/", body)
+    response = post_json(client, tool_cast.stella, "/api/v1/requests/", body)
     assert response.status_code == 400
     assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
 
@@ -122,21 +122,21 @@ def test_it_refuses_a_json_body_over_the_size_limit(client, tool_cast, settings)
     ],
 )
 def test_it_answers_json_404s_everywhere_under_api(client, tool_cast, url):
-    response = client.get(url, headers=auth(tool_cast.state))
+    response = client.get(url, headers=auth(tool_cast.stella))
     assert response.status_code == 404
     assert response["content-type"] == "application/json"
     assert "detail" in response.json()
 
 
 def test_it_keeps_html_404s_outside_the_api(client, tool_cast):
-    client.force_login(tool_cast.state)
+    client.force_login(tool_cast.stella)
     response = client.get("/admin/resync/district/999/tool/")
     assert response.status_code == 404 and response["content-type"].startswith("text/html")
 
 
 def test_it_names_too_many_query_parameters_as_json_under_the_api(client, tool_cast):
     query = "&".join(f"x{i}=1" for i in range(1500))
-    response = client.get(f"/api/v1/history/?{query}", headers=auth(tool_cast.state))
+    response = client.get(f"/api/v1/history/?{query}", headers=auth(tool_cast.stella))
     assert response.status_code == 400
     assert "parameters" in response.json()["detail"]
 
@@ -158,14 +158,14 @@ def test_it_names_too_many_query_parameters_as_json_under_the_api(client, tool_c
 )
 def test_it_refuses_an_empty_value_the_schema_does_not_allow_naming_it(client, tool_cast, url, name):
     # The schema makes these an enum, a number, a date or a boolean: "" is none of them.
-    response = client.get(url, {name: ""}, headers=auth(tool_cast.state))
+    response = client.get(url, {name: ""}, headers=auth(tool_cast.stella))
     assert response.status_code == 400, response.content
     assert list(response.json()) == [name]
 
 
 def test_it_reads_an_empty_string_filter_as_no_filter(client, tool_cast):
-    unfiltered = client.get("/api/v1/history/", headers=auth(tool_cast.state))
-    response = client.get("/api/v1/history/", {"district": "", "object": ""}, headers=auth(tool_cast.state))
+    unfiltered = client.get("/api/v1/history/", headers=auth(tool_cast.stella))
+    response = client.get("/api/v1/history/", {"district": "", "object": ""}, headers=auth(tool_cast.stella))
     assert response.status_code == 200
     assert response.json()["count"] == unfiltered.json()["count"]
 
@@ -183,7 +183,7 @@ def test_it_reads_an_empty_string_filter_as_no_filter(client, tool_cast):
     ],
 )
 def test_it_answers_a_date_hierarchy_out_of_range_with_a_400_naming_it(client, tool_cast, query):
-    client.force_login(tool_cast.state)
+    client.force_login(tool_cast.stella)
     for page in (
         "/admin/resync/resyncrequest/",
         "/admin/history/errorlog/",
@@ -197,7 +197,7 @@ def test_it_answers_a_date_hierarchy_out_of_range_with_a_400_naming_it(client, t
 
 
 def test_it_answers_a_history_date_hierarchy_out_of_range_and_a_bad_date_filter(client, tool_cast):
-    client.force_login(tool_cast.state)
+    client.force_login(tool_cast.stella)
     hierarchy = client.get("/admin/history/disbatchhistory/?started_at__year=9999")
     assert hierarchy.status_code == 400 and b"started_at" in hierarchy.content
     bad_date = client.get("/admin/history/errorlog/?created_at__gte=someday")
@@ -210,7 +210,7 @@ def test_it_answers_a_history_date_hierarchy_out_of_range_and_a_bad_date_filter(
 
 
 def test_it_still_filters_the_admin_by_a_good_year(client, tool_cast):
-    client.force_login(tool_cast.state)
+    client.force_login(tool_cast.stella)
     assert client.get("/admin/resync/resyncrequest/?created_at__year=2027").status_code == 200
 
 
@@ -279,7 +279,7 @@ def test_it_refuses_a_json_body_over_the_limit_from_a_real_daphne(daphne_port, t
     # Served by daphne, DRF reads the body stream itself, past Django's own size check.
     body = json.dumps({"district": "101", "objects": ["Enrollment"] * 300_000}).encode()
     assert len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    token = auth(tool_cast.state)["authorization"].encode()
+    token = auth(tool_cast.stella)["authorization"].encode()
     head = b"POST /api/v1/requests/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     head += b"Authorization: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
         token,

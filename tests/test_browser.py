@@ -101,7 +101,7 @@ def login(browser, base: str, username: str):
 
 
 def test_it_turns_the_dots_gray_then_green_without_a_reload(browser, cast, queue):
-    chain(cast.a)
+    chain(cast.district)
     with serve() as base:
         page = login(browser, base, "alice")
         page.goto(f"{base}/admin/resync/district/101/tool/")
@@ -127,7 +127,7 @@ def test_it_turns_the_dots_gray_then_green_without_a_reload(browser, cast, queue
 
 
 def test_it_raises_the_alert_counter_in_an_open_district_page(browser, cast, queue):
-    chain(cast.a)
+    chain(cast.district)
     with serve() as base:
         alice = login(browser, base, "alice")
         alice.goto(f"{base}/admin/resync/district/101/tool/")
@@ -149,14 +149,14 @@ def test_it_raises_the_alert_counter_in_an_open_district_page(browser, cast, que
 
 
 def test_it_turns_the_state_tools_outcome_gray_then_green_without_a_reload(browser, cast, queue):
-    chain(cast.a)
+    chain(cast.district)
     with serve() as base:
         stella = login(browser, base, "stella")
         stella.goto(f"{base}/admin/resync/district/state-tool/")
         stella.wait_for_selector("body[data-live=open]")
         stella.evaluate("window.marker = 'no reload'")
-        stella.evaluate(WATCH_OUTCOME, cast.a.pk)
-        row = f'#districts tr[data-district="{cast.a.pk}"]'
+        stella.evaluate(WATCH_OUTCOME, cast.district.pk)
+        row = f'#districts tr[data-district="{cast.district.pk}"]'
         assert stella.text_content(f"{row} .status").strip() == ""
 
         # Another tab (another state administrator) sends; this page only listens.
@@ -175,7 +175,7 @@ def test_it_turns_the_state_tools_outcome_gray_then_green_without_a_reload(brows
         assert outcomes.index("gray") < outcomes.index("green")
         assert stella.text_content(f"{row} .outcome") == "Green"
         assert stella.text_content(f"{row} .request-status") == "Finished"
-        assert stella.text_content(f'#districts tr[data-district="{cast.b.pk}"] .status').strip() == ""
+        assert stella.text_content(f'#districts tr[data-district="{cast.other.pk}"] .status').strip() == ""
         assert stella.evaluate("window.marker") == "no reload"
 
 
@@ -187,10 +187,10 @@ def test_it_follows_a_verifications_progress_without_a_reload(browser, tool_cast
     # Finished already, so the server's worker has nothing of it to run or recover;
     # the test then sends the pushes a worker sends as it goes.
     run = VerificationRun.objects.create(
-        district=tool_cast.a,
+        district=tool_cast.district,
         school_year=2027,
         sync_objects=["District", "School"],
-        requested_by=tool_cast.admin_a,
+        requested_by=tool_cast.alice,
         status="finished",
         objects_done=2,
         records_compared=2,
@@ -271,7 +271,7 @@ def test_it_catches_up_on_what_it_missed_while_its_socket_was_down(browser, cast
     from resync import actions
     from resync.models import ResyncRequest
 
-    chain(cast.a)
+    chain(cast.district)
     with serve() as base:
         page = login(browser, base, "alice")
         page.add_init_script(HOLD_SOCKETS)
@@ -283,7 +283,7 @@ def test_it_catches_up_on_what_it_missed_while_its_socket_was_down(browser, cast
 
         # A resync runs from start to end while the page hears nothing.
         request = actions.do_request_resync(
-            actions.check_resync(cast.a, None, ["School"], True, user=cast.admin_a)
+            actions.check_resync(cast.district, None, ["School"], True, user=cast.alice)
         )
         deadline = time.monotonic() + 60
         while ResyncRequest.objects.get(pk=request.pk).status != ResyncRequest.Status.FINISHED:
@@ -307,19 +307,19 @@ def test_it_catches_the_state_tool_up_on_a_request_it_missed(browser, cast, queu
     from resync import actions
     from resync.models import ResyncRequest
 
-    chain(cast.a)
+    chain(cast.district)
     with serve() as base:
         stella = login(browser, base, "stella")
         stella.add_init_script(HOLD_SOCKETS)
         stella.goto(f"{base}/admin/resync/district/state-tool/")
         stella.wait_for_selector("body[data-live=open][data-resynced='1']")
-        row = f'#districts tr[data-district="{cast.a.pk}"]'
+        row = f'#districts tr[data-district="{cast.district.pk}"]'
         assert stella.text_content(f"{row} .status").strip() == ""
         stella.evaluate("window.holdSockets = true; window.sockets[0].close()")
         stella.wait_for_selector("body[data-live=closed]")
 
         request = actions.do_request_resync(
-            actions.check_resync(cast.a, None, ["District"], False, user=cast.state, level="state")
+            actions.check_resync(cast.district, None, ["District"], False, user=cast.stella, level="state")
         )
         deadline = time.monotonic() + 60
         while ResyncRequest.objects.get(pk=request.pk).status != ResyncRequest.Status.FINISHED:
@@ -332,4 +332,4 @@ def test_it_catches_the_state_tool_up_on_a_request_it_missed(browser, cast, queu
         assert stella.text_content(f"{row} .outcome") == "Green"
         assert stella.text_content(f"{row} .request-status") == "Finished"
         assert stella.text_content(f"{row} .request-id") == str(request.pk)
-        assert stella.text_content(f'#districts tr[data-district="{cast.b.pk}"] .status').strip() == ""
+        assert stella.text_content(f'#districts tr[data-district="{cast.other.pk}"] .status').strip() == ""

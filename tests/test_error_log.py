@@ -16,17 +16,17 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 @pytest.fixture
 def errors(cast, queue):
     """District A: one district-level request with two parent_missing errors, one state request with one."""
-    chain(cast.a)
-    add(cast.a, "Enrollment", 1, {"PersonIdentity": 9})
-    add(cast.a, "Enrollment", 2, {"PersonIdentity": 9})
-    resync(cast.a, ["PersonIdentity", "Enrollment"], check_dependencies=True)
+    chain(cast.district)
+    add(cast.district, "Enrollment", 1, {"PersonIdentity": 9})
+    add(cast.district, "Enrollment", 2, {"PersonIdentity": 9})
+    resync(cast.district, ["PersonIdentity", "Enrollment"], check_dependencies=True)
     run_queue()
-    add(cast.a, "Behavior", 1, {"PersonIdentity": 9})
-    resync(cast.a, ["Behavior"], level="state")
+    add(cast.district, "Behavior", 1, {"PersonIdentity": 9})
+    resync(cast.district, ["Behavior"], level="state")
     run_queue()
-    chain(cast.b)
-    add(cast.b, "Enrollment", 5, {"PersonIdentity": 9})
-    resync(cast.b, ["Enrollment"])
+    chain(cast.other)
+    add(cast.other, "Enrollment", 5, {"PersonIdentity": 9})
+    resync(cast.other, ["Enrollment"])
     run_queue()
     assert ErrorLog.objects.count() == 4
     return cast
@@ -39,7 +39,7 @@ def export(client, query=""):
 
 
 def test_it_exports_the_filtered_error_log_as_csv(client, errors):
-    client.force_login(errors.state)
+    client.force_login(errors.stella)
     rows = export(client)
     assert {(r["district"], r["object"], r["record_id"]) for r in rows} == {
         ("101", "Enrollment", "1"),
@@ -48,12 +48,12 @@ def test_it_exports_the_filtered_error_log_as_csv(client, errors):
         ("202", "Enrollment", "5"),
     }
     assert all(r["reason"] == "parent_missing" for r in rows)
-    only_b = export(client, f"?district__id__exact={errors.b.pk}")
+    only_b = export(client, f"?district__id__exact={errors.other.pk}")
     assert [r["record_id"] for r in only_b] == ["5"]
 
 
 def test_it_shows_a_district_only_its_own_errors_and_none_of_the_states(client, errors):
-    client.force_login(errors.admin_a)
+    client.force_login(errors.alice)
     rows = export(client)
     assert {(r["object"], r["record_id"]) for r in rows} == {("Enrollment", "1"), ("Enrollment", "2")}
     html = client.get("/admin/history/errorlog/").content.decode()
@@ -65,7 +65,7 @@ def test_it_shows_a_district_only_its_own_errors_and_none_of_the_states(client, 
 
 
 def test_it_refuses_the_error_log_to_a_user_without_the_right(client, errors):
-    client.force_login(errors.limited_a)  # bob: a district right, no Error Log R
+    client.force_login(errors.bob)  # bob: a district right, no Error Log R
     assert client.get("/admin/history/errorlog/").status_code == 403
     assert client.get("/admin/history/errorlog/export.csv").status_code == 403
 

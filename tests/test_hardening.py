@@ -117,9 +117,9 @@ def refusals(caplog) -> list[str]:
 @pytest.mark.django_db(transaction=True, databases=BOTH)
 def test_it_logs_every_403_of_the_api(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
-    client.get("/api/v1/state-requests/", headers=auth(cast.admin_a))
+    client.get("/api/v1/state-requests/", headers=auth(cast.alice))
     body = {"district": "101", "objects": ["School"], "check_dependencies": True}
-    client.post("/api/v1/requests/", body, content_type="application/json", headers=auth(cast.limited_a))
+    client.post("/api/v1/requests/", body, content_type="application/json", headers=auth(cast.bob))
     logged = refusals(caplog)
     assert logged[0] == (
         "refused alice at api: GET /api/v1/state-requests/: "
@@ -132,7 +132,7 @@ def test_it_logs_every_403_of_the_api(client, cast, caplog):
 @pytest.mark.django_db(transaction=True, databases=BOTH)
 def test_it_logs_the_admins_403s(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
-    client.force_login(cast.limited_a)  # staff, without the history view right
+    client.force_login(cast.bob)  # staff, without the history view right
     assert client.get("/admin/history/errorlog/").status_code == 403
     assert refusals(caplog) == ["refused bob at admin: GET /admin/history/errorlog/: permission denied"]
 
@@ -140,7 +140,7 @@ def test_it_logs_the_admins_403s(client, cast, caplog):
 @pytest.mark.django_db(transaction=True, databases=BOTH)
 def test_it_logs_the_tools_refusals(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
-    client.force_login(cast.limited_a)
+    client.force_login(cast.bob)
     sent = client.post(
         "/admin/resync/district/101/tool/",
         {"objects": "School", "check_dependencies": "1"},
@@ -167,7 +167,7 @@ def test_it_logs_the_tools_refusals(client, cast, caplog):
 @pytest.mark.django_db(transaction=True, databases=BOTH)
 def test_it_does_not_log_bad_input_as_a_refusal(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     answer = client.get("/admin/resync/district/101/tool/plan/", {"objects": "NoSuchThing"})
     assert answer.status_code == 400
     assert refusals(caplog) == []
@@ -176,6 +176,6 @@ def test_it_does_not_log_bad_input_as_a_refusal(client, cast, caplog):
 @pytest.mark.django_db(transaction=True, databases=BOTH)
 def test_it_logs_a_refusal_once_when_the_door_logged_it_before_its_403(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
-    client.force_login(cast.admin_a)  # no Verification Summary W: the flush removed the group's
+    client.force_login(cast.alice)  # no Verification Summary W: the flush removed the group's
     assert client.get("/admin/verification/verificationrun/add/").status_code == 403
     assert refusals(caplog) == ["refused alice at admin: the verification run form"]

@@ -21,11 +21,11 @@ def bulk_delete(client, steps):
 
 
 def test_it_refuses_to_delete_a_queued_or_pending_step(client, cast, queue):
-    chain(cast.a)
-    request = actions.do_request_resync(actions.check_resync(cast.a, None, None, False, user=cast.admin_a))
+    chain(cast.district)
+    request = actions.do_request_resync(actions.check_resync(cast.district, None, None, False, user=cast.alice))
     queued = DISBatchHistory.objects.filter(request=request, status=StepStatus.QUEUED).first()
     pending = DISBatchHistory.objects.filter(request=request, status=StepStatus.PENDING).first()
-    client.force_login(cast.admin_a)  # holds history D
+    client.force_login(cast.alice)  # holds history D
     for step in (queued, pending):
         assert client.get(f"{LIST}{step.pk}/delete/").status_code == 403
         assert client.post(f"{LIST}{step.pk}/delete/", {"post": "yes"}).status_code == 403
@@ -39,32 +39,32 @@ def test_it_refuses_to_delete_a_queued_or_pending_step(client, cast, queue):
 
 
 def test_it_refuses_to_delete_a_finished_step_of_a_running_request(client, cast, queue):
-    chain(cast.a)
-    request = actions.do_request_resync(actions.check_resync(cast.a, None, None, False, user=cast.admin_a))
+    chain(cast.district)
+    request = actions.do_request_resync(actions.check_resync(cast.district, None, None, False, user=cast.alice))
     # The first layer done, as a worker leaves it; the request goes on with the next.
     DISBatchHistory.objects.filter(request=request, status=StepStatus.QUEUED).update(status=StepStatus.GREEN)
     done = DISBatchHistory.objects.filter(request=request, status=StepStatus.GREEN).first()
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     assert client.post(f"{LIST}{done.pk}/delete/", {"post": "yes"}).status_code == 403
     assert DISBatchHistory.objects.filter(pk=done.pk).exists()
 
 
 def test_it_deletes_a_finished_requests_history(client, cast, queue):
-    chain(cast.a)
+    chain(cast.district)
     request = actions.do_request_resync(
-        actions.check_resync(cast.a, None, ["District"], False, user=cast.admin_a)
+        actions.check_resync(cast.district, None, ["District"], False, user=cast.alice)
     )
     run_queue()
     step = DISBatchHistory.objects.get(request=request)
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     assert client.get(f"{LIST}{step.pk}/delete/").status_code == 200
     bulk_delete(client, [step])
     assert not DISBatchHistory.objects.filter(pk=step.pk).exists()
 
 
 def test_it_lets_nobody_delete_a_request(client, cast, superuser, queue):
-    chain(cast.a)
-    request = actions.do_request_resync(actions.check_resync(cast.a, None, None, False, user=cast.admin_a))
+    chain(cast.district)
+    request = actions.do_request_resync(actions.check_resync(cast.district, None, None, False, user=cast.alice))
     client.force_login(superuser)
     assert (
         client.post(f"/admin/resync/resyncrequest/{request.pk}/delete/", {"post": "yes"}).status_code == 403

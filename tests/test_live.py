@@ -59,17 +59,17 @@ def perform_queued(queue) -> None:
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_sends_a_district_user_their_districts_steps_and_their_alerts(cast):
-    alice = connect_as(cast.admin_a)
-    charlie = connect_as(cast.admin_b)
+    alice = connect_as(cast.alice)
+    charlie = connect_as(cast.charlie)
     assert (await alice.connect())[0] and (await charlie.connect())[0]
     assert await alice.receive_json_from() == {"type": "alert.count", "unread": 0}
     await charlie.receive_json_from()
 
     layer = get_channel_layer()
-    step = {"type": "step.status", "district": cast.a.pk, "object": "Enrollment", "colour": "gray"}
-    await layer.group_send(events.district_group(cast.a.pk), step)
+    step = {"type": "step.status", "district": cast.district.pk, "object": "Enrollment", "colour": "gray"}
+    await layer.group_send(events.district_group(cast.district.pk), step)
     assert (await alice.receive_json_from())["object"] == "Enrollment"
-    await sync_to_async(ProcessAlert.objects.notify)([cast.admin_a], name="x", category="y", message="m")
+    await sync_to_async(ProcessAlert.objects.notify)([cast.alice], name="x", category="y", message="m")
     got = await alice.receive_json_from()
     assert (got["type"], got["unread"]) == ("alert.new", 1)
     assert await charlie.receive_nothing()  # another district's user hears nothing
@@ -81,11 +81,11 @@ async def test_it_sends_a_district_user_their_districts_steps_and_their_alerts(c
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_puts_a_state_user_in_the_state_group_only(cast):
-    stella = connect_as(cast.state)
+    stella = connect_as(cast.stella)
     assert (await stella.connect())[0]
     await stella.receive_json_from()
     layer = get_channel_layer()
-    assert set(layer.groups) == {events.STATE_GROUP, events.user_group(cast.state.pk)}
+    assert set(layer.groups) == {events.STATE_GROUP, events.user_group(cast.stella.pk)}
     await stella.disconnect()
     assert layer.groups == {}
 
@@ -107,12 +107,12 @@ async def test_it_refuses_a_foreign_origin(cast):
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_feeds_the_state_tool_and_keeps_a_state_requests_steps_from_the_district(cast, queue):
-    await sync_to_async(chain)(cast.a)
-    stella, alice, charlie = await connected(cast.state, cast.admin_a, cast.admin_b)
+    await sync_to_async(chain)(cast.district)
+    stella, alice, charlie = await connected(cast.stella, cast.alice, cast.charlie)
 
     def state_request() -> ResyncRequest:
         checked = actions.check_resync(
-            cast.a, None, ["School"], True, user=cast.state, level=ResyncRequest.Level.STATE
+            cast.district, None, ["School"], True, user=cast.stella, level=ResyncRequest.Level.STATE
         )
         request = actions.do_request_resync(checked)
         perform_queued(queue)
@@ -122,9 +122,9 @@ async def test_it_feeds_the_state_tool_and_keeps_a_state_requests_steps_from_the
     got = await drain(stella)
     steps = [m for m in got if m["type"] == "step.status"]
     assert {m["object"] for m in steps} == {"District", "School"}
-    assert {(m["district"], m["request"]) for m in steps} == {(cast.a.pk, request.pk)}
+    assert {(m["district"], m["request"]) for m in steps} == {(cast.district.pk, request.pk)}
     assert steps[0]["colour"] == "gray" and steps[-1]["colour"] == "green"
-    finished = {"type": "request.finished", "request": request.pk, "district": cast.a.pk, "outcome": "green"}
+    finished = {"type": "request.finished", "request": request.pk, "district": cast.district.pk, "outcome": "green"}
     # What turns the state tool's row green: the request, and which district it was.
     assert [m for m in got if m["type"] == "request.finished"] == [finished]
 
@@ -141,18 +141,18 @@ async def test_it_feeds_the_state_tool_and_keeps_a_state_requests_steps_from_the
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_tells_the_district_tool_which_district_a_finished_request_was(cast, queue):
-    await sync_to_async(chain)(cast.a)
-    alice, charlie = await connected(cast.admin_a, cast.admin_b)
+    await sync_to_async(chain)(cast.district)
+    alice, charlie = await connected(cast.alice, cast.charlie)
 
     def district_request() -> ResyncRequest:
-        request = actions.do_request_resync(actions.check_resync(cast.a, None, ["District"], False))
+        request = actions.do_request_resync(actions.check_resync(cast.district, None, ["District"], False))
         perform_queued(queue)
         return request
 
     request = await sync_to_async(district_request)()
     got = await drain(alice)
     assert [m["type"] for m in got] == ["step.status", "step.status", "request.finished"]
-    assert got[-1]["district"] == cast.a.pk and got[-1]["request"] == request.pk
+    assert got[-1]["district"] == cast.district.pk and got[-1]["request"] == request.pk
     assert await drain(charlie) == []
     await alice.disconnect()
     await charlie.disconnect()
@@ -161,18 +161,18 @@ async def test_it_tells_the_district_tool_which_district_a_finished_request_was(
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_pushes_a_verifications_progress_to_those_who_may_see_the_run(tool_cast, queue):
-    await sync_to_async(chain)(tool_cast.a)
+    await sync_to_async(chain)(tool_cast.district)
     # Bob has district A's right but not Verification Summary R; Charlie has district B only.
     stella, alice, bob, charlie = await connected(
-        tool_cast.state, tool_cast.admin_a, tool_cast.limited_a, tool_cast.admin_b
+        tool_cast.stella, tool_cast.alice, tool_cast.bob, tool_cast.charlie
     )
     layer = get_channel_layer()
     assert events.VERIFICATION_STATE_GROUP in layer.groups
-    assert len(layer.groups[events.verification_group(tool_cast.a.pk)]) == 1  # Alice, not Bob
-    assert len(layer.groups[events.verification_group(tool_cast.b.pk)]) == 1  # Charlie
+    assert len(layer.groups[events.verification_group(tool_cast.district.pk)]) == 1  # Alice, not Bob
+    assert len(layer.groups[events.verification_group(tool_cast.other.pk)]) == 1  # Charlie
 
     def verification():
-        checked = verify.check_verification(tool_cast.a, None, ["District", "School"], user=tool_cast.admin_a)
+        checked = verify.check_verification(tool_cast.district, None, ["District", "School"], user=tool_cast.alice)
         run = verify.do_request_verification(checked)
         perform_queued(queue)
         return run
@@ -180,14 +180,14 @@ async def test_it_pushes_a_verifications_progress_to_those_who_may_see_the_run(t
     run = await sync_to_async(verification)()
     for socket in (stella, alice):
         got = [m for m in await drain(socket) if m["type"] == "verification.progress"]
-        assert {(m["run"], m["district"]) for m in got} == {(run.pk, tool_cast.a.pk)}
+        assert {(m["run"], m["district"]) for m in got} == {(run.pk, tool_cast.district.pk)}
         assert got[0]["status"] == "running" and got[0]["objects_done"] == 0
         done = [m["objects_done"] for m in got]
         assert done == sorted(done) and 1 in done  # one push per object compared, at least
         assert got[-1] | {"records_compared": 0} == {
             "type": "verification.progress",
             "run": run.pk,
-            "district": tool_cast.a.pk,
+            "district": tool_cast.district.pk,
             "status": "finished",
             "status_display": "Finished",
             "objects_done": 2,
@@ -212,10 +212,10 @@ async def test_it_tells_open_pages_a_verification_whose_worker_died_is_queued_ag
 
     def dead_run():
         return VerificationRun.objects.create(
-            district=tool_cast.a,
+            district=tool_cast.district,
             school_year=2027,
             sync_objects=["District", "School"],
-            requested_by=tool_cast.admin_a,
+            requested_by=tool_cast.alice,
             status=VerificationRun.Status.RUNNING,
             worker="gone.example:1",  # another host, silent for an hour
             heartbeat_at=timezone.now() - timedelta(hours=1),
@@ -224,7 +224,7 @@ async def test_it_tells_open_pages_a_verification_whose_worker_died_is_queued_ag
             records_compared=5,
         )
 
-    (alice,) = await connected(tool_cast.admin_a)
+    (alice,) = await connected(tool_cast.alice)
     run = await sync_to_async(dead_run)()
     assert await sync_to_async(verify.recover_stale_runs)() == [run.pk]
     got = [m for m in await drain(alice) if m["type"] == "verification.progress"]
@@ -292,14 +292,14 @@ async def test_it_stops_pushing_a_district_whose_right_was_revoked_to_an_open_so
 
     from resync import rights
 
-    (alice,) = await connected(cast.admin_a)
-    assert (await next_after_push(alice, cast.admin_a, cast.a))["type"] == "step.status"
+    (alice,) = await connected(cast.alice)
+    assert (await next_after_push(alice, cast.alice, cast.district))["type"] == "step.status"
     await alice.receive_json_from()  # the marker alert
 
-    await sync_to_async(remove_perm)(rights.DISTRICT, cast.admin_a, cast.a)
-    got = await next_after_push(alice, cast.admin_a, cast.a)
+    await sync_to_async(remove_perm)(rights.DISTRICT, cast.alice, cast.district)
+    got = await next_after_push(alice, cast.alice, cast.district)
     assert (got["type"], got["name"]) == ("alert.new", "marker")  # the step never came
-    assert events.district_group(cast.a.pk) not in get_channel_layer().groups
+    assert events.district_group(cast.district.pk) not in get_channel_layer().groups
     assert "refused alice at websocket: hear district." in caplog.text
     await alice.disconnect()
     assert get_channel_layer().groups == {}
@@ -311,26 +311,26 @@ async def test_it_lets_an_open_socket_hear_a_district_granted_since_it_opened(ca
 
     from resync import rights
 
-    (charlie,) = await connected(cast.admin_b)
-    await sync_to_async(assign_perm)(rights.DISTRICT, cast.admin_b, cast.a)
+    (charlie,) = await connected(cast.charlie)
+    await sync_to_async(assign_perm)(rights.DISTRICT, cast.charlie, cast.district)
     layer = get_channel_layer()
-    await until(lambda: events.district_group(cast.a.pk) in layer.groups, "charlie joined A")
-    assert (await next_after_push(charlie, cast.admin_b, cast.a))["type"] == "step.status"
+    await until(lambda: events.district_group(cast.district.pk) in layer.groups, "charlie joined A")
+    assert (await next_after_push(charlie, cast.charlie, cast.district))["type"] == "step.status"
     await charlie.disconnect()
     assert get_channel_layer().groups == {}
 
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_closes_the_socket_of_a_user_deactivated_or_deleted(cast):
-    alice, charlie = await connected(cast.admin_a, cast.admin_b)
+    alice, charlie = await connected(cast.alice, cast.charlie)
 
     def deactivate():
-        cast.admin_a.is_active = False
-        cast.admin_a.save()
+        cast.alice.is_active = False
+        cast.alice.save()
 
     await sync_to_async(deactivate)()
     assert await closed_with(alice) == 4401
-    await sync_to_async(cast.admin_b.delete)()
+    await sync_to_async(cast.charlie.delete)()
     assert await closed_with(charlie) == 4401
     # Both left every group before closing: nothing more can reach them.
     assert get_channel_layer().groups == {}
@@ -342,11 +342,11 @@ async def test_it_drops_the_state_group_of_a_user_taken_out_of_the_state_admins(
 
     from resync import rights
 
-    (stella,) = await connected(cast.state)
+    (stella,) = await connected(cast.stella)
     group = await sync_to_async(Group.objects.get)(name=rights.STATE_ADMINS)
-    await sync_to_async(group.user_set.remove)(cast.state)  # the reverse side of the m2m
-    await get_channel_layer().group_send(events.STATE_GROUP, step_of(cast.a))
-    await alert(cast.state)
+    await sync_to_async(group.user_set.remove)(cast.stella)  # the reverse side of the m2m
+    await get_channel_layer().group_send(events.STATE_GROUP, step_of(cast.district))
+    await alert(cast.stella)
     assert (await first_but_resync(stella))["type"] == "alert.new"
     assert events.STATE_GROUP not in get_channel_layer().groups
     await stella.disconnect()
@@ -358,8 +358,8 @@ async def test_it_drops_the_verification_groups_when_the_group_loses_verificatio
 
     from resync import rights
 
-    (alice,) = await connected(tool_cast.admin_a)
-    assert events.verification_group(tool_cast.a.pk) in get_channel_layer().groups
+    (alice,) = await connected(tool_cast.alice)
+    assert events.verification_group(tool_cast.district.pk) in get_channel_layer().groups
 
     def revoke():
         app, codename = rights.VERIFY_VIEW.split(".")
@@ -367,12 +367,12 @@ async def test_it_drops_the_verification_groups_when_the_group_loses_verificatio
         Group.objects.get(name=rights.DISTRICT_ADMINS).permissions.remove(perm)
 
     await sync_to_async(revoke)()
-    progress = {"type": "verification.progress", "run": 1, "district": tool_cast.a.pk}
-    await get_channel_layer().group_send(events.verification_group(tool_cast.a.pk), progress)
-    await alert(tool_cast.admin_a)
+    progress = {"type": "verification.progress", "run": 1, "district": tool_cast.district.pk}
+    await get_channel_layer().group_send(events.verification_group(tool_cast.district.pk), progress)
+    await alert(tool_cast.alice)
     assert (await first_but_resync(alice))["type"] == "alert.new"
-    assert events.verification_group(tool_cast.a.pk) not in get_channel_layer().groups
-    assert events.district_group(tool_cast.a.pk) in get_channel_layer().groups  # the district right stays
+    assert events.verification_group(tool_cast.district.pk) not in get_channel_layer().groups
+    assert events.district_group(tool_cast.district.pk) in get_channel_layer().groups  # the district right stays
     await alice.disconnect()
     assert get_channel_layer().groups == {}
 
@@ -381,8 +381,8 @@ async def test_it_drops_the_verification_groups_when_the_group_loses_verificatio
 async def test_it_closes_the_sockets_of_a_session_that_logged_out_and_only_those(cast, client):
     from django.test import Client
 
-    first = await sync_to_async(session_socket)(client, cast.admin_a)
-    second = await sync_to_async(session_socket)(Client(), cast.admin_a)
+    first = await sync_to_async(session_socket)(client, cast.alice)
+    second = await sync_to_async(session_socket)(Client(), cast.alice)
     for socket in (first, second):
         assert (await socket.connect())[0]
         assert (await socket.receive_json_from())["type"] == "alert.count"
@@ -391,7 +391,7 @@ async def test_it_closes_the_sockets_of_a_session_that_logged_out_and_only_those
     assert response.status_code == 200
     assert await closed_with(first) == 4401
     # The user's other login session keeps its socket and still hears its district.
-    assert (await next_after_push(second, cast.admin_a, cast.a))["type"] == "step.status"
+    assert (await next_after_push(second, cast.alice, cast.district))["type"] == "step.status"
     await second.disconnect()
     await first.disconnect()
     assert get_channel_layer().groups == {}
@@ -403,20 +403,20 @@ async def test_it_rechecks_on_a_timer_what_no_signal_tells(cast, client):
 
     from resync.models import DistrictUserObjectPermission
 
-    (alice,) = await connected(cast.admin_a)
-    bob = await sync_to_async(session_socket)(client, cast.limited_a)
+    (alice,) = await connected(cast.alice)
+    bob = await sync_to_async(session_socket)(client, cast.bob)
     assert (await bob.connect())[0]
     await bob.receive_json_from()
     layer = get_channel_layer()
 
     # A right removed by bulk SQL sends no signal; the next tick drops the district.
     def raw_revoke():
-        rows = DistrictUserObjectPermission.objects.filter(user=cast.admin_a)
+        rows = DistrictUserObjectPermission.objects.filter(user=cast.alice)
         return rows._raw_delete(rows.db)
 
     assert await sync_to_async(raw_revoke)() == 1
-    await until(lambda: len(layer.groups.get(events.district_group(cast.a.pk), {})) == 1, "alice left A")
-    assert (await next_after_push(alice, cast.admin_a, cast.a))["type"] == "alert.new"
+    await until(lambda: len(layer.groups.get(events.district_group(cast.district.pk), {})) == 1, "alice left A")
+    assert (await next_after_push(alice, cast.alice, cast.district))["type"] == "alert.new"
     assert (await bob.receive_json_from())["type"] == "step.status"  # Bob still has A
 
     # A session that expires logs nobody out; the next tick closes its socket.
@@ -430,7 +430,7 @@ async def test_it_rechecks_on_a_timer_what_no_signal_tells(cast, client):
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_answers_a_binary_or_garbled_frame_and_stays_open(cast):
-    (alice,) = await connected(cast.admin_a)
+    (alice,) = await connected(cast.alice)
     await alice.send_to(bytes_data=b"\x00\xff")
     assert await alice.receive_json_from() == {
         "type": "error",
@@ -442,7 +442,7 @@ async def test_it_answers_a_binary_or_garbled_frame_and_stays_open(cast):
         "error": "This socket takes JSON text frames: not JSON.",
     }
     await alice.send_to(text_data='{"type": "hello"}')  # JSON is fine: the browser only listens
-    assert (await next_after_push(alice, cast.admin_a, cast.a))["type"] == "step.status"
+    assert (await next_after_push(alice, cast.alice, cast.district))["type"] == "step.status"
     await alice.disconnect()
     assert get_channel_layer().groups == {}
 
@@ -459,22 +459,22 @@ def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_s
 
     from .conftest import run_queue
 
-    chain(cast.a)
+    chain(cast.district)
     mine = actions.do_request_resync(
-        actions.check_resync(cast.a, None, ["District"], False, user=cast.admin_a)
+        actions.check_resync(cast.district, None, ["District"], False, user=cast.alice)
     )
     run_queue()
     actions.do_request_resync(
-        actions.check_resync(cast.a, None, ["School"], True, user=cast.state, level=ResyncRequest.Level.STATE)
+        actions.check_resync(cast.district, None, ["School"], True, user=cast.stella, level=ResyncRequest.Level.STATE)
     )
     run_queue()
     url = "/admin/resync/district/101/tool/state/?year=2027"
 
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     body = client.get(url).json()
     step = DISBatchHistory.objects.get(request=mine)
     assert body == {
-        "district": cast.a.pk,
+        "district": cast.district.pk,
         "year": 2027,
         "steps": [
             {
@@ -489,21 +489,21 @@ def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_s
         ],
     }  # the state request's District and School steps are the state's to know
 
-    client.force_login(cast.state)
+    client.force_login(cast.stella)
     seen = {(s["object"], s["request"]) for s in client.get(url).json()["steps"]}
     assert seen == {("District", mine.pk + 1), ("School", mine.pk + 1)}
 
-    client.force_login(cast.admin_b)
+    client.force_login(cast.charlie)
     assert client.get(url).status_code == 404  # another district's tool
 
     # As cheap with a long history as with a short one.
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     connection.queries_log.clear()
     with django_assert_max_num_queries(30) as few:
         client.get(url)
     baseline = len(few.captured_queries)
     for _ in range(3):
-        actions.do_request_resync(actions.check_resync(cast.a, None, None, False, user=cast.admin_a))
+        actions.do_request_resync(actions.check_resync(cast.district, None, None, False, user=cast.alice))
         run_queue()
     connection.queries_log.clear()
     with django_assert_max_num_queries(baseline):
@@ -511,20 +511,20 @@ def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_s
 
 
 def test_it_gives_a_reopened_state_tool_each_districts_latest_request(client, cast, queue):
-    chain(cast.a)
+    chain(cast.district)
     request = actions.do_request_resync(
         actions.check_resync(
-            cast.a, None, ["District"], False, user=cast.state, level=ResyncRequest.Level.STATE
+            cast.district, None, ["District"], False, user=cast.stella, level=ResyncRequest.Level.STATE
         )
     )
     perform_queued(queue)
-    client.force_login(cast.state)
+    client.force_login(cast.stella)
     assert client.get("/admin/resync/district/state-tool/state/").json() == {
         "districts": [
-            {"district": cast.a.pk, "request": request.pk, "status": "finished", "outcome": "green"}
+            {"district": cast.district.pk, "request": request.pk, "status": "finished", "outcome": "green"}
         ]
     }
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     assert client.get("/admin/resync/district/state-tool/state/").status_code == 404
 
 
@@ -536,22 +536,22 @@ async def test_it_keeps_a_state_requests_step_from_a_state_user_demoted_to_one_d
     from resync import rights
 
     def demote():
-        assign_perm(rights.DISTRICT, cast.state, cast.a)  # what she keeps: district A's right
-        cast.state.groups.remove(Group.objects.get(name=rights.STATE_ADMINS))
+        assign_perm(rights.DISTRICT, cast.stella, cast.district)  # what she keeps: district A's right
+        cast.stella.groups.remove(Group.objects.get(name=rights.STATE_ADMINS))
 
-    (stella,) = await connected(cast.state)
+    (stella,) = await connected(cast.stella)
     await sync_to_async(demote)()
     # Queued on her channel before her socket left the state group: a state request's step
     # of district A, which a district user of A must never see.
-    await get_channel_layer().group_send(events.STATE_GROUP, step_of(cast.a) | {"object": "School"})
-    await alert(cast.state)
+    await get_channel_layer().group_send(events.STATE_GROUP, step_of(cast.district) | {"object": "School"})
+    await alert(cast.stella)
     got = [await stella.receive_json_from(timeout=5) for _ in range(2)]
     assert sorted(m["type"] for m in got) == ["alert.new", "resync"]  # the page is told to catch up
     assert set(get_channel_layer().groups) == {
-        events.user_group(cast.state.pk),
-        events.district_group(cast.a.pk),
+        events.user_group(cast.stella.pk),
+        events.district_group(cast.district.pk),
     }
     # From now on she hears district A's own pushes.
-    assert (await next_after_push(stella, cast.state, cast.a))["type"] == "step.status"
+    assert (await next_after_push(stella, cast.stella, cast.district))["type"] == "step.status"
     await stella.disconnect()
     assert get_channel_layer().groups == {}

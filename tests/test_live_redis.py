@@ -45,15 +45,15 @@ async def group_members(layer, group: str) -> int:
 async def test_it_keeps_an_idle_socket_open_past_the_layers_blocking_read(cast, layer):
     # channels-redis blocks BZPOPMIN for brpop_timeout seconds; a socket whose read
     # timeout is not longer than that died with 1011 right there, idle.
-    alice = connect_as(cast.admin_a)
+    alice = connect_as(cast.alice)
     assert (await alice.connect())[0]
     assert (await alice.receive_json_from())["type"] == "alert.count"
     assert await alice.receive_nothing(timeout=RedisChannelLayer.brpop_timeout + 2)
-    step = {"type": "step.status", "district": cast.a.pk, "object": "Enrollment", "colour": "gray"}
-    await layer.group_send(events.district_group(cast.a.pk), step)
+    step = {"type": "step.status", "district": cast.district.pk, "object": "Enrollment", "colour": "gray"}
+    await layer.group_send(events.district_group(cast.district.pk), step)
     assert (await alice.receive_json_from(timeout=5))["object"] == "Enrollment"
     await alice.disconnect()
-    assert await group_members(layer, events.district_group(cast.a.pk)) == 0
+    assert await group_members(layer, events.district_group(cast.district.pk)) == 0
 
 
 async def until(condition, what: str) -> None:
@@ -78,14 +78,14 @@ def step_of(district) -> dict:
 
 @override_settings(LIVE_RECHECK_SECONDS=0.1)
 async def test_it_hears_again_after_redis_lost_its_data(cast, layer):
-    alice = await opened(cast.admin_a)
-    group = events.district_group(cast.a.pk)
+    alice = await opened(cast.alice)
+    group = events.district_group(cast.district.pk)
     assert await group_members(layer, group) == 1
     # What a restart without persistence does to the layer: every group membership gone.
     await layer.connection(layer.consistent_hash(group)).flushdb()
     assert await group_members(layer, group) == 0
     await until(lambda: group_members_is(layer, group, 1), "the socket joined its district again")
-    await layer.group_send(group, step_of(cast.a))
+    await layer.group_send(group, step_of(cast.district))
     assert (await alice.receive_json_from(timeout=5))["object"] == "Enrollment"
     await alice.disconnect()
     assert await group_members(layer, group) == 0
@@ -100,21 +100,21 @@ async def test_it_stops_a_revoked_districts_pushes_on_the_real_layer(cast, layer
 
     from resync import rights
 
-    alice = await opened(cast.admin_a)
-    await sync_to_async(remove_perm)(rights.DISTRICT, cast.admin_a, cast.a)
-    await layer.group_send(events.district_group(cast.a.pk), step_of(cast.a))
-    await sync_to_async(ProcessAlert.objects.notify)([cast.admin_a], name="marker", category="y", message="m")
+    alice = await opened(cast.alice)
+    await sync_to_async(remove_perm)(rights.DISTRICT, cast.alice, cast.district)
+    await layer.group_send(events.district_group(cast.district.pk), step_of(cast.district))
+    await sync_to_async(ProcessAlert.objects.notify)([cast.alice], name="marker", category="y", message="m")
     got = await alice.receive_json_from(timeout=5)
     if got["type"] == "resync":  # the socket tells its page to catch up, whenever it left
         got = await alice.receive_json_from(timeout=5)
     assert (got["type"], got["name"]) == ("alert.new", "marker")  # the step, sent first, never came
-    assert await group_members(layer, events.district_group(cast.a.pk)) == 0
+    assert await group_members(layer, events.district_group(cast.district.pk)) == 0
     await alice.disconnect()
 
 
 async def test_it_closes_a_logged_out_sessions_socket_on_the_real_layer(cast, layer, client):
     def login() -> bytes:
-        client.force_login(cast.admin_a)
+        client.force_login(cast.alice)
         return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
     cookie = await sync_to_async(login)()
@@ -126,5 +126,5 @@ async def test_it_closes_a_logged_out_sessions_socket_on_the_real_layer(cast, la
     assert (await sync_to_async(client.post)("/admin/logout/")).status_code == 200
     output = await socket.receive_output(timeout=5)
     assert (output["type"], output["code"]) == ("websocket.close", 4401)
-    assert await group_members(layer, events.district_group(cast.a.pk)) == 0
+    assert await group_members(layer, events.district_group(cast.district.pk)) == 0
     await socket.disconnect()

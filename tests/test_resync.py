@@ -376,12 +376,12 @@ def test_it_refuses_at_run_time_the_steps_of_a_requester_who_lost_the_right_and_
 
     from resync import rights
 
-    bob = cast.limited_a  # may resync district A, Enrollment and PersonIdentity only
-    chain(cast.a)  # PersonIdentity has a record (a job); Enrollment, a layer later, none (no job)
-    checked = actions.check_resync(cast.a, None, ["PersonIdentity", "Enrollment"], False, user=bob)
+    bob = cast.bob  # may resync district A, Enrollment and PersonIdentity only
+    chain(cast.district)  # PersonIdentity has a record (a job); Enrollment, a layer later, none (no job)
+    checked = actions.check_resync(cast.district, None, ["PersonIdentity", "Enrollment"], False, user=bob)
     request = actions.do_request_resync(checked)
     steps = {s.sync_object.name: s for s in DISBatchHistory.objects.filter(request=request)}
-    remove_perm(rights.DISTRICT, bob, cast.a)  # gone before its steps run
+    remove_perm(rights.DISTRICT, bob, cast.district)  # gone before its steps run
     with caplog.at_level(logging.WARNING, logger="statesync.refusals"):
         run_queue()
     logged = []

@@ -120,18 +120,18 @@ def world(cast, queue) -> dict:
         checked = actions.check_resync(district, None, ["District"], False, user=user, level=level)
         return actions.do_request_resync(checked)
 
-    for district in (cast.a, cast.b):
+    for district in (cast.district, cast.other):
         add(district, "District", 1)  # something to move: an empty object's step ends at once
-    req_a = resync(cast.a, cast.admin_a)
-    req_state = resync(cast.a, cast.state, ResyncRequest.Level.STATE)
-    req_b = resync(cast.b, cast.admin_b)
+    req_a = resync(cast.district, cast.alice)
+    req_state = resync(cast.district, cast.stella, ResyncRequest.Level.STATE)
+    req_b = resync(cast.other, cast.charlie)
     step = lambda r: DISBatchHistory.objects.get(request=r).pk  # noqa: E731
     return {
         "users": {
-            "stella": cast.state,
-            "alice": cast.admin_a,
-            "bob": cast.limited_a,
-            "charlie": cast.admin_b,
+            "stella": cast.stella,
+            "alice": cast.alice,
+            "bob": cast.bob,
+            "charlie": cast.charlie,
             "anon": None,
         },
         "ids": {
@@ -140,7 +140,7 @@ def world(cast, queue) -> dict:
             "req_b": req_b.pk,
             "step_a": step(req_a),
             "step_state": step(req_state),
-            "alert_a": ProcessAlert.objects.get(user=cast.admin_a).pk,
+            "alert_a": ProcessAlert.objects.get(user=cast.alice).pk,
         },
     }
 
@@ -183,7 +183,7 @@ def test_it_opens_each_door_to_the_right_people_only(client, world, door, method
 )
 @override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
 async def test_it_lets_each_user_hear_only_their_own_on_the_websocket(cast, actor, groups):
-    user = {"stella": cast.state, "alice": cast.admin_a, "bob": cast.limited_a, "charlie": cast.admin_b}[
+    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[
         actor
     ]
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
@@ -191,7 +191,7 @@ async def test_it_lets_each_user_hear_only_their_own_on_the_websocket(cast, acto
     connected, _ = await communicator.connect()
     assert connected
     heard = set(get_channel_layer().groups) - {events.user_group(user.pk)}
-    assert heard == groups({"a": cast.a.pk, "b": cast.b.pk})
+    assert heard == groups({"a": cast.district.pk, "b": cast.other.pk})
     await communicator.disconnect()
 
 
@@ -203,7 +203,7 @@ async def test_it_refuses_the_websocket_to_an_anonymous_visitor():
 
 @pytest.mark.parametrize("actor", ["stella", "alice", "bob", "charlie"])
 def test_it_grants_a_known_user_a_known_district_only(cast, actor, capsys):
-    user = {"stella": cast.state, "alice": cast.admin_a, "bob": cast.limited_a, "charlie": cast.admin_b}[
+    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[
         actor
     ]
     with pytest.raises(CommandError, match="No district with code '999'."):
@@ -213,7 +213,7 @@ def test_it_grants_a_known_user_a_known_district_only(cast, actor, capsys):
     call_command("grant_district", actor, "202", "--objects", "Enrollment")
     assert capsys.readouterr().out == f"{actor} may resync district 202: Enrollment\n"
     user = type(user).objects.get(pk=user.pk)  # a fresh object: permissions are cached per instance
-    assert rights.may_resync(user, cast.b)
+    assert rights.may_resync(user, cast.other)
     assert "Enrollment" in rights.object_names(user)
 
 
@@ -278,7 +278,7 @@ def verification_world(world, tool_cast) -> dict:
 
     def finished(user, level):
         run = VerificationRun.objects.create(
-            district=tool_cast.a,
+            district=tool_cast.district,
             school_year=2027,
             level=level,
             sync_objects=["District"],
@@ -293,8 +293,8 @@ def verification_world(world, tool_cast) -> dict:
         )
         return run, result, difference
 
-    state_run, state_result, state_difference = finished(tool_cast.state, ResyncRequest.Level.STATE)
-    own, _result, _difference = finished(tool_cast.admin_a, ResyncRequest.Level.DISTRICT)
+    state_run, state_result, state_difference = finished(tool_cast.stella, ResyncRequest.Level.STATE)
+    own, _result, _difference = finished(tool_cast.alice, ResyncRequest.Level.DISTRICT)
     ids = {
         "verify_state": state_run.pk,
         "verify_state_result": state_result.pk,
@@ -326,22 +326,22 @@ def test_it_keeps_the_states_verifications_the_states(
 def _revoke_a(cast):
     from guardian.shortcuts import remove_perm
 
-    remove_perm(rights.DISTRICT, cast.admin_a, cast.a)
+    remove_perm(rights.DISTRICT, cast.alice, cast.district)
 
 
 def _leave_state_admins(cast):
     from django.contrib.auth.models import Group
 
-    cast.state.groups.remove(Group.objects.get(name=rights.STATE_ADMINS))
+    cast.stella.groups.remove(Group.objects.get(name=rights.STATE_ADMINS))
 
 
 def _deactivate_bob(cast):
-    cast.limited_a.is_active = False
-    cast.limited_a.save()
+    cast.bob.is_active = False
+    cast.bob.save()
 
 
 def _delete_charlie(cast):
-    cast.admin_b.delete()
+    cast.charlie.delete()
 
 
 # (actor, how their right ends, the group they heard, whether the socket stays open)
@@ -362,7 +362,7 @@ async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
 ):
     from asgiref.sync import sync_to_async
 
-    user = {"stella": cast.state, "alice": cast.admin_a, "bob": cast.limited_a, "charlie": cast.admin_b}[
+    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[
         actor
     ]
     group = heard(cast)
@@ -374,7 +374,7 @@ async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
     assert group in layer.groups
 
     await sync_to_async(end)(cast)
-    await layer.group_send(group, {"type": "step.status", "district": cast.a.pk, "object": "School"})
+    await layer.group_send(group, {"type": "step.status", "district": cast.district.pk, "object": "School"})
     if stays_open:
         # An alert sent after the step arrives first: the step never reached the socket.
         await sync_to_async(ProcessAlert.objects.notify)([user], name="marker", category="y", message="m")

@@ -27,8 +27,8 @@ PAGES = [
 
 @pytest.fixture
 def state_step_job(cast, queue) -> str:
-    add(cast.a, "District", 1)
-    checked = actions.check_resync(cast.a, None, ["District"], False, user=cast.state, level="state")
+    add(cast.district, "District", 1)
+    checked = actions.check_resync(cast.district, None, ["District"], False, user=cast.stella, level="state")
     request = actions.do_request_resync(checked)
     step = DISBatchHistory.objects.get(request=request)
     job_id = actions.step_job_id(step.pk)
@@ -38,10 +38,10 @@ def state_step_job(cast, queue) -> str:
 
 def users(cast) -> dict:
     return {
-        "stella": cast.state,
-        "alice": cast.admin_a,
-        "bob": cast.limited_a,
-        "charlie": cast.admin_b,
+        "stella": cast.stella,
+        "alice": cast.alice,
+        "bob": cast.bob,
+        "charlie": cast.charlie,
         "anon": None,
     }
 
@@ -71,7 +71,7 @@ def test_it_lets_no_district_user_delete_a_job_or_empty_the_queue(client, cast, 
 
 
 def test_it_logs_who_was_refused_at_the_rq_dashboard(client, cast, caplog):
-    client.force_login(cast.admin_b)
+    client.force_login(cast.charlie)
     with caplog.at_level("WARNING", logger="statesync.refusals"):
         client.get(BASE + "queues/0/")
     assert "refused charlie at admin: RQ dashboard /admin/django_rq/dashboard/queues/0/" in caplog.text
@@ -86,7 +86,7 @@ def test_it_lets_a_monitor_with_the_rq_token_read_the_stats(client, cast):
 
 
 def test_it_lists_rq_on_the_admin_index_for_state_users_only(client, cast):
-    client.force_login(cast.state)
+    client.force_login(cast.stella)
     assert BASE in client.get("/admin/").content.decode()
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     assert BASE not in client.get("/admin/").content.decode()

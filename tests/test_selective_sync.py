@@ -106,17 +106,17 @@ def test_it_refuses_bad_input_naming_the_problem(enrolled, obj, records, year, m
 
 
 def test_it_needs_the_district_right_the_tool_right_and_the_object_right(tool_cast, queue):
-    chain(tool_cast.a)
+    chain(tool_cast.district)
     with pytest.raises(rights.RightsError, match="You have no right to resync district 101."):
-        actions.check_selective_sync(tool_cast.a, None, "PersonIdentity", [1], tool_cast.admin_b)
+        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.charlie)
     with pytest.raises(rights.RightsError, match="Selective Sync needs its W right."):
-        actions.check_selective_sync(tool_cast.a, None, "PersonIdentity", [1], tool_cast.limited_a)
+        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.bob)
     clerk = User.objects.create_user("dora", is_staff=True)
-    assign_perm(rights.DISTRICT, clerk, tool_cast.a)
+    assign_perm(rights.DISTRICT, clerk, tool_cast.district)
     assign_perm(rights.SELECTIVE_USE, clerk)
     with pytest.raises(rights.RightsError, match="You have no tool right to resync PersonIdentity."):
-        actions.check_selective_sync(tool_cast.a, None, "PersonIdentity", [1], clerk)
-    checked = actions.check_selective_sync(tool_cast.a, None, "PersonIdentity", [1], tool_cast.state)
+        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], clerk)
+    checked = actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.stella)
     assert (checked.level, checked.records) == ("state", [1])
 
 
@@ -124,13 +124,13 @@ def test_it_needs_the_district_right_the_tool_right_and_the_object_right(tool_ca
 
 
 def test_it_sends_from_the_admin_and_lists_the_history(client, tool_cast, queue):
-    chain(tool_cast.a)
-    client.force_login(tool_cast.admin_a)
+    chain(tool_cast.district)
+    client.force_login(tool_cast.alice)
     assert 'name="records"' in client.get(TOOL + "add/").content.decode()
     response = client.post(TOOL + "add/", {"district": "101", "object": "PersonIdentity", "records": "1"})
     assert response.status_code == 302 and response["Location"] == TOOL
     request = ResyncRequest.objects.get()
-    assert (request.records, request.requested_by, request.level) == ([1], tool_cast.admin_a, "district")
+    assert (request.records, request.requested_by, request.level) == ([1], tool_cast.alice, "district")
     run_queue()
     html = client.get(TOOL).content.decode()
     assert f'href="{TOOL}{request.pk}/change/"' in html and "PersonIdentity" in html
@@ -142,20 +142,20 @@ def test_it_sends_from_the_admin_and_lists_the_history(client, tool_cast, queue)
 
 
 def test_it_deletes_finished_history_with_the_d_right_only(client, tool_cast, queue):
-    chain(tool_cast.a)
-    synced(tool_cast.a, ["ScheduleStructure"])
-    done = selective(tool_cast.a, "PersonIdentity", [1], tool_cast.admin_a)
+    chain(tool_cast.district)
+    synced(tool_cast.district, ["ScheduleStructure"])
+    done = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     waiting = actions.do_selective_sync(
-        actions.check_selective_sync(tool_cast.a, None, "PersonIdentity", [1])
+        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1])
     )
     viewer = User.objects.create_user("dora", is_staff=True)
-    assign_perm(rights.DISTRICT, viewer, tool_cast.a)
+    assign_perm(rights.DISTRICT, viewer, tool_cast.district)
     assign_perm(rights.SELECTIVE_VIEW, viewer)
     client.force_login(viewer)
     assert client.get(TOOL).status_code == 200
     assert client.get(TOOL + "add/").status_code == 403
     assert client.post(TOOL + f"{done.pk}/delete/", {"post": "yes"}).status_code == 403
-    client.force_login(tool_cast.admin_a)
+    client.force_login(tool_cast.alice)
     assert client.post(TOOL + f"{waiting.pk}/delete/", {"post": "yes"}).status_code == 403  # still queued
     assert client.post(TOOL + f"{done.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not ResyncRequest.objects.filter(pk=done.pk).exists()
@@ -164,12 +164,12 @@ def test_it_deletes_finished_history_with_the_d_right_only(client, tool_cast, qu
 
 
 def test_it_keeps_the_tool_from_outsiders(client, tool_cast, queue):
-    chain(tool_cast.a)
-    request = selective(tool_cast.a, "PersonIdentity", [1], tool_cast.admin_a)
+    chain(tool_cast.district)
+    request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     for url in (TOOL, TOOL + "add/", TOOL + f"{request.pk}/change/"):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), url
-    client.force_login(tool_cast.limited_a)  # may resync district A, but holds no Selective Sync right
+    client.force_login(tool_cast.bob)  # may resync district A, but holds no Selective Sync right
     assert client.get(TOOL).status_code == 403
     assert client.get(TOOL + "add/").status_code == 403
     assert (
@@ -178,7 +178,7 @@ def test_it_keeps_the_tool_from_outsiders(client, tool_cast, queue):
         ).status_code
         == 403
     )
-    client.force_login(tool_cast.admin_b)  # another district's administrator
+    client.force_login(tool_cast.charlie)  # another district's administrator
     assert f"{TOOL}{request.pk}/change/" not in client.get(TOOL).content.decode()
     assert client.get(TOOL + f"{request.pk}/change/").status_code == 404
     assert client.post(TOOL + f"{request.pk}/delete/", {"post": "yes"}).status_code == 404
@@ -192,29 +192,29 @@ def test_it_keeps_the_tool_from_outsiders(client, tool_cast, queue):
 
 
 def test_it_hides_the_states_selective_syncs_from_district_users(client, tool_cast, queue):
-    chain(tool_cast.a)
-    request = selective(tool_cast.a, "PersonIdentity", [1], tool_cast.state)
+    chain(tool_cast.district)
+    request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.stella)
     assert request.level == "state"
-    client.force_login(tool_cast.admin_a)
+    client.force_login(tool_cast.alice)
     assert client.get(TOOL + f"{request.pk}/change/").status_code == 404
     client.force_login(
-        tool_cast.state
+        tool_cast.stella
     )  # its alerts went to the district's users: still the state's to delete
     assert client.post(TOOL + f"{request.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not ResyncRequest.objects.exists()
 
 
 def test_it_lists_the_history_in_constant_queries(client, tool_cast, queue, django_assert_max_num_queries):
-    chain(tool_cast.a)
-    client.force_login(tool_cast.admin_a)
-    selective(tool_cast.a, "PersonIdentity", [1], tool_cast.admin_a)
+    chain(tool_cast.district)
+    client.force_login(tool_cast.alice)
+    selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     connection.queries_log.clear()
     with django_assert_max_num_queries(40) as few:
         assert client.get(TOOL).status_code == 200
     baseline = len(few.captured_queries)
     assert baseline > 0
     for _ in range(6):
-        selective(tool_cast.a, "PersonIdentity", [1], tool_cast.admin_a)
+        selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     connection.queries_log.clear()
     with django_assert_max_num_queries(baseline):
         response = client.get(TOOL)

@@ -17,8 +17,8 @@ def tool(code="101"):
 
 
 def test_it_lists_the_objects_offered_with_their_latest_results(client, cast, queue):
-    chain(cast.a)
-    client.force_login(cast.admin_a)
+    chain(cast.district)
+    client.force_login(cast.alice)
     client.post(tool(), {"objects": ["PersonIdentity"], "check_dependencies": "1", "year": "2027"})
     run_queue()
     html = client.get(tool()).content.decode()
@@ -31,7 +31,7 @@ def test_it_lists_the_objects_offered_with_their_latest_results(client, cast, qu
 
 
 def test_it_offers_only_year_objects_for_another_year(client, cast):
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     html = client.get(tool() + "?year=2028").content.decode()
     assert 'data-object="Enrollment"' in html
     assert 'data-object="District"' not in html  # not tied to a school year
@@ -40,20 +40,20 @@ def test_it_offers_only_year_objects_for_another_year(client, cast):
 
 
 def test_it_sends_a_partial_resync_with_check_dependencies(client, cast, queue):
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     response = client.post(tool(), {"objects": ["Enrollment"], "check_dependencies": "1", "year": "2027"})
     assert response.status_code == 302
     request = ResyncRequest.objects.get()
     assert (request.objects_asked, request.check_dependencies, request.requested_by) == (
         ["Enrollment"],
         True,
-        cast.admin_a,
+        cast.alice,
     )
     assert DISBatchHistory.objects.filter(request=request).count() == 6
 
 
 def test_it_names_parents_the_user_may_not_resync(client, cast):
-    client.force_login(cast.limited_a)
+    client.force_login(cast.bob)
     response = client.post(
         tool(), {"objects": ["Enrollment"], "check_dependencies": "1", "year": "2027"}, follow=True
     )
@@ -66,14 +66,14 @@ def test_it_names_parents_the_user_may_not_resync(client, cast):
 
 
 def test_it_refuses_a_year_the_district_does_not_sync(client, cast):
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     response = client.post(tool(), {"objects": ["Enrollment"], "year": "2020"}, follow=True)
     assert "School year 2020 is not configured for district 101" in response.content.decode()
     assert not ResyncRequest.objects.exists()
 
 
 def test_it_previews_the_plan_in_order(client, cast):
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     body = client.get(tool() + "plan/", {"objects": ["Enrollment"], "check_dependencies": "1"}).json()
     assert body["order"] == [
         "District",
@@ -89,7 +89,7 @@ def test_it_previews_the_plan_in_order(client, cast):
 
 
 def test_it_hides_another_districts_tool(client, cast):
-    client.force_login(cast.admin_b)
+    client.force_login(cast.charlie)
     assert client.get(tool("101")).status_code == 404
     assert client.get(tool("101") + "plan/").status_code == 404
     assert client.post(tool("101"), {"full": "1"}).status_code == 404
@@ -102,8 +102,8 @@ def test_it_sends_an_outsider_to_the_login(client, cast):
 
 
 def test_it_alerts_the_district_but_hides_the_objects_the_state_asked_for(client, cast, queue):
-    chain(cast.a)
-    client.force_login(cast.state)
+    chain(cast.district)
+    client.force_login(cast.stella)
     response = client.post(
         "/admin/resync/district/state-tool/",
         {"districts": ["101"], "objects": ["PersonIdentity"], "check_dependencies": "1"},
@@ -113,23 +113,23 @@ def test_it_alerts_the_district_but_hides_the_objects_the_state_asked_for(client
     assert request.level == "state"
     alerts = ProcessAlert.objects.filter(name="State Resync Requested", category="Vertical Interoperability")
     assert set(alerts.values_list("user__username", flat=True)) == {"stella", "alice", "bob"}
-    assert not ProcessAlert.objects.filter(user=cast.admin_b).exists()
+    assert not ProcessAlert.objects.filter(user=cast.charlie).exists()
     assert all("PersonIdentity" not in a.message for a in alerts)
     run_queue()
 
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     html = client.get(tool()).content.decode()
     assert 'status-green" title="Green"' not in html  # the state's steps are not the district's to see
     inbox = client.get("/admin/alerts/processalert/").content.decode()
     assert "The state requested a resync of district 101" in inbox and "PersonIdentity" not in inbox
 
-    client.force_login(cast.state)
+    client.force_login(cast.stella)
     assert 'status-green" title="Green"' in client.get(tool()).content.decode()
-    assert ProcessAlert.objects.filter(user=cast.state, name="Resync Finished").exists()
+    assert ProcessAlert.objects.filter(user=cast.stella, name="Resync Finished").exists()
 
 
 def test_it_keeps_the_state_tool_from_district_users(client, cast):
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     assert client.get("/admin/resync/district/state-tool/").status_code == 404
     assert (
         client.post("/admin/resync/district/state-tool/", {"districts": ["101"], "full": "1"}).status_code
@@ -139,8 +139,8 @@ def test_it_keeps_the_state_tool_from_district_users(client, cast):
 
 
 def test_it_shows_the_tool_in_constant_queries(client, cast, queue, django_assert_max_num_queries):
-    chain(cast.a)
-    client.force_login(cast.admin_a)
+    chain(cast.district)
+    client.force_login(cast.alice)
     client.post(tool(), {"objects": ["District"], "year": "2027"})
     run_queue()
     connection.queries_log.clear()  # a full log (9000) would make the capture below count nothing
@@ -157,41 +157,41 @@ def test_it_shows_the_tool_in_constant_queries(client, cast, queue, django_asser
 
 
 def test_it_shows_the_agent_queue_as_each_user_may_see_it(client, cast, queue):
-    chain(cast.a)
+    chain(cast.district)
     client.post("/admin/logout/")
-    client.force_login(cast.state)
+    client.force_login(cast.stella)
     client.post("/admin/resync/district/state-tool/", {"districts": ["101"], "objects": ["District"]})
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     client.post(tool(), {"objects": ["School"], "check_dependencies": "1", "year": "2027"})
     html = client.get("/admin/resync/resyncrequest/queue/").content.decode()
     assert "Waiting for another request" in html  # the district's own request waits its turn
     assert "RQ queue" not in html  # RQ internals are the state's to see
     assert html.count("<td>State</td>") == 0  # the state's request is not shown to the district
-    client.force_login(cast.state)
+    client.force_login(cast.stella)
     html = client.get("/admin/resync/resyncrequest/queue/").content.decode()
     assert "<td>State</td>" in html and "Queued jobs: 1" in html
     run_queue()
     assert (
         "Nothing is waiting or running." in client.get("/admin/resync/resyncrequest/queue/").content.decode()
     )
-    client.force_login(cast.limited_a)
+    client.force_login(cast.bob)
     assert client.get("/admin/resync/resyncrequest/queue/").status_code == 200
     client.logout()
     assert client.get("/admin/resync/resyncrequest/queue/").status_code == 302
 
 
 def test_it_links_each_user_to_their_tools_from_the_admin_home(client, cast):
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     html = client.get("/admin/").content.decode()
     assert 'href="/admin/resync/district/101/tool/"' in html
     assert "/admin/resync/district/202/tool/" not in html and "state-tool" not in html
-    client.force_login(cast.state)
+    client.force_login(cast.stella)
     html = client.get("/admin/").content.decode()
     assert "/admin/resync/district/state-tool/" in html and "/admin/resync/district/202/tool/" in html
 
 
 def test_it_answers_the_tools_script_in_json(client, cast, queue):
-    client.force_login(cast.admin_a)
+    client.force_login(cast.alice)
     json_ = {"HTTP_ACCEPT": "application/json"}
     ok = client.post(
         tool(), {"objects": ["School", "Calendar"], "check_dependencies": "1", "year": "2027"}, **json_
@@ -207,18 +207,18 @@ STATE_TOOL = "/admin/resync/district/state-tool/"
 
 
 def test_it_marks_the_state_tools_rows_for_live_updates(client, cast, queue):
-    chain(cast.a)
-    client.force_login(cast.state)
+    chain(cast.district)
+    client.force_login(cast.stella)
     client.post(STATE_TOOL, {"districts": ["101"], "objects": ["District"]})
     request = ResyncRequest.objects.get()
     html = client.get(STATE_TOOL).content.decode()
     # Running: the row names its request for tool.js to follow, and its outcome is Gray until it ends.
-    assert f'data-district="{cast.a.pk}" data-request="{request.pk}">' in html
+    assert f'data-district="{cast.district.pk}" data-request="{request.pk}">' in html
     assert (
         '<span class="status-dot status-gray" title="Gray">●</span> <span class="outcome">Running</span>'
         in html
     )
-    assert f'data-district="{cast.b.pk}" data-request="">' in html
+    assert f'data-district="{cast.other.pk}" data-request="">' in html
     assert "resync/tool.js" in html
     run_queue()
     html = client.get(STATE_TOOL).content.decode()
@@ -231,8 +231,8 @@ def test_it_marks_the_state_tools_rows_for_live_updates(client, cast, queue):
 
 
 def test_it_shows_the_state_tool_in_constant_queries(client, cast, queue, django_assert_max_num_queries):
-    chain(cast.a)
-    client.force_login(cast.state)
+    chain(cast.district)
+    client.force_login(cast.stella)
     client.post(STATE_TOOL, {"districts": ["101"], "objects": ["District"]})
     run_queue()
     connection.queries_log.clear()  # a full log (9000) would make the capture below count nothing
@@ -241,7 +241,7 @@ def test_it_shows_the_state_tool_in_constant_queries(client, cast, queue, django
     baseline = len(few.captured_queries)  # read now: clearing the log empties the capture
     assert baseline > 0
     for code in ("301", "302", "303"):  # more districts, each with a request of its own
-        District.objects.create(state=cast.a.state, code=code, name=f"County {code}", scope_year=2027)
+        District.objects.create(state=cast.district.state, code=code, name=f"County {code}", scope_year=2027)
     client.post(STATE_TOOL, {"districts": ["101", "202", "301", "302", "303"], "objects": ["District"]})
     client.post(STATE_TOOL, {"districts": ["101", "202"], "full": "1"})
     connection.queries_log.clear()

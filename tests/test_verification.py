@@ -210,9 +210,9 @@ def test_it_shows_a_state_excluded_record_still_at_the_state_as_different(distri
 
 
 def test_it_alerts_the_requester_when_done(tool_cast, queue):
-    chain(tool_cast.a)
-    run = verification(tool_cast.a, ["District"], user=tool_cast.admin_a)
-    alert = ProcessAlert.objects.get(user=tool_cast.admin_a, name="Verification Finished")
+    chain(tool_cast.district)
+    run = verification(tool_cast.district, ["District"], user=tool_cast.alice)
+    alert = ProcessAlert.objects.get(user=tool_cast.alice, name="Verification Finished")
     assert (
         alert.message
         == f"Verification {run.pk} of district 101 for 2027 finished: 1 difference(s) to resync."
@@ -221,35 +221,35 @@ def test_it_alerts_the_requester_when_done(tool_cast, queue):
 
 
 def test_it_refuses_what_it_cannot_compare_naming_it(tool_cast, queue):
-    a = tool_cast.a
+    a = tool_cast.district
     with pytest.raises(
         actions.ResyncError, match="School year 2020 is not configured for district 101: choose 2027, 2028."
     ):
-        verify.check_verification(a, 2020, None, tool_cast.admin_a)
+        verify.check_verification(a, 2020, None, tool_cast.alice)
     with pytest.raises(actions.ResyncError, match=r"Unknown sync object\(s\): Nope."):
-        verify.check_verification(a, None, ["Nope"], tool_cast.admin_a)
+        verify.check_verification(a, None, ["Nope"], tool_cast.alice)
     with pytest.raises(actions.ResyncError, match="Not offered for district 101 in 2028: District."):
-        verify.check_verification(a, 2028, ["District"], tool_cast.admin_a)
+        verify.check_verification(a, 2028, ["District"], tool_cast.alice)
     chain(a)
     actions.do_request_resync(actions.check_resync(a, None, ["District"], False))  # queued, not run
     with pytest.raises(actions.ResyncError, match="A resync of district 101 for 2027 is under way"):
-        verify.check_verification(a, None, None, tool_cast.admin_a)
+        verify.check_verification(a, None, None, tool_cast.alice)
     assert not VerificationRun.objects.exists()
 
 
 def test_it_lets_only_users_with_rights_verify(tool_cast, queue):
-    a, b = tool_cast.a, tool_cast.b
+    a, b = tool_cast.district, tool_cast.other
     with pytest.raises(rights.RightsError, match="You have no right to verify district 101."):
-        verify.check_verification(a, None, None, tool_cast.admin_b)
+        verify.check_verification(a, None, None, tool_cast.charlie)
     with pytest.raises(rights.RightsError, match="Verification Summary W"):
-        verify.check_verification(a, None, None, tool_cast.limited_a)
+        verify.check_verification(a, None, None, tool_cast.bob)
     # Bob may resync two objects only: he verifies those two, and is refused the others by name.
-    assign_perm(rights.VERIFY_RUN, tool_cast.limited_a)
-    bob = type(tool_cast.limited_a).objects.get(pk=tool_cast.limited_a.pk)
+    assign_perm(rights.VERIFY_RUN, tool_cast.bob)
+    bob = type(tool_cast.bob).objects.get(pk=tool_cast.bob.pk)
     assert verify.check_verification(a, None, None, bob).objects == ["PersonIdentity", "Enrollment"]
     with pytest.raises(rights.RightsError, match="You have no tool right to verify District, School."):
         verify.check_verification(a, None, ["District", "School", "Enrollment"], bob)
-    assert verify.check_verification(b, None, ["District"], tool_cast.state).objects == ["District"]
+    assert verify.check_verification(b, None, ["District"], tool_cast.stella).objects == ["District"]
 
 
 def test_it_lets_the_state_switch_district_initiated_verification_off(tool_cast, queue):
@@ -259,14 +259,14 @@ def test_it_lets_the_state_switch_district_initiated_verification_off(tool_cast,
     with pytest.raises(
         rights.RightsError, match="The state has switched district-initiated verification off."
     ):
-        verify.check_verification(tool_cast.a, None, None, tool_cast.admin_a)
-    assert verify.check_verification(tool_cast.a, None, ["District"], tool_cast.state).objects == ["District"]
+        verify.check_verification(tool_cast.district, None, None, tool_cast.alice)
+    assert verify.check_verification(tool_cast.district, None, ["District"], tool_cast.stella).objects == ["District"]
 
 
 def test_it_checks_the_requester_again_when_the_job_runs(tool_cast, queue):
-    chain(tool_cast.a)
+    chain(tool_cast.district)
     run = verify.do_request_verification(
-        verify.check_verification(tool_cast.a, None, ["District"], tool_cast.admin_a)
+        verify.check_verification(tool_cast.district, None, ["District"], tool_cast.alice)
     )
     setting = VerificationSetting.current()
     setting.district_initiated = False
@@ -311,7 +311,7 @@ def scored(district) -> None:
 
 
 def test_it_keeps_a_district_verifications_not_allowed_counts_through_a_state_request(tool_cast, queue):
-    a, alice, stella = tool_cast.a, tool_cast.admin_a, tool_cast.state
+    a, alice, stella = tool_cast.district, tool_cast.alice, tool_cast.stella
     scored(a)
     actions.do_request_resync(actions.check_resync(a, None, None, False, user=alice))
     run_queue()
@@ -352,28 +352,28 @@ def test_it_keeps_a_district_verifications_not_allowed_counts_through_a_state_re
 
 
 def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):
-    chain(tool_cast.a)
-    state_run = verification(tool_cast.a, ["District"], user=tool_cast.state)
-    district_run = verification(tool_cast.a, ["District"], user=tool_cast.admin_a)
-    system_run = verification(tool_cast.a, ["District"])  # an operator's: the district's own level
+    chain(tool_cast.district)
+    state_run = verification(tool_cast.district, ["District"], user=tool_cast.stella)
+    district_run = verification(tool_cast.district, ["District"], user=tool_cast.alice)
+    system_run = verification(tool_cast.district, ["District"])  # an operator's: the district's own level
     assert [r.level for r in (state_run, district_run, system_run)] == ["state", "district", "district"]
     # Its alert goes to its requester only, as any run's.
     finished = ProcessAlert.objects.filter(name=verify.VERIFICATION_FINISHED)
     assert set(finished.values_list("user__username", flat=True)) == {"stella", "alice"}
     assert (
-        finished.filter(user=tool_cast.admin_a).get().message.startswith(f"Verification {district_run.pk} ")
+        finished.filter(user=tool_cast.alice).get().message.startswith(f"Verification {district_run.pk} ")
     )
 
 
 def test_it_resyncs_a_state_runs_differences_as_a_state_request_even_for_the_system(tool_cast, queue):
-    chain(tool_cast.a)
-    run = verification(tool_cast.a, ["District"], user=tool_cast.state)
+    chain(tool_cast.district)
+    run = verification(tool_cast.district, ["District"], user=tool_cast.stella)
     request = verify.do_verification_resync(run, verify.check_verification_resync(run))
     assert request.level == ResyncRequest.Level.STATE
 
 
 def test_it_pushes_a_state_run_to_the_states_verification_group_only_over_real_redis(tool_cast, queue):
-    chain(tool_cast.a)
+    chain(tool_cast.district)
 
     async def listen(users, work):
         """Open one real socket (the configured Redis layer) per user, do `work`, and
@@ -398,15 +398,15 @@ def test_it_pushes_a_state_run_to_the_states_verification_group_only_over_real_r
     runs = []
 
     def work():
-        for user in (tool_cast.state, tool_cast.admin_a):
-            checked = verify.check_verification(tool_cast.a, None, ["District"], user=user)
+        for user in (tool_cast.stella, tool_cast.alice):
+            checked = verify.check_verification(tool_cast.district, None, ["District"], user=user)
             runs.append(verify.do_request_verification(checked))
         while queue.count:  # here, in this thread: an RQ worker wants the main thread for signals
             job = queue.get_jobs()[0]
             queue.remove(job)
             job.perform()
 
-    heard = async_to_sync(listen)([tool_cast.state, tool_cast.admin_a], work)
+    heard = async_to_sync(listen)([tool_cast.stella, tool_cast.alice], work)
     state_run, district_run = runs
     assert {run for run, _status in heard["stella"]} == {state_run.pk, district_run.pk}
     assert {run for run, _status in heard["alice"]} == {district_run.pk}
@@ -417,7 +417,7 @@ def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast)
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    walt = type(tool_cast.state).objects.create_user("walt", "walt@example.org", "pw")
+    walt = type(tool_cast.stella).objects.create_user("walt", "walt@example.org", "pw")
     assign_perm(rights.STATE_SEND, walt)  # may send state requests, but not see them
     before, after = [("verification", "0003_run_recovery")], [("verification", "0004_run_level")]
     executor = MigrationExecutor(connection)
@@ -425,11 +425,11 @@ def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast)
     old = executor.loader.project_state(before).apps.get_model("verification", "VerificationRun")
     made = {
         who: old.objects.create(
-            district_id=tool_cast.a.pk, school_year=2027, sync_objects=[], requested_by_id=uid
+            district_id=tool_cast.district.pk, school_year=2027, sync_objects=[], requested_by_id=uid
         )
         for who, uid in (
-            ("stella", tool_cast.state.pk),
-            ("alice", tool_cast.admin_a.pk),
+            ("stella", tool_cast.stella.pk),
+            ("alice", tool_cast.alice.pk),
             ("walt", walt.pk),
             ("system", None),
         )

@@ -43,15 +43,15 @@ def run_from_admin(client, user, district="101", objects=("Calendar", "Enrollmen
 
 
 def test_it_runs_drills_down_and_resyncs_the_differences_in_one_click(client, tool_cast, queue):
-    drifted(tool_cast.a)
-    client.force_login(tool_cast.admin_a)
+    drifted(tool_cast.district)
+    client.force_login(tool_cast.alice)
     form = client.get(RUNS + "add/").content.decode()
     assert 'value="101"' in form and 'value="202"' not in form
-    run = run_from_admin(client, tool_cast.admin_a)
+    run = run_from_admin(client, tool_cast.alice)
     assert (run.status, run.sync_objects, run.requested_by) == (
         "finished",
         ["Calendar", "Enrollment"],
-        tool_cast.admin_a,
+        tool_cast.alice,
     )
     page = client.get(f"{RUNS}{run.pk}/change/").content.decode()
     assert 'id="resync-differences"' in page
@@ -72,14 +72,14 @@ def test_it_runs_drills_down_and_resyncs_the_differences_in_one_click(client, to
     assert (request.objects_asked, request.check_dependencies, request.requested_by) == (
         ["Enrollment"],  # the calendar is not allowed to sync: nothing to resync there
         True,
-        tool_cast.admin_a,
+        tool_cast.alice,
     )
     assert (
         f"Resync {request.pk} sent with Check Dependencies: District, School, Calendar, ScheduleStructure, PersonIdentity, Enrollment."
         in response.content.decode()
     )
     run_queue()
-    again = run_from_admin(client, tool_cast.admin_a)
+    again = run_from_admin(client, tool_cast.alice)
     counts = DISVerificationResult.objects.filter(run=again).values_list(
         "only_district", "only_state", "different", "not_allowed"
     )
@@ -87,9 +87,9 @@ def test_it_runs_drills_down_and_resyncs_the_differences_in_one_click(client, to
 
 
 def test_it_resyncs_from_the_list_action_and_names_a_run_with_nothing_to_fix(client, tool_cast, queue):
-    drifted(tool_cast.a)
-    run = run_from_admin(client, tool_cast.state)
-    calm = run_from_admin(client, tool_cast.state, objects=["Calendar"])
+    drifted(tool_cast.district)
+    run = run_from_admin(client, tool_cast.stella)
+    calm = run_from_admin(client, tool_cast.stella, objects=["Calendar"])
     response = client.post(
         RUNS, {"action": "resync_differences", "_selected_action": [run.pk, calm.pk]}, follow=True
     )
@@ -102,26 +102,26 @@ def test_it_resyncs_from_the_list_action_and_names_a_run_with_nothing_to_fix(cli
 
 
 def test_the_state_switches_district_initiated_verification_off(client, tool_cast, queue):
-    client.force_login(tool_cast.state)
+    client.force_login(tool_cast.stella)
     setting = VerificationSetting.current()
     assert client.get(SETTING).status_code == 200
     response = client.post(f"{SETTING}{setting.pk}/change/", {"district_initiated": ""})
     assert response.status_code == 302
     setting.refresh_from_db()
-    assert (setting.district_initiated, setting.changed_by) == (False, tool_cast.state)
-    client.force_login(tool_cast.admin_a)
+    assert (setting.district_initiated, setting.changed_by) == (False, tool_cast.stella)
+    client.force_login(tool_cast.alice)
     assert client.get(RUNS + "add/").status_code == 403
     assert client.post(RUNS + "add/", {"district": "101"}).status_code == 403
     assert client.get(RUNS).status_code == 200  # past results stay readable
     assert client.get(SETTING).status_code == 403
     assert client.post(f"{SETTING}{setting.pk}/change/", {"district_initiated": "on"}).status_code == 403
-    run_from_admin(client, tool_cast.state, objects=["District"])  # the state still verifies
+    run_from_admin(client, tool_cast.stella, objects=["District"])  # the state still verifies
     assert VerificationRun.objects.count() == 1
 
 
 def test_it_keeps_every_page_from_outsiders(client, tool_cast, queue):
-    drifted(tool_cast.a)
-    run = run_from_admin(client, tool_cast.admin_a)
+    drifted(tool_cast.district)
+    run = run_from_admin(client, tool_cast.alice)
     result = DISVerificationResult.objects.filter(run=run).first()
     difference = DISVerificationDifference.objects.first()
     pages = [
@@ -138,12 +138,12 @@ def test_it_keeps_every_page_from_outsiders(client, tool_cast, queue):
     for url in pages + [f"{RUNS}{run.pk}/resync/"]:
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), url
-    client.force_login(tool_cast.limited_a)  # may resync district A, but holds no verification right
+    client.force_login(tool_cast.bob)  # may resync district A, but holds no verification right
     for url in pages:
         assert client.get(url).status_code == 403, url
     assert client.post(f"{RUNS}{run.pk}/resync/").status_code == 403
     assert client.post(RUNS + "add/", {"district": "101"}).status_code == 403
-    client.force_login(tool_cast.admin_b)  # another district's administrator
+    client.force_login(tool_cast.charlie)  # another district's administrator
     for url in (
         f"{RUNS}{run.pk}/change/",
         f"{RESULTS}{result.pk}/change/",
@@ -162,18 +162,18 @@ def test_it_keeps_every_page_from_outsiders(client, tool_cast, queue):
 
 @pytest.mark.parametrize("url", [RUNS, RESULTS, DIFFERENCES, SETTING])
 def test_it_lists_in_constant_queries(client, tool_cast, queue, url, django_assert_max_num_queries):
-    drifted(tool_cast.a)
-    run_from_admin(client, tool_cast.state)
+    drifted(tool_cast.district)
+    run_from_admin(client, tool_cast.stella)
     connection.queries_log.clear()  # a full log (9000) would make the capture count nothing
     with django_assert_max_num_queries(40) as few:
         assert client.get(url).status_code == 200
     baseline = len(few.captured_queries)  # read now: clearing the log empties the capture
     assert baseline > 0
     for i in range(3, 9):
-        add(tool_cast.a, "Enrollment", i, {"PersonIdentity": 1})
-        add(tool_cast.b, "District", i)
-    run_from_admin(client, tool_cast.state)
-    run_from_admin(client, tool_cast.state, district="202", objects=["District"])
+        add(tool_cast.district, "Enrollment", i, {"PersonIdentity": 1})
+        add(tool_cast.other, "District", i)
+    run_from_admin(client, tool_cast.stella)
+    run_from_admin(client, tool_cast.stella, district="202", objects=["District"])
     assert DISVerificationDifference.objects.count() >= 14
     connection.queries_log.clear()
     with django_assert_max_num_queries(baseline):
@@ -181,17 +181,17 @@ def test_it_lists_in_constant_queries(client, tool_cast, queue, url, django_asse
 
 
 def test_it_deletes_runs_with_the_d_right_only(client, tool_cast, queue):
-    chain(tool_cast.a)
-    run = run_from_admin(client, tool_cast.admin_a, objects=["District"])
+    chain(tool_cast.district)
+    run = run_from_admin(client, tool_cast.alice, objects=["District"])
     assert client.post(f"{RUNS}{run.pk}/delete/", {"post": "yes"}).status_code == 403  # district: R and W
-    client.force_login(tool_cast.state)
+    client.force_login(tool_cast.stella)
     assert client.post(f"{RUNS}{run.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not VerificationRun.objects.exists() and not DISVerificationResult.objects.exists()
 
 
 def test_it_loads_the_live_script_on_the_runs_pages(client, tool_cast, queue):
-    chain(tool_cast.a)
-    run = run_from_admin(client, tool_cast.admin_a, objects=["District"])
+    chain(tool_cast.district)
+    run = run_from_admin(client, tool_cast.alice, objects=["District"])
     page = client.get(f"{RUNS}{run.pk}/change/").content.decode()
     assert "resync/verification.js" in page
     assert f'<script id="verification-run" type="application/json">{run.pk}</script>' in page
@@ -200,8 +200,8 @@ def test_it_loads_the_live_script_on_the_runs_pages(client, tool_cast, queue):
 
 
 def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, tool_cast, queue, caplog):
-    drifted(tool_cast.a)
-    stella, alice = tool_cast.state, tool_cast.admin_a
+    drifted(tool_cast.district)
+    stella, alice = tool_cast.stella, tool_cast.alice
     own = run_from_admin(client, alice, objects=["Enrollment"])
     state_run = run_from_admin(client, stella)  # Calendar (only the state's run has it) and Enrollment
     assert (own.level, state_run.level) == ("district", "state")

@@ -25,17 +25,17 @@ def post(client, user, url, body=None):
 @pytest.fixture
 def drifted(tool_cast, queue):
     """District A fully resynced, then two new enrollments and a state-excluded calendar."""
-    chain(tool_cast.a)
-    actions.do_request_resync(actions.check_resync(tool_cast.a, None, None, False))
+    chain(tool_cast.district)
+    actions.do_request_resync(actions.check_resync(tool_cast.district, None, None, False))
     run_queue()
-    add(tool_cast.a, "Enrollment", 1, {"PersonIdentity": 1})
-    add(tool_cast.a, "Enrollment", 2, {"PersonIdentity": 1})
-    add(tool_cast.a, "Calendar", 2, {"School": 1}, excluded=True)
+    add(tool_cast.district, "Enrollment", 1, {"PersonIdentity": 1})
+    add(tool_cast.district, "Enrollment", 2, {"PersonIdentity": 1})
+    add(tool_cast.district, "Calendar", 2, {"School": 1}, excluded=True)
     return tool_cast
 
 
 def test_it_runs_reports_drills_down_and_resyncs(client, drifted):
-    alice = drifted.admin_a
+    alice = drifted.alice
     response = post(client, alice, API, {"district": "101", "objects": ["enrollment", "Calendar"]})
     assert response.status_code == 201, response.content
     created = response.json()
@@ -85,7 +85,7 @@ def test_it_runs_reports_drills_down_and_resyncs(client, drifted):
 
 
 def test_it_names_bad_input(client, drifted):
-    alice = drifted.admin_a
+    alice = drifted.alice
     for body, answer in [
         (
             {"district": "101", "year": 2020},
@@ -101,19 +101,19 @@ def test_it_names_bad_input(client, drifted):
 
 
 def test_it_keeps_the_api_from_outsiders(client, drifted):
-    run = post(client, drifted.admin_a, API, {"district": "101", "objects": ["Enrollment"]}).json()
+    run = post(client, drifted.alice, API, {"district": "101", "objects": ["Enrollment"]}).json()
     run_queue()
     urls = [API, f"{API}{run['id']}/", f"{API}{run['id']}/differences/"]
     for url in urls:
         assert client.get(url).status_code == 401, url
     assert client.post(API, {"district": "101"}, content_type="application/json").status_code == 401
     assert client.post(f"{API}{run['id']}/resync/").status_code == 401
-    bob = drifted.limited_a  # may resync district A, but holds no verification right
+    bob = drifted.bob  # may resync district A, but holds no verification right
     for url in urls:
         assert client.get(url, headers=auth(bob)).status_code == 403, url
     assert post(client, bob, API, {"district": "101"}).status_code == 403
     assert post(client, bob, f"{API}{run['id']}/resync/").status_code == 403
-    charlie = drifted.admin_b
+    charlie = drifted.charlie
     assert client.get(API, headers=auth(charlie)).json()["results"] == []
     assert client.get(f"{API}{run['id']}/", headers=auth(charlie)).status_code == 404
     assert client.get(f"{API}{run['id']}/differences/", headers=auth(charlie)).status_code == 404
@@ -124,14 +124,14 @@ def test_it_keeps_the_api_from_outsiders(client, drifted):
 
 def test_it_answers_403_naming_the_states_switch(client, drifted):
     VerificationSetting.objects.update_or_create(pk=1, defaults={"district_initiated": False})
-    response = post(client, drifted.admin_a, API, {"district": "101"})
+    response = post(client, drifted.alice, API, {"district": "101"})
     assert response.status_code == 403
     assert response.json() == {"detail": "The state has switched district-initiated verification off."}
-    assert post(client, drifted.state, API, {"district": "101", "objects": ["District"]}).status_code == 201
+    assert post(client, drifted.stella, API, {"district": "101", "objects": ["District"]}).status_code == 201
 
 
 def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, drifted):
-    alice, stella = drifted.admin_a, drifted.state
+    alice, stella = drifted.alice, drifted.stella
     own = post(client, alice, API, {"district": "101", "objects": ["Enrollment"]}).json()
     state_run = post(client, stella, API, {"district": "101", "objects": ["Enrollment"]}).json()
     assert (own["level"], state_run["level"]) == ("district", "state")

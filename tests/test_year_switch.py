@@ -83,51 +83,51 @@ def test_it_does_not_count_a_full_resync_with_a_failed_step(district, queue, mon
 
 
 def test_it_keeps_refusing_once_the_failed_steps_history_is_deleted(client, tool_cast, queue, monkeypatch):
-    chain(tool_cast.a)
+    chain(tool_cast.district)
     fail_school_steps(monkeypatch)
-    request = resync(tool_cast.a)
+    request = resync(tool_cast.district)
     failed = DISBatchHistory.objects.get(request=request, status=StepStatus.FAILED)
-    client.force_login(tool_cast.admin_a)  # history D, as every district administrator
+    client.force_login(tool_cast.alice)  # history D, as every district administrator
     client.post(f"/admin/history/disbatchhistory/{failed.pk}/delete/", {"post": "yes"})
     assert not DISBatchHistory.objects.filter(pk=failed.pk).exists()
     with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
-        actions.check_year_switch(tool_cast.a)
+        actions.check_year_switch(tool_cast.district)
     assert 'alt="True"' not in client.get(PAGE).content.decode()
 
 
 def test_it_counts_only_the_districts_own_full_resyncs(client, tool_cast, queue):
     """A state full resync neither allows the switch nor shows on the district's page:
     counting it would tell the district the state had asked for every object."""
-    chain(tool_cast.a)
-    client.force_login(tool_cast.admin_a)
+    chain(tool_cast.district)
+    client.force_login(tool_cast.alice)
 
     def rows() -> str:
         html = client.get(PAGE).content.decode()
         return re.search(r'<table id="result_list">.*</table>', html, re.S)[0]
 
     before = rows()
-    checked = actions.check_resync(tool_cast.a, None, None, False, user=tool_cast.state, level="state")
+    checked = actions.check_resync(tool_cast.district, None, None, False, user=tool_cast.stella, level="state")
     state = actions.do_request_resync(checked)
     assert rows() == before
     run_queue()
     state.refresh_from_db()
     assert state.status == "finished" and state.outcome == "green"
     assert rows() == before  # during and after: the same rows
-    for user in (tool_cast.admin_a, tool_cast.state, None):
+    for user in (tool_cast.alice, tool_cast.stella, None):
         with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
-            actions.check_year_switch(tool_cast.a, user)
-    assert "has no finished full resync of 2027" in action(client, tool_cast.a).content.decode()
-    own = resync(tool_cast.a)
-    assert actions.check_year_switch(tool_cast.a, tool_cast.admin_a).end_of_year == own
+            actions.check_year_switch(tool_cast.district, user)
+    assert "has no finished full resync of 2027" in action(client, tool_cast.district).content.decode()
+    own = resync(tool_cast.district)
+    assert actions.check_year_switch(tool_cast.district, tool_cast.alice).end_of_year == own
 
 
 def test_it_switches_and_reminds_the_district_to_run_the_start_of_year_resync(tool_cast, queue):
-    chain(tool_cast.a)
-    end = resync(tool_cast.a)
-    switched = switch(tool_cast.a, tool_cast.admin_a)
+    chain(tool_cast.district)
+    end = resync(tool_cast.district)
+    switched = switch(tool_cast.district, tool_cast.alice)
     assert (switched.scope_year, switched.end_of_year_request) == (2028, end)
     assert switched.year_switched_at > end.finished_at
-    assert District.objects.get(pk=tool_cast.a.pk).scope_year == 2028
+    assert District.objects.get(pk=tool_cast.district.pk).scope_year == 2028
     alerts = ProcessAlert.objects.filter(name="Start-of-Year Resync Needed")
     assert set(alerts.values_list("user__username", flat=True)) == {"stella", "alice", "bob"}
     assert alerts.first().message == (
@@ -137,7 +137,7 @@ def test_it_switches_and_reminds_the_district_to_run_the_start_of_year_resync(to
     with pytest.raises(actions.ResyncError, match="no finished full resync of 2028"):
         actions.check_year_switch(switched)  # the next switch needs a full resync of 2028
     start = resync(switched)
-    assert actions.start_of_year_resync(District.objects.get(pk=tool_cast.a.pk)) == start
+    assert actions.start_of_year_resync(District.objects.get(pk=tool_cast.district.pk)) == start
 
 
 def test_it_switches_once_even_when_asked_twice(district, queue):
@@ -153,9 +153,9 @@ def test_it_switches_once_even_when_asked_twice(district, queue):
 
 def test_it_needs_the_year_switch_right(tool_cast, queue):
     with pytest.raises(rights.RightsError, match="Switching the school year needs the year switch right."):
-        actions.check_year_switch(tool_cast.a, tool_cast.limited_a)
+        actions.check_year_switch(tool_cast.district, tool_cast.bob)
     with pytest.raises(rights.RightsError, match="You have no right to manage district 101."):
-        actions.check_year_switch(tool_cast.a, tool_cast.admin_b)
+        actions.check_year_switch(tool_cast.district, tool_cast.charlie)
 
 
 def test_the_command_checks_and_switches(district, queue, capsys):
@@ -186,45 +186,45 @@ def action(client, *districts):
 
 
 def test_the_state_sees_both_mandatory_resyncs_per_district(client, tool_cast, queue):
-    chain(tool_cast.a)
-    chain(tool_cast.b)
-    end = resync(tool_cast.a)
-    client.force_login(tool_cast.state)
+    chain(tool_cast.district)
+    chain(tool_cast.other)
+    end = resync(tool_cast.district)
+    client.force_login(tool_cast.stella)
     html = client.get(PAGE).content.decode()
     assert html.count('alt="True"') == 1 and html.count('alt="False"') == 1  # A ready, B not
-    text = action(client, tool_cast.a, tool_cast.b).content.decode()
+    text = action(client, tool_cast.district, tool_cast.other).content.decode()
     assert "District 101 now syncs 2028: alert sent." in text
     assert "District 202 has no finished full resync of 2027" in text
     html = client.get(PAGE).content.decode()
     assert f"Resync {end.pk} of 2027, finished" in html
     assert html.count("Missing") == 1  # A's start-of-year resync
-    start = resync(District.objects.get(pk=tool_cast.a.pk))
+    start = resync(District.objects.get(pk=tool_cast.district.pk))
     html = client.get(PAGE).content.decode()
     assert "Missing" not in html and f">Resync {start.pk}</a>" in html
 
 
 def test_the_district_switches_its_own_year_from_the_admin(client, tool_cast, queue):
-    chain(tool_cast.a)
-    resync(tool_cast.a)
-    client.force_login(tool_cast.admin_a)
+    chain(tool_cast.district)
+    resync(tool_cast.district)
+    client.force_login(tool_cast.alice)
     html = client.get(PAGE).content.decode()
     assert "Adair County" in html and "Boone County" not in html
-    assert "District 101 now syncs 2028" in action(client, tool_cast.a).content.decode()
-    assert District.objects.get(pk=tool_cast.a.pk).scope_year == 2028
+    assert "District 101 now syncs 2028" in action(client, tool_cast.district).content.decode()
+    assert District.objects.get(pk=tool_cast.district.pk).scope_year == 2028
 
 
 def test_it_keeps_the_switch_from_outsiders(client, tool_cast, queue):
-    chain(tool_cast.a)
-    resync(tool_cast.a)
+    chain(tool_cast.district)
+    resync(tool_cast.district)
     response = client.get(PAGE)
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
-    client.force_login(tool_cast.limited_a)  # may resync A, but holds no year switch right
+    client.force_login(tool_cast.bob)  # may resync A, but holds no year switch right
     assert client.get(PAGE).status_code == 403
-    assert action(client, tool_cast.a).status_code == 403
-    client.force_login(tool_cast.admin_b)
+    assert action(client, tool_cast.district).status_code == 403
+    client.force_login(tool_cast.charlie)
     assert "Adair County" not in client.get(PAGE).content.decode()
-    action(client, tool_cast.a)
-    assert District.objects.get(pk=tool_cast.a.pk).scope_year == 2027
+    action(client, tool_cast.district)
+    assert District.objects.get(pk=tool_cast.district.pk).scope_year == 2027
     assert not ProcessAlert.objects.filter(name="Start-of-Year Resync Needed").exists()
 
 
@@ -247,15 +247,15 @@ def test_the_district_form_leaves_the_year_to_the_switch(client, district):
 
 
 def test_it_lists_the_overview_in_constant_queries(client, tool_cast, queue, django_assert_max_num_queries):
-    chain(tool_cast.a)
-    client.force_login(tool_cast.state)
+    chain(tool_cast.district)
+    client.force_login(tool_cast.stella)
     connection.queries_log.clear()
     with django_assert_max_num_queries(30) as few:
         assert client.get(PAGE).status_code == 200
     baseline = len(few.captured_queries)
     assert baseline > 0
     for i in range(5):
-        d = District.objects.create(state=tool_cast.a.state, code=f"3{i}", name=f"D{i}", scope_year=2027)
+        d = District.objects.create(state=tool_cast.district.state, code=f"3{i}", name=f"D{i}", scope_year=2027)
         add(d, "District", 1)
         resync(d)
         switch(d)
@@ -355,26 +355,26 @@ def test_it_stamps_a_queryset_deletion_in_one_statement(district, other_district
 
 
 def test_the_overview_shows_a_deletion_as_the_last_change(client, tool_cast, queue):
-    chain(tool_cast.a)
-    chain(tool_cast.b)
-    resync(tool_cast.a)
-    resync(tool_cast.b)
-    DistrictRecord.objects.filter(district=tool_cast.a, sync_object__name="PersonIdentity").delete()
-    DistrictRecord.objects.filter(district=tool_cast.b).delete()  # B keeps no record at all
-    client.force_login(tool_cast.state)
+    chain(tool_cast.district)
+    chain(tool_cast.other)
+    resync(tool_cast.district)
+    resync(tool_cast.other)
+    DistrictRecord.objects.filter(district=tool_cast.district, sync_object__name="PersonIdentity").delete()
+    DistrictRecord.objects.filter(district=tool_cast.other).delete()  # B keeps no record at all
+    client.force_login(tool_cast.stella)
     response = client.get(PAGE)
     shown = {d.code: d.changed for d in response.context["cl"].result_list}
-    assert shown == {"101": deleted_at(tool_cast.a), "202": deleted_at(tool_cast.b)}
-    assert shown["101"] == actions.last_change(tool_cast.a)  # the page and the rule agree
+    assert shown == {"101": deleted_at(tool_cast.district), "202": deleted_at(tool_cast.other)}
+    assert shown["101"] == actions.last_change(tool_cast.district)  # the page and the rule agree
     html = response.content.decode()
     assert html.count('alt="True"') == 0 and html.count('alt="False"') == 2  # neither is ready
-    for d in (tool_cast.a, tool_cast.b):
+    for d in (tool_cast.district, tool_cast.other):
         assert display_for_value(deleted_at(d), "—") in html
-    text = action(client, tool_cast.a).content.decode()
+    text = action(client, tool_cast.district).content.decode()
     assert "District 101 has no finished full resync of 2027 that started after its last data change" in text
     assert "when records were deleted" in text
-    assert District.objects.get(pk=tool_cast.a.pk).scope_year == 2027
-    resync(tool_cast.a)
+    assert District.objects.get(pk=tool_cast.district.pk).scope_year == 2027
+    resync(tool_cast.district)
     html = client.get(PAGE).content.decode()
     assert html.count('alt="True"') == 1 and html.count('alt="False"') == 1  # A ready again, B not
-    assert "District 101 now syncs 2028" in action(client, tool_cast.a).content.decode()
+    assert "District 101 now syncs 2028" in action(client, tool_cast.district).content.decode()
