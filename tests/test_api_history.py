@@ -40,9 +40,7 @@ def test_it_pages_and_filters_the_history(client, cast, ran):
     a, b = ran
     body = client.get("/api/v1/history/", {"page_size": 2}, headers=auth(cast.alice)).json()
     assert body["count"] == 5 and len(body["results"]) == 2 and "page=2" in body["next"]
-    schools = client.get("/api/v1/history/", {"object": "School"}, headers=auth(cast.alice)).json()[
-        "results"
-    ]
+    schools = client.get("/api/v1/history/", {"object": "School"}, headers=auth(cast.alice)).json()["results"]
     assert [(s["object"], s["request"], s["processed"], s["errors"], s["colour"]) for s in schools] == [
         ("School", a.pk, 3, 2, "red")
     ]
@@ -67,9 +65,7 @@ def test_it_pages_and_filters_the_history(client, cast, ran):
 def test_it_keeps_each_district_to_its_own_history(client, cast, ran):
     a, b = ran
     theirs = DISBatchHistory.objects.get(request=b)
-    assert (
-        client.get("/api/v1/history/", {"district": "202"}, headers=auth(cast.alice)).json()["count"] == 0
-    )
+    assert client.get("/api/v1/history/", {"district": "202"}, headers=auth(cast.alice)).json()["count"] == 0
     assert client.get(f"/api/v1/history/{theirs.pk}/", headers=auth(cast.alice)).status_code == 404
     # Bob may resync, but holds no history view right.
     response = client.get("/api/v1/history/", headers=auth(cast.bob))
@@ -96,9 +92,7 @@ def test_it_filters_the_error_log(client, cast, ran):
 
 def test_it_exports_the_filtered_error_log_as_csv(client, cast, ran):
     a, _ = ran
-    response = client.get(
-        "/api/v1/error-log/export/", {"reason": "parent_missing"}, headers=auth(cast.alice)
-    )
+    response = client.get("/api/v1/error-log/export/", {"reason": "parent_missing"}, headers=auth(cast.alice))
     assert response.status_code == 200 and response["Content-Type"] == "text/csv"
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [(r["district"], r["object"], r["record_id"], r["reason"], r["request"]) for r in rows] == [

@@ -253,7 +253,9 @@ def test_it_stores_no_state_request_when_one_district_refuses(client, cast):
     assert response.json() == {
         "year": ["District 202: School year 2028 is not configured for district 202: choose 2027."]
     }
-    response = post(client, cast.stella, "/api/v1/state-requests/", {"districts": ["101", "999"], "all": True})
+    response = post(
+        client, cast.stella, "/api/v1/state-requests/", {"districts": ["101", "999"], "all": True}
+    )
     assert response.json() == {"districts": ["No district '999' among those you may resync."]}
     response = post(client, cast.stella, "/api/v1/state-requests/", {"districts": [], "all": True})
     assert response.json() == {"districts": ["This list may not be empty."]}

@@ -22,7 +22,9 @@ def bulk_delete(client, steps):
 
 def test_it_refuses_to_delete_a_queued_or_pending_step(client, cast, queue):
     chain(cast.district)
-    request = actions.do_request_resync(actions.check_resync(cast.district, None, None, False, user=cast.alice))
+    request = actions.do_request_resync(
+        actions.check_resync(cast.district, None, None, False, user=cast.alice)
+    )
     queued = DISBatchHistory.objects.filter(request=request, status=StepStatus.QUEUED).first()
     pending = DISBatchHistory.objects.filter(request=request, status=StepStatus.PENDING).first()
     client.force_login(cast.alice)  # holds history D
@@ -40,7 +42,9 @@ def test_it_refuses_to_delete_a_queued_or_pending_step(client, cast, queue):
 
 def test_it_refuses_to_delete_a_finished_step_of_a_running_request(client, cast, queue):
     chain(cast.district)
-    request = actions.do_request_resync(actions.check_resync(cast.district, None, None, False, user=cast.alice))
+    request = actions.do_request_resync(
+        actions.check_resync(cast.district, None, None, False, user=cast.alice)
+    )
     # The first layer done, as a worker leaves it; the request goes on with the next.
     DISBatchHistory.objects.filter(request=request, status=StepStatus.QUEUED).update(status=StepStatus.GREEN)
     done = DISBatchHistory.objects.filter(request=request, status=StepStatus.GREEN).first()
@@ -64,7 +68,9 @@ def test_it_deletes_a_finished_requests_history(client, cast, queue):
 
 def test_it_lets_nobody_delete_a_request(client, cast, superuser, queue):
     chain(cast.district)
-    request = actions.do_request_resync(actions.check_resync(cast.district, None, None, False, user=cast.alice))
+    request = actions.do_request_resync(
+        actions.check_resync(cast.district, None, None, False, user=cast.alice)
+    )
     client.force_login(superuser)
     assert (
         client.post(f"/admin/resync/resyncrequest/{request.pk}/delete/", {"post": "yes"}).status_code == 403

@@ -124,7 +124,12 @@ async def test_it_feeds_the_state_tool_and_keeps_a_state_requests_steps_from_the
     assert {m["object"] for m in steps} == {"District", "School"}
     assert {(m["district"], m["request"]) for m in steps} == {(cast.district.pk, request.pk)}
     assert steps[0]["colour"] == "gray" and steps[-1]["colour"] == "green"
-    finished = {"type": "request.finished", "request": request.pk, "district": cast.district.pk, "outcome": "green"}
+    finished = {
+        "type": "request.finished",
+        "request": request.pk,
+        "district": cast.district.pk,
+        "outcome": "green",
+    }
     # What turns the state tool's row green: the request, and which district it was.
     assert [m for m in got if m["type"] == "request.finished"] == [finished]
 
@@ -172,7 +177,9 @@ async def test_it_pushes_a_verifications_progress_to_those_who_may_see_the_run(t
     assert len(layer.groups[events.verification_group(tool_cast.other.pk)]) == 1  # Charlie
 
     def verification():
-        checked = verify.check_verification(tool_cast.district, None, ["District", "School"], user=tool_cast.alice)
+        checked = verify.check_verification(
+            tool_cast.district, None, ["District", "School"], user=tool_cast.alice
+        )
         run = verify.do_request_verification(checked)
         perform_queued(queue)
         return run
@@ -372,7 +379,9 @@ async def test_it_drops_the_verification_groups_when_the_group_loses_verificatio
     await alert(tool_cast.alice)
     assert (await first_but_resync(alice))["type"] == "alert.new"
     assert events.verification_group(tool_cast.district.pk) not in get_channel_layer().groups
-    assert events.district_group(tool_cast.district.pk) in get_channel_layer().groups  # the district right stays
+    assert (
+        events.district_group(tool_cast.district.pk) in get_channel_layer().groups
+    )  # the district right stays
     await alice.disconnect()
     assert get_channel_layer().groups == {}
 
@@ -415,7 +424,9 @@ async def test_it_rechecks_on_a_timer_what_no_signal_tells(cast, client):
         return rows._raw_delete(rows.db)
 
     assert await sync_to_async(raw_revoke)() == 1
-    await until(lambda: len(layer.groups.get(events.district_group(cast.district.pk), {})) == 1, "alice left A")
+    await until(
+        lambda: len(layer.groups.get(events.district_group(cast.district.pk), {})) == 1, "alice left A"
+    )
     assert (await next_after_push(alice, cast.alice, cast.district))["type"] == "alert.new"
     assert (await bob.receive_json_from())["type"] == "step.status"  # Bob still has A
 
@@ -465,7 +476,9 @@ def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_s
     )
     run_queue()
     actions.do_request_resync(
-        actions.check_resync(cast.district, None, ["School"], True, user=cast.stella, level=ResyncRequest.Level.STATE)
+        actions.check_resync(
+            cast.district, None, ["School"], True, user=cast.stella, level=ResyncRequest.Level.STATE
+        )
     )
     run_queue()
     url = "/admin/resync/district/101/tool/state/?year=2027"

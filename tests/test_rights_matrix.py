@@ -183,9 +183,7 @@ def test_it_opens_each_door_to_the_right_people_only(client, world, door, method
 )
 @override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
 async def test_it_lets_each_user_hear_only_their_own_on_the_websocket(cast, actor, groups):
-    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[
-        actor
-    ]
+    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[actor]
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
     communicator.scope["user"] = user
     connected, _ = await communicator.connect()
@@ -203,9 +201,7 @@ async def test_it_refuses_the_websocket_to_an_anonymous_visitor():
 
 @pytest.mark.parametrize("actor", ["stella", "alice", "bob", "charlie"])
 def test_it_grants_a_known_user_a_known_district_only(cast, actor, capsys):
-    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[
-        actor
-    ]
+    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[actor]
     with pytest.raises(CommandError, match="No district with code '999'."):
         call_command("grant_district", actor, "999")
     with pytest.raises(CommandError, match="No user named 'ghost'."):
@@ -362,9 +358,7 @@ async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
 ):
     from asgiref.sync import sync_to_async
 
-    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[
-        actor
-    ]
+    user = {"stella": cast.stella, "alice": cast.alice, "bob": cast.bob, "charlie": cast.charlie}[actor]
     group = heard(cast)
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
     communicator.scope["user"] = user

@@ -73,4 +73,6 @@ def test_it_hides_the_states_selective_syncs_from_district_users(client, tool_ca
     request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.stella)
     assert client.get(API + f"{request.pk}/", headers=auth(tool_cast.alice)).status_code == 404
     assert client.get(API, headers=auth(tool_cast.alice)).json()["results"] == []
-    assert [r["id"] for r in client.get(API, headers=auth(tool_cast.stella)).json()["results"]] == [request.pk]
+    assert [r["id"] for r in client.get(API, headers=auth(tool_cast.stella)).json()["results"]] == [
+        request.pk
+    ]

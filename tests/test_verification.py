@@ -260,7 +260,9 @@ def test_it_lets_the_state_switch_district_initiated_verification_off(tool_cast,
         rights.RightsError, match="The state has switched district-initiated verification off."
     ):
         verify.check_verification(tool_cast.district, None, None, tool_cast.alice)
-    assert verify.check_verification(tool_cast.district, None, ["District"], tool_cast.stella).objects == ["District"]
+    assert verify.check_verification(tool_cast.district, None, ["District"], tool_cast.stella).objects == [
+        "District"
+    ]
 
 
 def test_it_checks_the_requester_again_when_the_job_runs(tool_cast, queue):
@@ -360,9 +362,7 @@ def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):
     # Its alert goes to its requester only, as any run's.
     finished = ProcessAlert.objects.filter(name=verify.VERIFICATION_FINISHED)
     assert set(finished.values_list("user__username", flat=True)) == {"stella", "alice"}
-    assert (
-        finished.filter(user=tool_cast.alice).get().message.startswith(f"Verification {district_run.pk} ")
-    )
+    assert finished.filter(user=tool_cast.alice).get().message.startswith(f"Verification {district_run.pk} ")
 
 
 def test_it_resyncs_a_state_runs_differences_as_a_state_request_even_for_the_system(tool_cast, queue):

@@ -106,7 +106,9 @@ def test_it_counts_only_the_districts_own_full_resyncs(client, tool_cast, queue)
         return re.search(r'<table id="result_list">.*</table>', html, re.S)[0]
 
     before = rows()
-    checked = actions.check_resync(tool_cast.district, None, None, False, user=tool_cast.stella, level="state")
+    checked = actions.check_resync(
+        tool_cast.district, None, None, False, user=tool_cast.stella, level="state"
+    )
     state = actions.do_request_resync(checked)
     assert rows() == before
     run_queue()
@@ -255,7 +257,9 @@ def test_it_lists_the_overview_in_constant_queries(client, tool_cast, queue, dja
     baseline = len(few.captured_queries)
     assert baseline > 0
     for i in range(5):
-        d = District.objects.create(state=tool_cast.district.state, code=f"3{i}", name=f"D{i}", scope_year=2027)
+        d = District.objects.create(
+            state=tool_cast.district.state, code=f"3{i}", name=f"D{i}", scope_year=2027
+        )
         add(d, "District", 1)
         resync(d)
         switch(d)
