@@ -3,8 +3,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core.admin import NotFoundNotRedirected
 from resync import rights
-from resync.admin import NotFoundNotRedirected
 
 from .models import ProcessAlert
 

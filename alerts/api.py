@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alerts.models import ProcessAlert
+from core.api import Filters, Page, YesNoFilter, errors
 from resync import rights
-from resync.api import Filters, Page, YesNoFilter, errors
 
 
 class AlertSerializer(serializers.ModelSerializer):

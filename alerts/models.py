@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from alerts import events
+from core import events
 
 
 class AlertQuerySet(models.QuerySet):

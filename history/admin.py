@@ -4,8 +4,8 @@ from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
-from resync.admin import NotFoundNotRedirected, ReadOnly
 
 from .models import DISBatchHistory, ErrorLog
 

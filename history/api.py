@@ -16,9 +16,34 @@ from rest_framework import mixins, permissions, renderers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 
+from core.api import Filters, Holds, IdFilter, MomentFilter, Page, errors
 from history.models import DISBatchHistory, ErrorLog, Reason
 from resync import rights
-from resync.api import Filters, Holds, IdFilter, MomentFilter, Page, StepSerializer, errors
+
+
+class StepSerializer(serializers.ModelSerializer):
+    """One step with its counts as they are now: a request's steps, and each history row."""
+
+    object = serializers.CharField(source="sync_object.name")
+    colour = serializers.CharField(help_text="gray while running, then green, yellow or red.")
+    sent = serializers.IntegerField(help_text="Records that reached the state.")
+
+    class Meta:
+        model = DISBatchHistory
+        fields = [
+            "id",
+            "object",
+            "layer",
+            "status",
+            "colour",
+            "processed",
+            "errors",
+            "sent",
+            "started_at",
+            "ended_at",
+            "attempts",
+            "message",
+        ]
 
 
 class HistorySerializer(StepSerializer):

@@ -17,7 +17,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import BadRequest
 from django.http import HttpRequest, QueryDict
 
-from statesync.parsers import whole_number
+from core.parsers import whole_number
 
 # One year inside datetime's own range on each side, so the year after (the
 # page's upper bound) and a shift to UTC in any time zone stay in range too.
@@ -25,7 +25,7 @@ YEARS = (dt.MINYEAR + 1, dt.MAXYEAR - 1)
 
 
 class BadFilter(BadRequest):
-    """A 400; statesync.errors.bad_request shows its message."""
+    """A 400; core.errors.bad_request shows its message."""
 
 
 def check_date_hierarchy(field: str, params: QueryDict) -> None:

@@ -5,14 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from alerts.api import AlertViewSet
+from core.api import not_found
 from history.api import ErrorLogViewSet, HistoryViewSet
-from resync.api import (
-    DistrictViewSet,
-    ResyncRequestViewSet,
-    StateRequestViewSet,
-    SyncObjectViewSet,
-    not_found,
-)
+from resync.api import DistrictViewSet, ResyncRequestViewSet, StateRequestViewSet, SyncObjectViewSet
 from verification.api import SelectiveSyncViewSet, VerificationViewSet
 
 router = DefaultRouter()

@@ -4,7 +4,7 @@
   string, a header (cookies, Authorization) or a form body. PostgreSQL refuses
   NUL in text, so every view that looked such a value up answered 500 there
   (SQLite simply found nothing); refusing it once, here, covers every view.
-- `LogRefusals` reports every 403 through `rights.log_refusal`: whatever the
+- `LogRefusals` reports every 403 through `core.errors.log_refusal`: whatever the
   door (an admin page, an API endpoint), a refused right is logged with who,
   where and what, without each view having to remember to.
 """
@@ -18,8 +18,7 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from resync import rights
-from statesync.errors import bad_request_answer
+from core.errors import bad_request_answer, log_refusal, refusals
 
 NUL = "\x00"
 
@@ -35,7 +34,7 @@ def _nul_in(request: HttpRequest) -> str | None:
         if key.startswith("HTTP_") and isinstance(value, str) and NUL in value:
             return f"the {key[5:].replace('_', '-').title()} header"
     # Only forms: Django parses nothing else into POST, and the API's JSON
-    # parser refuses NUL itself (statesync/parsers.py).
+    # parser refuses NUL itself (core/parsers.py).
     if request.method == "POST" and request.content_type in (
         "application/x-www-form-urlencoded",
         "multipart/form-data",
@@ -70,7 +69,7 @@ class _Seen(logging.Filter):
         return True
 
 
-rights.refusals.addFilter(_Seen())
+refusals.addFilter(_Seen())
 
 
 def door(request: HttpRequest) -> str:
@@ -91,7 +90,7 @@ class LogRefusals:
         if response.status_code == 403 and not logged:
             reason = getattr(request, "_refusal", None) or _detail(response) or "forbidden"
             what = f"{request.method} {request.path}: {reason}"
-            rights.log_refusal(getattr(request, "user", None), door(request), what)
+            log_refusal(getattr(request, "user", None), door(request), what)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:

@@ -13,6 +13,7 @@ urlpatterns = [
 ]
 
 # Django's own 400s (too many parameters, a bad admin filter) name the problem,
-# and a 404 under /api/ is JSON (statesync/errors.py).
-handler400 = "statesync.errors.bad_request"
-handler404 = "statesync.errors.page_not_found"
+# and a 404 or a 500 under /api/ is JSON (core/errors.py).
+handler400 = "core.errors.bad_request"
+handler404 = "core.errors.page_not_found"
+handler500 = "core.errors.server_error"

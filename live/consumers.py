@@ -11,8 +11,13 @@ from types import SimpleNamespace
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib import auth
 
-from alerts import events
+from alerts.models import ProcessAlert
+from core import events
+from core.errors import log_refusal
+from resync import rights
+from verification.rights import may_view_verification
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     Summary R, the verification groups of the same districts (or the state's).
 
     Rights are not fixed at connect: the socket re-checks its user and session when
-    told their rights changed (alerts/signals.py), closes when its session logs out,
+    told their rights changed (live/signals.py), closes when its session logs out,
     and re-checks every LIVE_RECHECK_SECONDS anyway (what a signal cannot see: a
     session that expired, a permission written with bulk SQL). Each re-check leaves
     the groups the user may no longer hear and joins the rest again, which also
@@ -178,16 +183,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     @staticmethod
     def _refuse(user, what: str) -> None:
-        from resync import rights
-
-        rights.log_refusal(user, "websocket", what)
+        log_refusal(user, "websocket", what)
 
     @database_sync_to_async
     def _access(self, count_unread: bool) -> tuple[Hearing, int] | None:
         """What the user may hear now (and, when asked, their unread count); None when
         the socket must close (its session ended or expired, its user is gone or inactive)."""
-        from alerts.models import ProcessAlert
-
         user = self._current_user()
         if user is None:
             return None
@@ -200,10 +201,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def _current_user(self):
         """The socket's user as the database has it now (never the connect-time object,
         whose permission cache is stale), or None."""
-        from django.contrib import auth
-
-        from resync import rights
-
         if self.session_key:
             # What an HTTP request with this cookie would get: nobody once the session
             # is flushed, expired, or its password hash no longer matches.
@@ -218,10 +215,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     @staticmethod
     def _hearing(user) -> Hearing:
-        from resync import rights
-
         groups = [events.user_group(user.pk)]
-        verifies = rights.may_view_verification(user)
+        verifies = may_view_verification(user)
         state = rights.is_state(user)
         pks: set[int] = set()
         if state:

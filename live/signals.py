@@ -19,7 +19,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from alerts import events
+from core import events
 from resync.models import DistrictGroupObjectPermission, DistrictUserObjectPermission
 
 User = get_user_model()
