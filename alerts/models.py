@@ -28,17 +28,25 @@ class AlertQuerySet(models.QuerySet):
         return alerts
 
 
+class AlertName(models.TextChoices):
+    """Every Process Alert StateSync sends, by the name its inbox shows (and filters on)."""
+
+    STATE_RESYNC_REQUESTED = "State Resync Requested"  # tool: the state asked a district
+    RESYNC_FINISHED = "Resync Finished"  # runner: a request's last layer ended
+    VERIFICATION_FINISHED = "Verification Finished"  # verification: a run ended
+    # yearswitch: the new year's first resync (a label of its own: the derived one drops the hyphens)
+    START_OF_YEAR_NEEDED = "Start-of-Year Resync Needed", "Start-of-Year Resync Needed"
+
+
 class ProcessAlert(models.Model):
     """A message in a user's Process Alerts inbox."""
 
-    STATE_RESYNC_REQUESTED = "State Resync Requested"
-    RESYNC_FINISHED = "Resync Finished"
     VERTICAL_INTEROPERABILITY = "Vertical Interoperability"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="process_alerts"
     )
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, choices=AlertName.choices)
     category = models.CharField(max_length=100)
     process = models.CharField(max_length=100, default="Resync State Data")
     message = models.CharField(max_length=500)
