@@ -30,7 +30,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.errors import REFUSALS, ResyncError, RightsError, status_for
-from core.parsers import whole_number
+from core.parsers import is_whole_number
 
 
 class Page(PageNumberPagination):
@@ -44,7 +44,7 @@ class Page(PageNumberPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not whole_number(raw) or not 1 <= int(raw) <= self.max_page_size:
+        if not is_whole_number(raw) or not 1 <= int(raw) <= self.max_page_size:
             raise ValidationError({"page_size": [f"Expected a whole number from 1 to {self.max_page_size}."]})
         return int(raw)
 
@@ -52,7 +52,7 @@ class Page(PageNumberPagination):
         raw = request.query_params.get(self.page_query_param)
         if raw is None or raw in self.last_page_strings:
             return super().get_page_number(request, paginator)
-        if not whole_number(raw) or int(raw) < 1:
+        if not is_whole_number(raw) or int(raw) < 1:
             raise ValidationError({"page": ["Expected a page number from 1, or last."]})
         return raw
 

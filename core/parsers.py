@@ -20,9 +20,13 @@ from rest_framework.parsers import JSONParser
 MAX_DEPTH = 32
 
 
-def whole_number(raw: str) -> bool:
-    """ASCII digits only (str.isdigit() also accepts '²' and '①', which int() refuses),
-    and few enough for a 64-bit integer (int() itself refuses past 4,300 digits)."""
+def is_whole_number(raw: str) -> bool:
+    """Whether a query parameter (a page, a page size, an admin filter) reads as a whole
+    number: ASCII digits only (str.isdigit() also accepts '²' and '①', which int() refuses),
+    and few enough for a 64-bit integer (int() itself refuses past 4,300 digits).
+
+    Not resync.rules.whole_number, which reads a record id out of
+    stored JSON (an int or digits as text, signed, any bigint) and returns it."""
     return raw.isascii() and raw.isdigit() and len(raw) <= 18
 
 

@@ -17,7 +17,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import BadRequest
 from django.http import HttpRequest, QueryDict
 
-from core.parsers import whole_number
+from core.parsers import is_whole_number
 
 # One year inside datetime's own range on each side, so the year after (the
 # page's upper bound) and a shift to UTC in any time zone stay in range too.
@@ -38,7 +38,7 @@ def check_date_hierarchy(field: str, params: QueryDict) -> None:
         raw = params.get(f"{field}__{part}")
         if raw is None:
             continue
-        if not whole_number(raw) or not low <= int(raw) <= high:
+        if not is_whole_number(raw) or not low <= int(raw) <= high:
             raise BadFilter(f"{field}__{part}={raw!r} is not a {part} from {low} to {high}.")
         parts[part] = int(raw)
     try:
