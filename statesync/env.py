@@ -2,14 +2,20 @@
 
 Every reader fails at start-up with ImproperlyConfigured naming the variable,
 so a typo in production is a crash with a message, never a silent default.
+Reading has no side effect: nothing here writes a file or starts a process at
+import (kept_secret writes its file when the secret is first used).
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from urllib.parse import unquote, urlsplit
+import secrets
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import lazy
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
@@ -17,6 +23,55 @@ FALSE = {"0", "false", "no", "off"}
 
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """NAME, or the text of the file NAME_FILE names (Docker and Kubernetes mount secrets as files).
+
+    Setting both is refused rather than one silently winning: a deployment that
+    moved a secret into a file and forgot the old variable would otherwise run
+    on whichever it did not mean. The file's line end is not part of the secret;
+    a file that is missing, unreadable or empty stops start-up, naming the variable.
+    """
+    path = os.environ.get(f"{name}_FILE", "")
+    if not path:
+        return os.environ.get(name, default)
+    if os.environ.get(name):
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    try:
+        value = Path(path).read_text().rstrip("\r\n")
+    except OSError as e:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {e.strerror}.") from None
+    if not value:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} is empty.")
+    return value
+
+
+@functools.cache
+def _kept_secret(path: str) -> str:
+    file = Path(path)
+    if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        draft = file.with_name(f".{file.name}.{os.getpid()}")
+        draft.write_text(secrets.token_urlsafe(50))
+        try:
+            # link() creates the name only if it is free: of two processes that
+            # need a key at once, one writes it and both read the same key.
+            os.link(draft, file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return file.read_text().strip()
+
+
+def kept_secret(path: Path) -> str:
+    """A secret generated once into `path` and read from it ever after.
+
+    Lazy: the file (and its folder) is written when something first uses the
+    secret (signing a session), not when settings are imported.
+    """
+    return lazy(_kept_secret, str)(str(path))
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -102,9 +157,52 @@ def parse_database_url(name: str, url: str) -> dict:
     )
 
 
+def database_url(entry: dict) -> str:
+    """The URL parse_database_url reads back into this DATABASES entry (what child processes are given)."""
+    if entry["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{entry['NAME']}"
+    # Quoted as parse_database_url unquotes: a password may hold "@" or ":".
+    auth = quote(entry["USER"], safe="") + (
+        f":{quote(entry['PASSWORD'], safe='')}" if entry["PASSWORD"] else ""
+    )
+    host = f"[{entry['HOST']}]" if ":" in entry["HOST"] else entry["HOST"]
+    port = f":{entry['PORT']}" if entry["PORT"] else ""
+    return f"postgres://{auth}@{host}{port}/{quote(entry['NAME'], safe='')}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child process (a worker, a web server): pointed at the
+    databases this process is connected to (under the tests, the test databases), its Redis
+    and its queue, DEBUG off; `extra` sets more.
+
+    On the embedded default the child is given no REDIS_URL: it finds the same server from
+    the same DATA_DIR and, as any process, starts it if it is the first to need it.
+    """
+    from django.conf import settings
+    from django.db import connections
+
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(connections["default"].settings_dict),
+        STATE_DATABASE_URL=database_url(connections["state"].settings_dict),
+        DATA_DIR=str(settings.DATA_DIR),
+        DEBUG="false",
+        RQ_QUEUE=settings.RQ_QUEUE,
+    )
+    if not settings.EMBEDDED_REDIS:
+        env["REDIS_URL"] = settings.REDIS_URL
+    env.update(extra)
+    # A NAME_FILE inherited for a variable set here would make env_secret refuse both.
+    for name in ("DATABASE_URL", "STATE_DATABASE_URL", "REDIS_URL"):
+        if name in env:
+            env.pop(f"{name}_FILE", None)
+    return env
+
+
 def sqlite_database(path: str) -> dict:
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        # Django's SQLite backend, which also makes its file's folder on first connect (statesync/sqlite3/).
+        "ENGINE": "statesync.sqlite3",
         "NAME": path,
         # A worker and the web process share the file: wait for the lock
         # rather than failing with "database is locked".

@@ -3,6 +3,10 @@
 With no variables set StateSync runs on the embedded default: SQLite files in
 DATA_DIR and an embedded redis-server (see embedded_redis.py). DATABASE_URL,
 STATE_DATABASE_URL and REDIS_URL switch to PostgreSQL and an external Redis.
+
+Importing settings has no side effect: it writes no file, makes no folder and
+starts no process. The embedded redis-server starts at the first connection that
+needs it, DATA_DIR appears with the first SQLite file or secret written into it.
 """
 
 from pathlib import Path
@@ -10,13 +14,16 @@ from pathlib import Path
 from channels_redis.core import RedisChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 
+from . import embedded_redis
 from .env import (
     database_identity,
     env_bool,
     env_int,
     env_list,
     env_proxy_header,
+    env_secret,
     env_str,
+    kept_secret,
     parse_database_url,
     sqlite_database,
 )
@@ -25,17 +32,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    # The embedded default keeps a generated key in the data folder, so sessions
-    # survive restarts without anyone having to invent one.
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    key_file = DATA_DIR / "secret_key"
-    if not key_file.exists():
-        import secrets
-
-        key_file.write_text(secrets.token_urlsafe(50))
-    SECRET_KEY = key_file.read_text().strip()
+# The embedded default keeps a generated key in the data folder, so sessions
+# survive restarts without anyone having to invent one.
+SECRET_KEY = env_secret("SECRET_KEY") or kept_secret(DATA_DIR / "secret_key")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -117,8 +116,8 @@ TEMPLATES = [
 
 # Two databases: `default` is the district side (plus StateSync's own tables),
 # `state` is the state-level copy. A resync moves rows from one to the other.
-_district_url = env_str("DATABASE_URL")
-_state_url = env_str("STATE_DATABASE_URL")
+_district_url = env_secret("DATABASE_URL")
+_state_url = env_secret("STATE_DATABASE_URL")
 if bool(_district_url) != bool(_state_url):
     raise ImproperlyConfigured("Set both DATABASE_URL and STATE_DATABASE_URL, or neither.")
 if _district_url:
@@ -127,7 +126,6 @@ if _district_url:
         "state": parse_database_url("STATE_DATABASE_URL", _state_url),
     }
 else:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": sqlite_database(str(DATA_DIR / "district.sqlite3")),
         "state": sqlite_database(str(DATA_DIR / "state.sqlite3")),
@@ -140,15 +138,20 @@ if database_identity(DATABASES["default"]) == database_identity(DATABASES["state
 DATABASE_ROUTERS = ["statesync.routers.StateRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL")
-if not REDIS_URL:
-    from .embedded_redis import ensure_embedded_redis
-
-    REDIS_URL = ensure_embedded_redis(DATA_DIR)
+REDIS_URL = env_secret("REDIS_URL")
+# Unset: the embedded redis-server on DATA_DIR's socket, started by the first
+# connection that needs it (RQ's queue class, the channel layer's connection class).
+EMBEDDED_REDIS = not REDIS_URL
+if EMBEDDED_REDIS:
+    REDIS_URL = embedded_redis.url(DATA_DIR)
 
 RQ_QUEUE = env_str("RQ_QUEUE", "resync")
 RQ_QUEUES = {
-    RQ_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 6 * 3600, minimum=60)},
+    RQ_QUEUE: {
+        "URL": REDIS_URL,
+        "DEFAULT_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 6 * 3600, minimum=60),
+        **({"QUEUE_CLASS": "statesync.embedded_queue.EmbeddedRedisQueue"} if EMBEDDED_REDIS else {}),
+    },
 }
 # Resync workers run at this niceness (0-19) so the admin and the API keep the
 # CPU first when a big resync shares their host.
@@ -171,8 +174,17 @@ RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "resync.jobs.ResyncWorker"}
 # dict serves TCP (redis://, with keepalive, redis-py's default) and the embedded server's
 # unix:// socket. A pooled connection idle longer than the health check is PINGed before
 # reuse, so one cut by a Redis restart is replaced instead of failing the next push.
+# The embedded server's socket is given as a path and a connection class (which starts
+# the server first): redis-py's URL parsing would replace any class given with a URL.
 _LAYER_HOST = {
-    "address": REDIS_URL,
+    **(
+        {
+            "path": str(embedded_redis.socket_path(DATA_DIR)),
+            "connection_class": embedded_redis.StartingConnection,
+        }
+        if EMBEDDED_REDIS
+        else {"address": REDIS_URL}
+    ),
     "socket_timeout": RedisChannelLayer.brpop_timeout + 10,
     "socket_connect_timeout": 5,
     "health_check_interval": 30,
@@ -234,10 +246,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# collectstatic makes it; a server started without (tests, a quick start) serves from
+# the apps' folders too and still has its scripts and styles (WhiteNoise warns that
+# the folder is missing: the tests silence that warning, production should hear it).
 STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-# Serve from the apps' folders too, so a server started without collectstatic
-# (tests, a quick start) still has its scripts and styles.
 WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "admin:login"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from resync.bench import child_env  # the one place a child process is pointed at this run's databases
+from statesync.env import child_env  # the one place a child process is pointed at this run's databases
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"  # screenshots and server logs, kept by CI

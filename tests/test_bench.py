@@ -6,8 +6,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
+from bench import parts as bench
+from bench.command import Command
 from history.models import DISBatchHistory
-from resync import bench
 from resync.models import District, DistrictRecord, ResyncRequest, StateRecord
 
 from .conftest import BOTH
@@ -40,7 +41,7 @@ def groups(catalog):
 
 def test_it_measures_a_tiny_district_through_real_workers_and_writes_json(groups, queue, tmp_path, capsys):
     path = tmp_path / "bench.json"
-    call_command("resync_bench", "--records", "2000", "--workers", "1", "--repeat", "1", "--json", str(path))
+    call_command(Command(), "--records", "2000", "--workers", "1", "--repeat", "1", "--json", str(path))
     figures = json.loads(path.read_text())
     assert KEYS <= set(figures)
 
@@ -78,4 +79,4 @@ def test_it_measures_a_tiny_district_through_real_workers_and_writes_json(groups
 
 def test_it_refuses_a_size_too_small_to_mean_anything(catalog):
     with pytest.raises(CommandError, match="--records 10: give at least 1000"):
-        call_command("resync_bench", "--records", "10")
+        call_command(Command(), "--records", "10")

@@ -2,7 +2,8 @@
 
 Builds a synthetic district, moves it district -> state by plain SQL (the
 floor), then resyncs it through the real path on K worker processes, and
-prints (and with --json writes) the figures side by side.
+prints (and with --json writes) the figures side by side. `python -m bench`
+runs it (bench/__main__.py); it is no app's command, so production never loads it.
 """
 
 import json
@@ -19,8 +20,12 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from history.models import DISBatchHistory
-from resync import actions, bench, rights
+from resync.groups import STATE_ADMINS
 from resync.models import DistrictRecord, ResyncRequest, StateRecord
+from statesync.env import child_env
+from tool import actions
+
+from . import parts as bench
 
 MIB = 1024 * 1024
 
@@ -67,7 +72,7 @@ class Command(BaseCommand):
         # load on this shared machine weighs on both sides of each ratio alike.
         log(f"Floor (plain SQL) and StateSync ({workers} worker(s)) in turn, {repeat} round(s)")
         floor = bench.Floor(district)
-        env = bench.child_env()
+        env = child_env()
         probes = _Probes(district, env, latency=not no_latency)
         pool = bench.Workers(workers, env)
         firsts, reloads = [], []
@@ -256,7 +261,7 @@ class _Probes:
         if not self.latency_on:
             return
         user, _ = User.objects.get_or_create(username="bench-state-admin", defaults={"is_staff": True})
-        user.groups.add(Group.objects.get(name=rights.STATE_ADMINS))
+        user.groups.add(Group.objects.get(name=STATE_ADMINS))
         client = Client()
         client.force_login(user)
         self.session = client.cookies[settings.SESSION_COOKIE_NAME].value

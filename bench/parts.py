@@ -1,9 +1,10 @@
 """The resync benchmark's parts: a synthetic district, the plain-SQL floor, and
 the probes that watch a real resync (worker memory, SQL statements, page
-latency, websocket progress). The resync_bench command puts them together.
+latency, websocket progress). bench/command.py puts them together.
 
-Nothing here is used by a resync itself; BenchWorker is an ordinary
-ResyncWorker that also counts the SQL statements its jobs send.
+Nothing here is used by a resync itself, and production never imports it;
+BenchWorker is an ordinary ResyncWorker that also counts the SQL statements
+its jobs send.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import psutil
+import psycopg2.extensions
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from resync import demo, engine
-from resync.jobs import ResyncWorker
+from resync import demo
 from resync.models import District, School, State, StateRecord, SyncObject
+from runner import engine
+from worker.worker import ResyncWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = "900"  # the benchmark's own district: its records are replaced on every run
@@ -269,16 +271,40 @@ class Floor:
 # Probes that watch a running resync ---------------------------------------------
 
 
+class CopyCountingCursor(psycopg2.extensions.cursor):
+    """A psycopg2 cursor that counts its COPY statements.
+
+    The engine's COPY goes to the driver's own cursor (copy_expert), around
+    Django's cursor wrapper, so no execute_wrapper sees it; every connection the
+    worker opens (the state side's thread too) makes its cursors of this class.
+    """
+
+    count = 0
+    _lock = threading.Lock()
+
+    def copy_expert(self, *args, **kwargs):
+        with CopyCountingCursor._lock:
+            CopyCountingCursor.count += 1
+        return super().copy_expert(*args, **kwargs)
+
+
 class BenchWorker(ResyncWorker):
     """A ResyncWorker that counts the SQL statements of its jobs into Redis.
 
     Ordinary statements are counted by a connection execute_wrapper on both
-    aliases; COPY goes around Django's cursor wrapper, so the engine's COPY
-    helper is wrapped too.
+    aliases, COPY by the cursor class the state connections are opened with.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if is_postgres("state"):
+            # Django passes OPTIONS to psycopg2.connect(); every thread's connection reads this dict.
+            connections["state"].settings_dict["OPTIONS"]["cursor_factory"] = CopyCountingCursor
+            connections["state"].close()  # one opened before would keep the plain cursor
+
     def execute_job(self, job, queue):
-        counts = {"default": 0, "state": 0, "copy": 0}
+        counts = {"default": 0, "state": 0}
+        copies_before = CopyCountingCursor.count
 
         def counter(alias: str):
             def wrapper(execute, sql, params, many, context):
@@ -287,14 +313,6 @@ class BenchWorker(ResyncWorker):
 
             return wrapper
 
-        real_copy = getattr(engine, "copy_in", None)
-
-        def counted_copy(*args, **kwargs):
-            counts["copy"] += 1
-            return real_copy(*args, **kwargs)
-
-        if real_copy:
-            engine.copy_in = counted_copy
         try:
             with (
                 connections["default"].execute_wrapper(counter("default")),
@@ -302,8 +320,7 @@ class BenchWorker(ResyncWorker):
             ):
                 return super().execute_job(job, queue)
         finally:
-            if real_copy:
-                engine.copy_in = real_copy
+            counts["copy"] = CopyCountingCursor.count - copies_before
             pipe = self.connection.pipeline()
             for key, value in counts.items():
                 pipe.hincrby(SQL_KEY, key, value)
@@ -342,7 +359,7 @@ class Workers:
                         "rqworker",
                         settings.RQ_QUEUE,
                         "--worker-class",
-                        "resync.bench.BenchWorker",
+                        "bench.parts.BenchWorker",
                     ],
                     cwd=ROOT,
                     env=self.env,
@@ -414,23 +431,6 @@ def _alive(worker) -> bool:
     return psutil.pid_exists(worker.pid)
 
 
-def child_env(**extra: str) -> dict:
-    """The environment for workers and the web server: this run's databases, DEBUG off."""
-    env = dict(os.environ, DEBUG="false", REDIS_URL=settings.REDIS_URL, RQ_QUEUE=settings.RQ_QUEUE)
-    for alias, var in (("default", "DATABASE_URL"), ("state", "STATE_DATABASE_URL")):
-        db = connections[alias].settings_dict
-        if db["ENGINE"].endswith("sqlite3"):
-            env[var] = f"sqlite:///{db['NAME']}"
-        else:
-            # Quoted as parse_database_url unquotes: a password may hold "@" or ":".
-            auth = quote(db["USER"], safe="") + (
-                f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-            )
-            env[var] = f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env.update(extra)
-    return env
-
-
 def postgres_cpu_seconds() -> float | None:
     """CPU seconds used so far by this machine's PostgreSQL server, ended backends included.
 
@@ -469,7 +469,7 @@ class Progress:
     async def _listen(self) -> None:
         from channels.layers import get_channel_layer
 
-        from alerts import events
+        from core import events
 
         layer = get_channel_layer()
         channel = await layer.new_channel()

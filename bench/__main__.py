@@ -1,0 +1,23 @@
+"""`python -m bench --records N [--workers K] [--json PATH] …`: the benchmark, with the project's settings.
+
+bench is not in INSTALLED_APPS, so `manage.py` has no bench command and
+production never imports it: this entry point sets Django up and runs it.
+"""
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "statesync.settings")
+    import django
+
+    django.setup()
+    from bench.command import Command
+
+    # run_from_argv prints usage and CommandError messages and exits non-zero, as manage.py would.
+    Command().run_from_argv(["python -m", "bench", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
