@@ -1,19 +1,13 @@
 """Ship the "District Administrator" and "State Administrator" groups."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from resync import groups
 
 
 def create_groups(apps, schema_editor):
-    # Permissions are normally made after all migrations; this one needs them now.
-    for label in ("resync", "history"):
-        config = apps.get_app_config(label)
-        config.models_module = True
-        create_permissions(config, apps=apps, verbosity=0)
-        config.models_module = None
-    from resync.rights import create_groups as create
-
-    create(
+    groups.make_permissions(apps, ("resync", "history"))
+    groups.create_groups(
         apps.get_model("auth", "Group"),
         apps.get_model("auth", "Permission"),
         apps.get_model("resync", "SyncObject"),

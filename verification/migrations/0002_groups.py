@@ -1,19 +1,13 @@
 """Give the ready-made groups the Verification Summary, Selective Sync and year switch rights."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from resync import groups
 
 
 def grant(apps, schema_editor):
-    # Permissions are normally made after all migrations; this one needs them now.
-    for label in ("resync", "verification"):
-        config = apps.get_app_config(label)
-        config.models_module = True
-        create_permissions(config, apps=apps, verbosity=0)
-        config.models_module = None
-    from resync.rights import grant_tool_perms
-
-    grant_tool_perms(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+    groups.make_permissions(apps, ("resync", "verification"))
+    groups.grant_tool_perms(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 class Migration(migrations.Migration):

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from resync import actions
+from core.errors import ResyncError
 from resync.models import District
+from yearswitch import actions
 
 
 class Command(BaseCommand):
@@ -28,7 +29,7 @@ class Command(BaseCommand):
                 )
                 return
             switched = actions.do_year_switch(switch)
-        except actions.ResyncError as e:
+        except ResyncError as e:
             raise CommandError(str(e)) from None
         self.stdout.write(
             f"District {switched.code} now syncs {switched.scope_year}; its users were reminded "
