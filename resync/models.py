@@ -255,6 +255,27 @@ class StateRecord(RecordFields):
         return f"{self.district_code}/{self.sync_object}:{self.record_id}"
 
 
+def record_scope(
+    district: District, obj: SyncObject, year: int, records: list[int] | None = None
+) -> tuple[models.QuerySet[DistrictRecord], models.QuerySet[StateRecord]]:
+    """(district records, state records) of one object of a district and school year:
+    what a resync step moves and what a verification compares.
+
+    A year-scoped object's records are those of `year`; the others' are all the
+    district's. Selective Sync narrows both sides to its `records`, so its step
+    removes at the state only those of them the district no longer has.
+    """
+    district_side = DistrictRecord.objects.filter(district=district, sync_object=obj)
+    state_side = StateRecord.objects.filter(district_code=district.code, sync_object=obj.name)
+    if obj.year_scoped:
+        district_side = district_side.filter(school_year=year)
+        state_side = state_side.filter(school_year=year)
+    if records is not None:
+        district_side = district_side.filter(record_id__in=records)
+        state_side = state_side.filter(record_id__in=records)
+    return district_side, state_side
+
+
 class ResyncRequest(models.Model):
     """One resync asked for one district and school year."""
 

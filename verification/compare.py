@@ -16,7 +16,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from history.models import DISBatchHistory, ErrorLog, Reason, StepStatus
-from resync.models import District, DistrictRecord, ResyncRequest, StateRecord, SyncObject
+from resync.models import District, ResyncRequest, SyncObject, record_scope
 
 from .models import DISVerificationDifference
 
@@ -41,11 +41,7 @@ class Outcome:
 
 def sides(district: District, obj: SyncObject, year: int) -> tuple:
     """(district records, state records) of the object, district and year, as a resync scopes them."""
-    district_side = DistrictRecord.objects.filter(district=district, sync_object=obj)
-    state_side = StateRecord.objects.filter(district_code=district.code, sync_object=obj.name)
-    if obj.year_scoped:
-        district_side = district_side.filter(school_year=year)
-        state_side = state_side.filter(school_year=year)
+    district_side, state_side = record_scope(district, obj, year)
     return district_side.annotate(**AS_TEXT), state_side.annotate(**AS_TEXT)
 
 

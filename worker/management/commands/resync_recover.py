@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from resync.actions import recover
+from worker.worker import recover
 
 
 class Command(BaseCommand):

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from guardian.shortcuts import assign_perm
 
 from resync import rights
+from resync.groups import DISTRICT_ADMINS
 from resync.models import District, SyncObject
 from resync.planner import PlanError, resolve
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         for obj in SyncObject.objects.filter(name__in=names):
             assign_perm(rights.OBJECT, user, obj)
         if admin:
-            user.groups.add(Group.objects.get(name=rights.DISTRICT_ADMINS))
+            user.groups.add(Group.objects.get(name=DISTRICT_ADMINS))
         self.stdout.write(
             f"{username} may resync district {found.code}" + (f": {', '.join(names)}" if names else ".")
         )

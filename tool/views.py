@@ -1,6 +1,9 @@
 """The Resync State Data tool pages in the admin: district and state level.
 
 Views validate, call one action, respond; what they show comes from querysets.
+tool.admin wires them as pages of the District and ResyncRequest admins. A
+JSON answer refuses as the API does (core.errors.status_for): a missing right
+is 403, bad input 400.
 """
 
 from __future__ import annotations
@@ -16,25 +19,28 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from rq import Worker
 
+from core.errors import REFUSALS, ResyncError, RightsError, log_refusal, status_for
 from history.models import DISBatchHistory
-from resync import actions, rights
+from resync import rights
 from resync.models import District, ResyncRequest, SyncObject
+
+from . import actions
 
 
 def _district(request: HttpRequest, code: str) -> District:
     # 404, not 403: a district user may not even learn another district's code exists.
-    district = rights.districts(request.user).select_related("state").filter(code=code).first()
+    district = rights.district_named(request.user, code)
     if district is None:
         if District.objects.filter(code=code).exists():
-            rights.log_refusal(request.user, "admin", f"the Resync State Data tool of district {code}")
+            log_refusal(request.user, "admin", f"the Resync State Data tool of district {code}")
         raise Http404("No such district.")
     return district
 
 
 def _refused(request: HttpRequest, error: Exception, what: str) -> None:
     # A refusal for bad input is the user's mistake; one for a missing right is logged.
-    if isinstance(error, rights.RightsError):
-        rights.log_refusal(request.user, "admin", f"{what}: {error}")
+    if isinstance(error, RightsError):
+        log_refusal(request.user, "admin", f"{what}: {error}")
 
 
 def _year(request: HttpRequest, district: District) -> int:
@@ -83,10 +89,10 @@ def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
                 user=request.user,
             )
             req = actions.do_request_resync(checked)
-        except (actions.ResyncError, rights.RightsError) as e:
+        except REFUSALS as e:
             _refused(request, e, f"a resync of district {district.code}")
             if wants_json(request):
-                return JsonResponse({"error": str(e)}, status=400)
+                return JsonResponse({"error": str(e)}, status=status_for(e))
             messages.error(request, str(e))
         else:
             sent = f"Resync {req.pk} sent: {len(checked.plan.order)} object(s)."
@@ -132,7 +138,7 @@ def state_tool_state(request: HttpRequest, admin_site) -> JsonResponse:
     """The state tool's rows as they stand now (each district's latest request), for a
     page whose live socket (re)opened."""
     if not rights.is_state(request.user):
-        rights.log_refusal(request.user, "admin", "the Resync State Data (State) tool")
+        log_refusal(request.user, "admin", "the Resync State Data (State) tool")
         raise Http404("Only state users see the state-level tool.")
     districts = list(rights.districts(request.user).annotate(last_request=Max("requests__id")))
     last = ResyncRequest.objects.in_bulk([d.last_request for d in districts if d.last_request])
@@ -160,9 +166,9 @@ def plan_preview(request: HttpRequest, code: str, admin_site) -> JsonResponse:
             request.GET.get("check_dependencies") == "1",
             user=request.user,
         )
-    except (actions.ResyncError, rights.RightsError) as e:
+    except REFUSALS as e:
         _refused(request, e, f"a resync plan of district {district.code}")
-        return JsonResponse({"error": str(e)}, status=400)
+        return JsonResponse({"error": str(e)}, status=status_for(e))
     return JsonResponse({"order": list(checked.plan.order), "added": list(checked.plan.added)})
 
 
@@ -172,13 +178,13 @@ def parse_year(raw: str | None) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise actions.ResyncError(f"Year {raw!r} is not a number.", "year") from None
+        raise ResyncError(f"Year {raw!r} is not a number.", "year") from None
 
 
 @require_http_methods(["GET", "POST"])
 def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
     if not rights.is_state(request.user):
-        rights.log_refusal(request.user, "admin", "the Resync State Data (State) tool")
+        log_refusal(request.user, "admin", "the Resync State Data (State) tool")
         raise Http404("Only state users see the state-level tool.")
     districts = (
         rights.districts(request.user).select_related("state").annotate(last_request=Max("requests__id"))
@@ -201,7 +207,7 @@ def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
                 )
                 actions.do_request_resync(checked)
                 sent += 1
-            except (actions.ResyncError, rights.RightsError) as e:
+            except REFUSALS as e:
                 _refused(request, e, f"a state resync of district {d.code}")
                 messages.error(request, f"District {d.code}: {e}")
         if sent:

@@ -1,4 +1,7 @@
-"""Run one resync step: one object of one request, district side to state side.
+"""Move one step's records to the state and count them: one object of one request.
+
+Only the moving: a step's life cycle (claimed, finished, failed, queued again)
+is runner.lifecycle's, which calls move_records once it has claimed the step.
 
 The district's records of the object stream in chunks by primary key (flat
 memory whatever the district's size). Each chunk is judged by resync.rules
@@ -30,19 +33,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F, Q, TextField
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from history.models import DISBatchHistory, ErrorLog, StepStatus
+from history.models import DISBatchHistory, ErrorLog
 from resync import rules
-from resync.models import DistrictRecord, StateRecord, SyncObject
+from resync.models import DistrictRecord, StateRecord, SyncObject, record_scope
 
 log = logging.getLogger(__name__)
 
 # A running step's progress is written after its first full chunk, then at
 # most once a chunk (RESYNC_CHUNK records) and once every PROGRESS_SECONDS, and
-# by a heartbeat whenever the step has been silent that long (see Progress).
+# by a heartbeat whenever the step has been silent that long (see RunningCounts).
 PROGRESS_SECONDS = 0.5
 # The state side writes the chunks that wait for it together, up to this many
 # records: each write costs a few statements whatever its size.
@@ -51,28 +54,20 @@ WRITE_ROWS = 10_000
 # fifth of the state store or more, refreshes the store's statistics (see
 # refresh_statistics).
 ANALYZE_ROWS = 5_000
-# A chunk's row: the parent ids decoded, the payload and parent ids also as text.
-ROW = ("id", "record_id", "parent_ids", "payload", "state_excluded", "school_year", "parent_ids_text")
+# A chunk's row is a plain tuple (one per record, nothing more allocated), its
+# fields at these positions: the parent ids decoded, the payload as JSON text,
+# and the parent ids also as text (what the state side writes).
+ID, RECORD_ID, PARENT_IDS, PAYLOAD, STATE_EXCLUDED, SCHOOL_YEAR, PARENT_IDS_TEXT = range(7)
 
 
-def scope(step: DISBatchHistory) -> tuple:
-    """(district records, state records) of the step's object, district and year."""
-    obj = step.sync_object
-    district_side = DistrictRecord.objects.filter(district_id=step.district_id, sync_object=obj)
-    state_side = StateRecord.objects.filter(district_code=step.district.code, sync_object=obj.name)
-    if obj.year_scoped:
-        district_side = district_side.filter(school_year=step.school_year)
-        state_side = state_side.filter(school_year=step.school_year)
-    # Selective Sync narrows both sides to its records, so the step removes at
-    # the state only those of them the district no longer has.
-    if step.request.records is not None:
-        district_side = district_side.filter(record_id__in=step.request.records)
-        state_side = state_side.filter(record_id__in=step.request.records)
-    return district_side, state_side
+def scope(step: DISBatchHistory) -> tuple[QuerySet[DistrictRecord], QuerySet[StateRecord]]:
+    """(district records, state records) the step moves: resync.models.record_scope of its
+    object, district and year, narrowed to a Selective Sync's records."""
+    return record_scope(step.district, step.sync_object, step.school_year, step.request.records)
 
 
 def chunks(qs, size: int) -> Iterator[list[tuple]]:
-    """The scope's records in primary key order, `size` at a time, as ROW tuples.
+    """The scope's records in primary key order, `size` at a time, as row tuples (ID, …).
 
     PostgreSQL reads them through one server-side cursor: one query per step,
     whatever else the table holds, and no per-row work in the ORM. Django
@@ -177,7 +172,7 @@ def context(
     code, name = step.district.code, step.sync_object.name
     present = {}
     # Only well-formed ids are looked up; the rules error the others (Reason.MALFORMED).
-    objects = [r[2] for r in rows if isinstance(r[2], dict)]
+    objects = [r[PARENT_IDS] for r in rows if isinstance(r[PARENT_IDS], dict)]
     for parent in parents:
         ids = {n for p in objects if (n := rules.whole_number(p.get(parent))) is not None}
         present[parent] = at_state(code, parent, ids)
@@ -212,35 +207,6 @@ def enrolled_students(step: DISBatchHistory) -> set[int]:
     # step errors it (Reason.MALFORMED), and it must not fail the scores.
     whole = rules.whole_number
     return {n for p in active.iterator(chunk_size=10_000) if (n := whole(p)) is not None}
-
-
-def claim(step_id: int, worker: str) -> DISBatchHistory | None:
-    """Take a queued step for this worker; None if another took it or it is no longer queued."""
-    now = timezone.now()
-    taken = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
-        status=StepStatus.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        worker=worker,
-        processed=0,
-        errors=0,
-        attempts=F("attempts") + 1,
-    )
-    if not taken:
-        return None
-    return DISBatchHistory.objects.select_related(
-        "district", "sync_object", "request", "request__requested_by"
-    ).get(pk=step_id)
-
-
-def copy_in(cursor, sql: str, data: io.StringIO) -> None:
-    """COPY … FROM STDIN on a Django cursor (psycopg2), in the cursor's transaction.
-
-    The driver's own cursor raises the driver's errors: wrapped as Django wraps every
-    other call, a connection cut mid-COPY is Django's OperationalError, which the job
-    queues again, and not an unknown error that fails the step."""
-    with cursor.db.wrap_database_errors:
-        cursor.cursor.copy_expert(sql, data, size=1 << 18)
 
 
 def copy_text(value: str) -> str:
@@ -345,7 +311,14 @@ class SqlWriter:
         step, connection = self.step, connections[self.alias]
         with connection.cursor() as cursor:
             if self.postgres:
-                copy_in(cursor, f"COPY {self.STAGE} FROM STDIN", io.StringIO("".join(pieces)))
+                # COPY goes through the driver's own cursor, which raises the driver's
+                # errors: wrapped as Django wraps every other call, a connection cut
+                # mid-COPY is Django's OperationalError, which the job queues again,
+                # and not an unknown error that fails the step.
+                with connection.wrap_database_errors:
+                    cursor.cursor.copy_expert(
+                        f"COPY {self.STAGE} FROM STDIN", io.StringIO("".join(pieces)), size=1 << 18
+                    )
             else:
                 cursor.executemany(
                     f"INSERT INTO {self.STAGE} VALUES (%s, %s, %s, %s)",
@@ -368,15 +341,18 @@ def writer(step: DISBatchHistory) -> OrmWriter | SqlWriter:
     return SqlWriter(step) if settings.RESYNC_WRITE == "sql" else OrmWriter(step)
 
 
-def judge(step: DISBatchHistory, rows: list[tuple], ctx: rules.Context) -> tuple[list[tuple], list[ErrorLog]]:
+def split_chunk(
+    step: DISBatchHistory, rows: list[tuple], ctx: rules.Context
+) -> tuple[list[tuple], list[ErrorLog]]:
     """Split a chunk into the rows that may reach the state and the Error Log of the others."""
     good, bad = [], []
     check, record = rules.check, rules.Record
     for row in rows:
         # Decoded lazily when it is an object (the rules read few payloads); a payload
         # that is not one is decoded here, for the rules to error it.
-        payload = JSONText(row[3]) if row[3].lstrip()[:1] == "{" else json.loads(row[3])
-        failure = check(record(row[1], row[2], payload, row[4]), ctx)
+        text = row[PAYLOAD]
+        payload = JSONText(text) if text.lstrip()[:1] == "{" else json.loads(text)
+        failure = check(record(row[RECORD_ID], row[PARENT_IDS], payload, row[STATE_EXCLUDED]), ctx)
         if failure is None:
             good.append(row)
         else:
@@ -385,7 +361,7 @@ def judge(step: DISBatchHistory, rows: list[tuple], ctx: rules.Context) -> tuple
                     step=step,
                     district_id=step.district_id,
                     sync_object_id=step.sync_object_id,
-                    record_id=row[1],
+                    record_id=row[RECORD_ID],
                     reason=failure[0],
                     message=failure[1][:300],
                 )
@@ -519,8 +495,9 @@ class _Aborted(Exception):
     """The step's thread failed: roll the state side back."""
 
 
-class Progress:
-    """A running step's counts, written to its history row and pushed live.
+class RunningCounts:
+    """A running step's counts (processed, errors), written to its history row with a
+    heartbeat and pushed live.
 
     The step's thread writes them after a full chunk, at most once a chunk and
     once every PROGRESS_SECONDS; a heartbeat thread writes them whenever the
@@ -537,7 +514,7 @@ class Progress:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"resync-step-{step.pk}-beat", daemon=True)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> RunningCounts:
         self.thread.start()
         return self
 
@@ -578,8 +555,11 @@ class Progress:
             connections.close_all()  # this thread's own connections
 
 
-def run_step(step: DISBatchHistory, on_progress=None) -> DISBatchHistory:
-    """Move the step's records to the state and count them. The step must be claimed (running)."""
+def move_records(
+    step: DISBatchHistory, on_progress: Callable[[DISBatchHistory], None] | None = None
+) -> DISBatchHistory:
+    """Move the step's records to the state and count them. The step must be claimed
+    (runner.lifecycle.claim); its end is the caller's to record."""
     # A retried step starts its Error Log afresh: nothing is counted twice.
     ErrorLog.objects.filter(step=step).delete()
     enabled = set(SyncObject.objects.enabled().values_list("name", flat=True))
@@ -589,10 +569,10 @@ def run_step(step: DISBatchHistory, on_progress=None) -> DISBatchHistory:
     enrolled = enrolled_students(step) if scores else set()
     district_side, state_side = scope(step)
     size = settings.RESYNC_CHUNK
-    with Progress(step, on_progress) as progress, StateSide(step, state_side) as state:
+    with RunningCounts(step, on_progress) as progress, StateSide(step, state_side) as state:
         for rows in chunks(district_side, size):
             ctx = context(step, parents, rows, blocked, enrolled)
-            good, bad = judge(step, rows, ctx)
+            good, bad = split_chunk(step, rows, ctx)
             state.write(good)
             ErrorLog.objects.bulk_create(bad)
             progress.count(len(rows), len(bad), full_chunk=len(rows) == size)

@@ -4,9 +4,11 @@ import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core.errors import ResyncError
 from history.models import FINISHED, DISBatchHistory, StepStatus
-from resync import actions
 from resync.models import District, ResyncRequest
+from runner.recovery import recover_stale_steps
+from tool import actions
 
 
 class Command(BaseCommand):
@@ -37,7 +39,7 @@ class Command(BaseCommand):
             checked = actions.check_resync(
                 found, year, None if all else objects, check_dependencies, level=level
             )
-        except actions.ResyncError as e:
+        except ResyncError as e:
             raise CommandError(str(e)) from None
         request = actions.do_request_resync(checked)
         self.stdout.write(
@@ -61,7 +63,7 @@ class Command(BaseCommand):
             if request.status == ResyncRequest.Status.FINISHED:
                 break
             if not work:
-                actions.recover_stale_steps()
+                recover_stale_steps()
                 time.sleep(1)
         self.print_table(request)
         bad = DISBatchHistory.objects.filter(request=request, status__in=[StepStatus.RED, StepStatus.FAILED])

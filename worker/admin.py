@@ -14,11 +14,14 @@ from __future__ import annotations
 from functools import wraps
 from secrets import compare_digest
 
+from django.contrib import admin
 from django.http import Http404, HttpRequest
 from django.urls import URLPattern
 from django_rq import settings as rq_settings
 from django_rq.admin import QueueAdmin
+from django_rq.models import Dashboard
 
+from core.errors import log_refusal
 from resync import rights
 
 
@@ -37,7 +40,7 @@ def operators_only(view):
     def guarded(request: HttpRequest, *args, **kwargs):
         # The signed-out are sent to the login page (or refused by django-rq's token check) as usual.
         if request.user.is_authenticated and not may_operate_queue(request):
-            rights.log_refusal(request.user, "admin", f"RQ dashboard {request.path}")
+            log_refusal(request.user, "admin", f"RQ dashboard {request.path}")
             raise Http404("Not found.")
         return view(request, *args, **kwargs)
 
@@ -63,3 +66,10 @@ class OperatorQueueAdmin(QueueAdmin):
             URLPattern(p.pattern, operators_only(p.callback), p.default_args, p.name)
             for p in super().get_urls()
         ]
+
+
+# django_rq (earlier in INSTALLED_APPS) registered its dashboard for every staff user:
+# in its place, the state operators' alone.
+if admin.site.is_registered(Dashboard):
+    admin.site.unregister(Dashboard)
+admin.site.register(Dashboard, OperatorQueueAdmin)

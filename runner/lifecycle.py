@@ -1,0 +1,367 @@
+"""A resync request's steps, from queued to finished, and the request's layers with them.
+
+One module for both because they call each other: a step's end advances its
+request, and advancing queues the next layer's steps. Split in two, each would
+import the other.
+
+How a resync starts, runs and lands:
+
+    starts  tool.actions.do_request_resync stores the request and its steps
+            (pending, one per object, by planner layer) and calls start(), unless
+            the district and year already run one: then it waits.
+    runs    start() -> advance(): the next layer's steps are queued (queue_steps,
+            one RQ job `step-<id>` each, enqueued once the transaction commits);
+            steps with nothing to move are finished at once (finish_empty).
+            A worker runs the job run_step(): claim() -> refusal() (the
+            requester may have lost the right) -> engine.move_records() ->
+            finish_step(), or fail_step() when it raised, or interrupt_step()
+            when its database connection was cut (queued again, up to
+            rq.MAX_ATTEMPTS). runner.recovery queues again what a dead worker
+            or a lost job left behind.
+            Every step's end calls advance(): once a layer has finished, the
+            next one is queued; after the last, finish_request().
+    lands   the step's DISBatchHistory row (status, counts) and its ErrorLog rows;
+            the state's StateRecord rows (runner.engine, one transaction per step);
+            the request's outcome; live events (step.status, request.finished)
+            after commit and a Process Alert to the requester; then the oldest
+            request waiting for the district and year starts.
+
+Locks: a district's row is the one lock its requests take, always first (see
+advance_locked).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import django_rq
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from alerts.models import AlertName, ProcessAlert
+from core import events
+from core.errors import log_refusal
+from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
+from resync import rights, status
+from resync.models import District, ResyncRequest
+from runner import engine, rq
+
+log = logging.getLogger(__name__)
+
+# What a cut or lost database connection raises (pg_terminate_backend, a
+# restarted server, a network drop): the step was interrupted, not wrong.
+DATABASE_LOST = (OperationalError, InterfaceError)
+
+
+# ---- the request: start, advance, finish ------------------------------------------
+
+
+def start(request: ResyncRequest) -> None:
+    """Run the request: its first layer is queued. The caller holds its district's lock."""
+    ResyncRequest.objects.filter(pk=request.pk).update(
+        status=ResyncRequest.Status.RUNNING, started_at=timezone.now(), current_layer=-1
+    )
+    advance_locked(request.pk)
+
+
+def advance(request_id: int) -> None:
+    """Start the next layer once every step of the current one has finished."""
+    with transaction.atomic():
+        advance_locked(request_id)
+
+
+def advance_locked(request_id: int) -> None:
+    """Advance the request, in the caller's transaction, under its district's lock.
+
+    The district's row is the one lock a district and year's requests take, in
+    the same order everywhere: do_request_resync holds it while it decides
+    whether a new request must wait, and this holds it before the request's
+    own row. A request finishing (here, through finish_request) and one being
+    created are serialised, so the finishing one always sees the new one
+    waiting: on separate locks it could miss it, and the new request waited
+    with nothing running until some other request ended.
+    """
+    district_id = ResyncRequest.objects.values_list("district_id", flat=True).get(pk=request_id)
+    District.objects.select_for_update().only("pk").get(pk=district_id)
+    request = ResyncRequest.objects.select_for_update().get(pk=request_id)
+    if request.status != ResyncRequest.Status.RUNNING:
+        return
+    steps = DISBatchHistory.objects.filter(request=request)
+    if steps.filter(layer=request.current_layer).exclude(status__in=FINISHED).exists():
+        return
+    nxt = request.current_layer + 1
+    ids = longest_first(request, steps.filter(layer=nxt, status=StepStatus.PENDING))
+    if ids:
+        request.current_layer = nxt
+        request.save(update_fields=["current_layer"])
+        ids = finish_empty(request, ids)
+        if not ids:  # nothing to move in the whole layer: on to the next one
+            return advance_locked(request_id)
+        queue_steps(ids)
+        return
+    if steps.exclude(status__in=FINISHED).exists():
+        return
+    finish_request(request)
+
+
+def longest_first(request: ResyncRequest, layer: QuerySet[DISBatchHistory]) -> list[int]:
+    """The layer's step ids, those whose object processed most last time first.
+
+    Workers take steps in queue order: a layer's biggest step queued last
+    would run alone at the end while the other workers idle.
+    """
+    before = (
+        DISBatchHistory.objects.filter(
+            district_id=request.district_id, school_year=request.school_year, status__in=FINISHED
+        )
+        .exclude(request=request)
+        .latest_per_object()
+    )
+    steps = list(layer.values_list("pk", "sync_object_id"))
+    steps.sort(key=lambda s: -before[s[1]].processed if s[1] in before else 0)
+    return [pk for pk, _obj in steps]
+
+
+def finish_request(request: ResyncRequest) -> None:
+    """Every step has finished: store the outcome, tell the requester, start the next waiting."""
+    steps = list(DISBatchHistory.objects.filter(request=request).only("status", "processed", "errors"))
+    request.status = ResyncRequest.Status.FINISHED
+    request.outcome = status.worst([s.colour for s in steps])
+    request.steps_failed = sum(s.status == StepStatus.FAILED for s in steps)
+    request.finished_at = timezone.now()
+    request.save(update_fields=["status", "outcome", "steps_failed", "finished_at"])
+    events.send(
+        _groups(request),
+        {
+            "type": "request.finished",
+            "request": request.pk,
+            "district": request.district_id,
+            "outcome": request.outcome,
+        },
+    )
+    if request.requested_by_id:
+        ProcessAlert.objects.notify(
+            [request.requested_by],
+            name=AlertName.RESYNC_FINISHED,
+            category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+            message=f"Resync {request.pk} of district {request.district.code} for {request.school_year} "
+            f"finished {request.outcome.title()}.",
+            link=reverse("admin:resync_tool", args=[request.district.code]),
+            district=request.district,
+            request=request,
+        )
+    start_next(request.district_id, request.school_year)
+
+
+def start_next(district_id: int, year: int) -> ResyncRequest | None:
+    """Start the oldest request waiting for the district and year, if any; the caller
+    holds the district's lock and knows nothing of theirs runs."""
+    waiting = (
+        ResyncRequest.objects.filter(
+            district_id=district_id, school_year=year, status=ResyncRequest.Status.WAITING
+        )
+        .order_by("id")
+        .first()
+    )
+    if waiting is not None:
+        start(waiting)
+    return waiting
+
+
+def _groups(request: ResyncRequest) -> list[str]:
+    # A district never learns which objects the state asked for: state requests
+    # are pushed to the state's group only.
+    groups = [events.STATE_GROUP]
+    if request.level == ResyncRequest.Level.DISTRICT:
+        groups.append(events.district_group(request.district_id))
+    return groups
+
+
+# ---- a step: queue, claim, run, finish / fail / interrupt --------------------------
+
+
+def step_job_id(step_id: int) -> str:
+    """The RQ job of a step is named after it: whether it still exists is one lookup."""
+    return f"step-{step_id}"
+
+
+def queue_steps(step_ids: list[int]) -> None:
+    """Mark the steps queued and enqueue a job for each (once the transaction commits:
+    django-rq's on_db_commit mode)."""
+    DISBatchHistory.objects.filter(pk__in=step_ids).update(status=StepStatus.QUEUED, queued_at=timezone.now())
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    for step_id in step_ids:
+        queue.enqueue(run_step, step_id, job_id=step_job_id(step_id))
+
+
+def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
+    """Finish here the steps with no record of their object on either side, and return
+    the others' ids. Such a step would move and remove nothing; an RQ job for it
+    costs tens of milliseconds, and a catalog has dozens of objects a district
+    does not use. The requester's rights are checked as the job checks them."""
+    if request.records is not None:  # a Selective Sync names its records: let its step look
+        return ids
+    steps = DISBatchHistory.objects.filter(pk__in=ids).select_related(
+        "district", "sync_object", "request__requested_by"
+    )
+    rest = []
+    for step in sorted(steps, key=lambda s: ids.index(s.pk)):
+        district_side, state_side = engine.scope(step)
+        if district_side.exists() or state_side.exists():
+            rest.append(step.pk)
+            continue
+        step.started_at = timezone.now()  # written with its end, in _record_end's one UPDATE
+        _record_end(step, refusal(step))
+    return rest
+
+
+def claim(step_id: int, worker: str) -> DISBatchHistory | None:
+    """Take a queued step for this worker; None if another took it or it is no longer queued."""
+    now = timezone.now()
+    taken = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
+        status=StepStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker,
+        processed=0,
+        errors=0,
+        attempts=F("attempts") + 1,
+    )
+    if not taken:
+        return None
+    return DISBatchHistory.objects.select_related(
+        "district", "sync_object", "request", "request__requested_by"
+    ).get(pk=step_id)
+
+
+def refusal(step: DISBatchHistory) -> str:
+    """Why the step may not run now, or "": its requester may have lost a right since
+    they asked. A refusal is logged (statesync.refusals) and is the step's failure."""
+    request = step.request
+    denied = rights.why_refused(request.requested_by, step.district, request.level, step.sync_object.name)
+    if not denied:
+        return ""
+    log_refusal(request.requested_by, "job", f"step {step.pk} ({step.sync_object.name}): {denied}")
+    return f"Refused at run time: {denied}"
+
+
+def run_step(step_id: int) -> None:
+    """The RQ job of one step: claim it, move its records, record its end."""
+    worker = rq.worker_name()
+    step = claim(step_id, worker)
+    if step is None:
+        log.info("step %s is not queued any more; skipping", step_id)
+        return
+    try:
+        if refused := refusal(step):
+            fail_step(step, refused)
+            return
+        push_step(step)
+        engine.move_records(step, on_progress=push_step)
+        finish_step(step)
+    except DATABASE_LOST as e:
+        # The step's state transaction died with its connection: nothing it did
+        # counts. It must not stay "running" on this live worker (its pid alive,
+        # recovery would wait for its heartbeat to go stale), and this worker's
+        # own connections are dead: drop them, so the history write (and every
+        # later job) gets a fresh one.
+        log.warning("step %s lost its database connection: %s", step_id, e)
+        rq.reset_connections()
+        if interrupt_step(step_id, worker, f"{type(e).__name__}: {e}"):
+            rq.recover_after_job = True
+    except Exception as e:
+        # A failed step does not stop the batch: it is marked failed and its
+        # children still run (their orphaned records will error).
+        log.exception("step %s failed", step_id)
+        rq.reset_connections()
+        step = DISBatchHistory.objects.select_related("request", "sync_object").filter(pk=step_id).first()
+        if step is not None and not step.finished:
+            fail_step(step, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+
+
+def finish_step(step: DISBatchHistory) -> None:
+    """Record a step's end, its colour from its counts, and move the request on."""
+    _record_end(step, "")
+    advance(step.request_id)
+
+
+def fail_step(step: DISBatchHistory, failure: str) -> None:
+    """Record a step's failure (nothing it did counts) and move the request on."""
+    _record_end(step, failure)
+    advance(step.request_id)
+
+
+def interrupt_step(step_id: int, worker: str, error: str) -> bool:
+    """The step running on `worker` lost its database connection: queue it again, or
+    after MAX_ATTEMPTS fail it naming the error. Returns True when it was queued again.
+
+    Its state transaction died with the connection, so nothing it did counts.
+    queued_at stays empty: the next recovery pass enqueues it (rq.requeue_lost) once RQ
+    has ended the interrupted job, whose id the new one takes. The worker runs
+    that pass as soon as the job ends.
+    """
+    running = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.RUNNING, worker=worker)
+    step = running.select_related("request", "sync_object").first()
+    if step is None:  # it finished after all, or recovery took it
+        return False
+    if step.attempts < rq.MAX_ATTEMPTS:
+        with transaction.atomic():
+            ErrorLog.objects.filter(step=step).delete()
+            queued = running.update(
+                status=StepStatus.QUEUED, worker="", queued_at=None, processed=0, errors=0
+            )
+        if queued:
+            step.status, step.processed, step.errors = StepStatus.QUEUED, 0, 0
+            push_step(step)
+            log.warning("re-queued step %s: %s", step_id, error)
+        return bool(queued)
+    # Clearing the worker claims the step, so no recoverer fails it too.
+    if running.update(worker=""):
+        fail_step(
+            step, f"The database connection was lost {step.attempts} times while running this step: {error}"
+        )
+    return False
+
+
+def _record_end(step: DISBatchHistory, failure: str) -> None:
+    step.ended_at = timezone.now()
+    if failure:
+        # The step's state transaction was rolled back: nothing it did counts.
+        ErrorLog.objects.filter(step=step).delete()
+        step.processed = step.errors = 0
+        step.status, step.message = StepStatus.FAILED, failure[:2000]
+    else:
+        step.status = status.colour(step.processed, step.errors)
+    DISBatchHistory.objects.filter(pk=step.pk).update(
+        status=step.status,
+        processed=step.processed,
+        errors=step.errors,
+        started_at=step.started_at,
+        ended_at=step.ended_at,
+        message=step.message,
+    )
+    push_step(step)
+
+
+def step_event(step: DISBatchHistory) -> dict:
+    """A step's live event, as the tool's pages read it."""
+    return {
+        "type": "step.status",
+        "step": step.pk,
+        "request": step.request_id,
+        "district": step.district_id,
+        "object": step.sync_object.name,
+        "processed": step.processed,
+        "errors": step.errors,
+        "colour": step.colour,
+        "started_at": step.started_at.isoformat() if step.started_at else None,
+    }
+
+
+def push_step(step: DISBatchHistory) -> None:
+    """Send the step's live event to the groups that may see its request (after commit)."""
+    events.send(_groups(step.request), step_event(step))

@@ -1,0 +1,92 @@
+"""Move on what dead workers, lost RQ jobs and lost wake-ups left behind.
+
+Runs when a worker starts, every RESYNC_RECOVER_EVERY seconds on each worker
+(worker.worker.ResyncWorker), and from the resync_recover command. Every step
+is idempotent and claims what it touches under a lock, so any number of
+workers may run it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from history.models import DISBatchHistory, StepStatus
+from resync.models import District, ResyncRequest
+from runner import lifecycle, rq
+
+log = logging.getLogger(__name__)
+
+
+def recover_stale_steps() -> list[int]:
+    """Re-queue steps no worker will finish: running ones whose worker died (killed, lost),
+    failed after MAX_ATTEMPTS; queued ones whose RQ job was lost (rq.requeue_lost).
+
+    Returns the ids of the steps it touched.
+    """
+    now = timezone.now()
+    touched = []
+    for step in DISBatchHistory.objects.filter(status=StepStatus.RUNNING).select_related("request"):
+        if not rq.worker_dead(step.worker, step.heartbeat_at, now):
+            continue
+        running = DISBatchHistory.objects.filter(pk=step.pk, status=StepStatus.RUNNING, worker=step.worker)
+        if step.attempts < rq.MAX_ATTEMPTS:
+            with transaction.atomic():
+                if running.update(status=StepStatus.QUEUED, worker="", queued_at=now):
+                    rq.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
+                    touched.append(step.pk)
+                    log.warning("re-queued step %s: its worker %s died", step.pk, step.worker)
+        # Clearing the worker claims the step, so two recoverers never both fail it.
+        elif running.update(worker=""):
+            step.refresh_from_db()
+            lifecycle.fail_step(step, f"The worker died {step.attempts} times while running this step.")
+            touched.append(step.pk)
+            log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
+    queued = DISBatchHistory.objects.filter(status=StepStatus.QUEUED)
+    return touched + rq.requeue_lost(queued, lifecycle.run_step, lifecycle.step_job_id, now)
+
+
+def recover_requests() -> list[int]:
+    """Move on the requests nothing else will move; returns their ids.
+
+    - A running request none of whose steps is queued or running: the end of its
+      last step never advanced it (a step row deleted underneath it, a worker cut
+      off between a step's end and its advance). Advancing is idempotent under
+      the district's lock, so racing a worker that is about to do it is harmless.
+    - A waiting request whose district and year run nothing: its wake-up was
+      lost. The oldest one starts, as lifecycle.finish_request would have started it.
+    """
+    touched = []
+    Status = ResyncRequest.Status
+    moving = DISBatchHistory.objects.filter(
+        request=OuterRef("pk"), status__in=[StepStatus.QUEUED, StepStatus.RUNNING]
+    )
+    stuck = ResyncRequest.objects.filter(status=Status.RUNNING).exclude(Exists(moving))
+    for pk, layer in stuck.values_list("pk", "current_layer"):
+        with transaction.atomic():
+            lifecycle.advance_locked(pk)
+            after = ResyncRequest.objects.filter(pk=pk).values_list("status", "current_layer").get()
+        if after != (Status.RUNNING, layer):
+            touched.append(pk)
+            log.warning("advanced request %s: nothing was queued or running for it", pk)
+    running = ResyncRequest.objects.filter(
+        district=OuterRef("district"), school_year=OuterRef("school_year"), status=Status.RUNNING
+    )
+    idle = ResyncRequest.objects.filter(status=Status.WAITING).exclude(Exists(running))
+    for district_id, year in set(idle.values_list("district_id", "school_year")):
+        with transaction.atomic():
+            # Under the lock do_request_resync and finish_request take: the decision holds.
+            District.objects.select_for_update().only("pk").get(pk=district_id)
+            running_now = ResyncRequest.objects.filter(
+                district_id=district_id, school_year=year, status=Status.RUNNING
+            )
+            if running_now.exists():
+                continue
+            started = lifecycle.start_next(district_id, year)
+            if started is not None:
+                touched.append(started.pk)
+                log.warning("started request %s: it waited with nothing running", started.pk)
+    return touched

@@ -1,0 +1,125 @@
+"""What the runner needs to know of RQ and of the worker processes that run its jobs.
+
+Worker names (`host:pid`), whether a worker is dead, whether RQ lost a job, and
+enqueueing a lost job again. Steps (runner.recovery) and verification runs
+(verification.actions) are recovered through these same helpers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import django_rq
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Q, QuerySet
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.utils import as_text
+
+log = logging.getLogger(__name__)
+
+# A step (or verification run) whose worker died this many times is failed, not queued again.
+MAX_ATTEMPTS = 3
+# A worker on another host whose heartbeat has been silent this long is dead.
+STALE_AFTER_SECONDS = 300
+
+# True while this process runs an RQ job (worker.worker.ResyncWorker sets it).
+# Between its jobs, a step or verification run that names this very process as
+# its worker runs nowhere: the job that ran it ended (raised, its connection
+# cut) without ending it, and recovery need not wait for a heartbeat to go stale.
+job_running_here = False
+
+# Set by a job that queued its step again (runner.lifecycle.interrupt_step): the
+# worker runs recovery as soon as the job has ended, and so enqueues it again at
+# once (see worker.worker.ResyncWorker).
+recover_after_job = False
+
+# What RQ will never run again. A job queued in no queue was removed from it.
+_JOB_ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+def worker_name() -> str:
+    """This process as the rows it runs name it: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reset_connections() -> None:
+    """Close this thread's database connections that are unusable or obsolete, on every
+    alias (default and state), as Django does around each request. Connections here
+    live no longer than a job (CONN_MAX_AGE 0), so each job starts on fresh ones."""
+    close_old_connections()
+
+
+def worker_dead(worker: str, heartbeat_at: datetime | None, now: datetime) -> bool:
+    """Is the worker `host:pid` that runs something gone? On this host its pid says so at
+    once (this very process, between its jobs: gone too); elsewhere its heartbeat has
+    been silent for STALE_AFTER_SECONDS."""
+    if worker == worker_name() and not job_running_here:
+        return True
+    host, _, pid = worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return heartbeat_at is None or (now - heartbeat_at).total_seconds() > STALE_AFTER_SECONDS
+
+
+def job_lost(job_id: str) -> bool:
+    """Will RQ never run job `job_id`? True when Redis no longer has it, when it ended
+    (failed, stopped, canceled, finished) and when it is queued but in no queue."""
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    status = queue.connection.hget(Job.key_for(job_id), "status")
+    if status is None:
+        return True
+    status = JobStatus(as_text(status))
+    if status == JobStatus.QUEUED:
+        # A worker moves the job it takes to the intermediate queue and only then
+        # marks it started: there it is being taken, not lost.
+        taking = queue.connection.lpos(queue.intermediate_queue_key, job_id) is not None
+        return queue.get_job_position(job_id) is None and not taking
+    return status in _JOB_ENDED
+
+
+def requeue_job(func: Callable[[int], None], pk: int, job_id: str) -> None:
+    """Enqueue `func(pk)` again as job `job_id` once the transaction commits, first
+    deleting what is left of the lost one (a failed job, one a dead worker started)
+    so RQ's registries do not hold a job that is queued again."""
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    try:
+        Job.fetch(job_id, connection=queue.connection).delete()
+    except NoSuchJobError:
+        pass
+    queue.enqueue(func, pk, job_id=job_id)
+
+
+def requeue_lost(
+    queued: QuerySet, func: Callable[[int], None], job_id: Callable[[int], str], now: datetime
+) -> list[int]:
+    """Enqueue again the rows of `queued` (steps or verification runs, all queued) that
+    have waited settings.RESYNC_LOST_AFTER seconds (or were queued again with no
+    time, runner.lifecycle.interrupt_step) and whose RQ job `job_id(pk)` is lost.
+
+    The wait lets an enqueue whose transaction just committed reach Redis first.
+    Moving queued_at claims the row under its lock: two recoverers never both enqueue
+    it, and the next pass waits again before it looks. Returns the ids enqueued.
+    """
+    lost_after = timedelta(seconds=settings.RESYNC_LOST_AFTER)
+    waited = queued.filter(Q(queued_at__lt=now - lost_after) | Q(queued_at=None))
+    touched = []
+    for pk, queued_at in waited.values_list("pk", "queued_at"):
+        if not job_lost(job_id(pk)):
+            continue
+        with transaction.atomic():
+            if queued.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
+                requeue_job(func, pk, job_id(pk))
+                touched.append(pk)
+                log.warning("re-enqueued %s: its RQ job was lost", job_id(pk))
+    return touched

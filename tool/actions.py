@@ -1,0 +1,156 @@
+"""Where a resync starts: check_resync validates and authorises, do_request_resync stores.
+
+check_* raises core.errors.ResyncError (bad input, naming it) or RightsError (a
+missing right) and changes nothing; do_* changes data and sends events after
+commit. The tool's pages, the API, the commands, Selective Sync and the year
+switch all call these, so each rule is written once. Once stored, a request
+runs through runner.lifecycle (its map says how).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.urls import reverse
+
+from alerts.models import AlertName, ProcessAlert
+from core.errors import ResyncError
+from history.models import DISBatchHistory
+from resync import planner, rights
+from resync.catalog import ALIASES
+from resync.models import District, ResyncRequest, SyncObject
+from runner import lifecycle
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A resync request check_resync (or check_selective_sync) allowed, ready to store."""
+
+    district: District
+    year: int
+    objects: list[str] | None
+    check_dependencies: bool
+    plan: planner.Plan
+    level: ResyncRequest.Level = ResyncRequest.Level.DISTRICT
+    user: User | None = None
+    records: list[int] | None = None  # Selective Sync: the one object's record ids
+
+
+def level_for(user: User | None) -> ResyncRequest.Level:
+    """The level of what `user` asks for: a state user's request is the state's (the
+    district is alerted, not shown its objects). Only for one who may also see state
+    requests (state R): else the requester could not see what they sent (their own
+    answer would be a 404, or a 500 building it)."""
+    state = user is not None and rights.may_send_state(user) and rights.is_state(user)
+    return ResyncRequest.Level.STATE if state else ResyncRequest.Level.DISTRICT
+
+
+def check_year(district: District, year: int | None) -> int:
+    """The school year asked for (the district's scoped year when None), refused unless
+    it is configured for the district. Resyncs and verifications both ask this."""
+    year = district.scope_year if year is None else year
+    if year not in district.years:
+        allowed = ", ".join(str(y) for y in sorted(district.years))
+        raise ResyncError(
+            f"School year {year} is not configured for district {district.code}: choose {allowed}.", "year"
+        )
+    return year
+
+
+def offered_names(district: District, year: int) -> set[str]:
+    """The sync objects `district` may resync or verify for `year`."""
+    return set(SyncObject.objects.offered(district, year).values_list("name", flat=True))
+
+
+def check_objects_offered(district: District, year: int, names: list[str], offered: set[str]) -> None:
+    """Refuse objects not `offered` to the district for `year`, naming them."""
+    missing = [n for n in names if n not in offered]
+    if missing:
+        raise ResyncError(f"Not offered for district {district.code} in {year}: " + ", ".join(missing) + ".")
+
+
+def check_resync(
+    district: District,
+    year: int | None,
+    objects: list[str] | None,
+    check_dependencies: bool,
+    user: User | None = None,
+    level: ResyncRequest.Level = ResyncRequest.Level.DISTRICT,
+) -> Checked:
+    """Validate and authorise a resync request; `objects=None` asks for a full resync.
+
+    `user=None` is the system itself (an operator's command): no rights apply.
+    Raises RightsError for a missing right, ResyncError for bad input.
+    """
+    if user is not None:
+        rights.check_request(user, district, level)
+    year = check_year(district, year)
+    parents = SyncObject.objects.parents_map()
+    offered = offered_names(district, year)
+    names = None
+    try:
+        if objects is not None:
+            names = planner.resolve(parents, objects, ALIASES)
+            check_objects_offered(district, year, names, offered)
+        plan = planner.plan(parents, offered, names, check_dependencies=check_dependencies)
+    except planner.PlanError as e:
+        raise ResyncError(str(e)) from None
+    if user is not None:
+        rights.check_objects(user, plan.order, plan.added)
+    return Checked(district, year, names, check_dependencies, plan, level, user)
+
+
+def do_request_resync(checked: Checked) -> ResyncRequest:
+    """Store the request and its steps; start it unless the district and year are busy."""
+    by_name = {o.name: o for o in SyncObject.objects.filter(name__in=checked.plan.order)}
+    with transaction.atomic():
+        # One request at a time per district: lock its row while deciding.
+        District.objects.select_for_update().get(pk=checked.district.pk)
+        request = ResyncRequest.objects.create(
+            district=checked.district,
+            school_year=checked.year,
+            objects_asked=checked.objects,
+            records=checked.records,
+            check_dependencies=checked.check_dependencies,
+            level=checked.level,
+            requested_by=checked.user,
+        )
+        DISBatchHistory.objects.bulk_create(
+            DISBatchHistory(
+                request=request,
+                district=checked.district,
+                school_year=checked.year,
+                sync_object=by_name[name],
+                layer=i,
+            )
+            for i, layer in enumerate(checked.plan.layers)
+            for name in layer
+        )
+        busy = ResyncRequest.objects.filter(
+            district=checked.district, school_year=checked.year, status=ResyncRequest.Status.RUNNING
+        ).exists()
+        if not busy:
+            lifecycle.start(request)
+        if request.level == ResyncRequest.Level.STATE:
+            alert_state_request(request)
+    return request
+
+
+def alert_state_request(request: ResyncRequest) -> None:
+    """Tell the district's users and the state's that the state asked for a resync.
+
+    The district may not learn which objects the state asked for: the alert
+    names the district and year only, for district and state users alike.
+    """
+    district = request.district
+    ProcessAlert.objects.notify(
+        rights.alert_recipients(district),
+        name=AlertName.STATE_RESYNC_REQUESTED,
+        category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+        message=f"The state requested a resync of district {district.code} {district.name} for {request.school_year}.",
+        link=reverse("admin:resync_tool", args=[district.code]),
+        district=district,
+        request=request,
+    )

@@ -1,0 +1,129 @@
+"""The admin's districts and resync requests, and the tool's pages hung on them.
+
+The tool's pages are admin pages of these ModelAdmins, as django.contrib.auth's
+password page is UserAdmin's: each a method wired in get_urls through
+admin_view (signed-in staff only), the view itself in tool.views. URL names
+and paths are those the templates and the API's links already use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from core.admin import NotFoundNotRedirected, ReadOnly
+from resync import rights
+from resync.models import District, ResyncRequest
+
+from . import views
+
+
+class AdminPages:
+    """Pages of a ModelAdmin beside its change list."""
+
+    def page(self, route: str, view: Callable[..., HttpResponse], name: str) -> URLPattern:
+        """`view`, a method of this ModelAdmin, at `route` under the model's admin URLs."""
+        return path(route, self.admin_site.admin_view(view), name=name)
+
+
+@admin.register(District)
+class DistrictAdmin(AdminPages, NotFoundNotRedirected, admin.ModelAdmin):
+    list_display = [
+        "code",
+        "name",
+        "state",
+        "scope_year",
+        "sync_previous_year",
+        "sync_next_year",
+        "tool_link",
+    ]
+    list_select_related = ["state"]
+    list_filter = ["state", "scope_year"]
+    search_fields = ["code", "name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An existing district's year moves only through the year switch and its end-of-year rule.
+        switch = ["year_switched_at", "end_of_year_request", "records_deleted_at"]
+        return ["scope_year", *switch] if obj else switch
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            self.page("<str:code>/tool/", self.tool_view, "resync_tool"),
+            self.page("<str:code>/tool/plan/", self.plan_view, "resync_tool_plan"),
+            self.page("state-tool/", self.state_tool_view, "resync_state_tool"),
+            # What the tools' rows show now, for a page whose live socket (re)opened.
+            self.page("<str:code>/tool/state/", self.tool_state_view, "resync_tool_state"),
+            self.page("state-tool/state/", self.state_tool_state_view, "resync_state_tool_state"),
+            *super().get_urls(),
+        ]
+
+    def tool_view(self, request: HttpRequest, code: str) -> HttpResponse:
+        return views.district_tool(request, code, self.admin_site)
+
+    def plan_view(self, request: HttpRequest, code: str) -> HttpResponse:
+        return views.plan_preview(request, code, self.admin_site)
+
+    def tool_state_view(self, request: HttpRequest, code: str) -> HttpResponse:
+        return views.tool_state(request, code, self.admin_site)
+
+    def state_tool_view(self, request: HttpRequest) -> HttpResponse:
+        return views.state_tool(request, self.admin_site)
+
+    def state_tool_state_view(self, request: HttpRequest) -> HttpResponse:
+        return views.state_tool_state(request, self.admin_site)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(pk__in=rights.districts(request.user).values("pk"))
+
+    def has_view_permission(self, request, obj=None):
+        return rights.active(request.user) and (
+            super().has_view_permission(request, obj) or rights.districts(request.user).exists()
+        )
+
+    @admin.display(description="Resync State Data")
+    def tool_link(self, obj: District):
+        return format_html('<a href="{}">Open tool</a>', reverse("admin:resync_tool", args=[obj.code]))
+
+
+@admin.register(ResyncRequest)
+class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "district",
+        "school_year",
+        "level",
+        "asked",
+        "requested_by",
+        "status",
+        "outcome",
+        "created_at",
+    ]
+    list_select_related = ["district", "requested_by"]
+    list_filter = ["status", "level", "outcome", "school_year"]
+    search_fields = ["district__code", "district__name"]
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return rights.visible(request.user, super().get_queryset(request), level="level")
+
+    def has_delete_permission(self, request, obj=None):
+        # A request is the record of what was asked and what it concluded (the
+        # end-of-year rule reads it): nobody deletes one, a superuser neither.
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        return [self.page("queue/", self.agent_queue_view, "resync_agent_queue"), *super().get_urls()]
+
+    def agent_queue_view(self, request: HttpRequest) -> HttpResponse:
+        return views.agent_queue(request, self.admin_site)
+
+    @admin.display(description="Objects")
+    def asked(self, obj: ResyncRequest) -> str:
+        if obj.full:
+            return "Full resync"
+        names = ", ".join(obj.objects_asked)
+        return names + (" (+ dependencies)" if obj.check_dependencies else "")

@@ -1,0 +1,125 @@
+"""The RQ worker that runs StateSync's jobs, and the recovery every worker runs.
+
+Jobs are functions (runner.lifecycle.run_step for steps, verification's
+run_verification_job for verification runs); this module only runs them and
+recovers what a dead worker, a lost job or a lost wake-up left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from django.conf import settings
+from rq.exceptions import StopRequested
+from rq.worker import SimpleWorker
+
+from history.models import DISBatchHistory, StepStatus
+from runner import recovery, rq
+from verification.actions import recover_stale_runs
+from verification.models import VerificationRun
+
+log = logging.getLogger(__name__)
+
+
+def recover() -> tuple[list[int], list[int], list[int]]:
+    """Everything dead workers, lost jobs and lost wake-ups left behind:
+    (steps, verification runs, requests) touched."""
+    return recovery.recover_stale_steps(), recover_stale_runs(), recovery.recover_requests()
+
+
+def orphaned_here() -> bool:
+    """Does a step or verification run still name this process as its worker, now that
+    its job has ended? (See rq.job_running_here.)"""
+    me = rq.worker_name()
+    return (
+        DISBatchHistory.objects.filter(status=StepStatus.RUNNING, worker=me).exists()
+        or VerificationRun.objects.filter(status=VerificationRun.Status.RUNNING, worker=me).exists()
+    )
+
+
+class ResyncWorker(SimpleWorker):
+    """An RQ worker that recovers what dead workers, lost jobs and lost wake-ups left
+    (recover): when it starts, then every RESYNC_RECOVER_EVERY seconds, idle
+    or between jobs.
+
+    RQ's own maintenance (cleaning its registries) runs every 10 minutes: far too
+    late for a step whose job Redis lost. The recovery check is a few indexed
+    queries and a Redis lookup per long-queued step, so every worker runs it.
+    Around every job it resets the database connections, so a job never inherits
+    one a previous job (or a cut connection) left unusable.
+
+    SimpleWorker runs jobs in its own process: no fork, so no database
+    connection is ever shared between parent and child.
+    """
+
+    _recovered_at: float | None = None
+
+    def work(self, *args, **kwargs):
+        yield_cpu(settings.RESYNC_WORKER_NICE)
+        rq.reset_connections()
+        return super().work(*args, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker wakes this often to check, rather than RQ's worker_ttl - 15 s.
+        return max(1, min(super().dequeue_timeout, settings.RESYNC_RECOVER_EVERY))
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        due = (
+            self._recovered_at is None
+            or time.monotonic() - self._recovered_at >= settings.RESYNC_RECOVER_EVERY
+        )
+        return due or super().should_run_maintenance_tasks
+
+    def run_maintenance_tasks(self):
+        if super().should_run_maintenance_tasks:
+            super().run_maintenance_tasks()
+        self.recover()
+
+    def recover(self) -> None:
+        """Run recover(); a failure (the database down) is logged, never the
+        end of the worker: RQ's loop quits on any exception, and the next check
+        tries again."""
+        self._recovered_at = time.monotonic()
+        rq.reset_connections()
+        try:
+            recover()
+        except StopRequested:  # SIGTERM while idle: RQ's warm shutdown, not a failure
+            raise
+        except Exception:
+            log.exception("recovery failed; the next check in %ss tries again", settings.RESYNC_RECOVER_EVERY)
+        finally:
+            rq.reset_connections()
+
+    def execute_job(self, job, queue):
+        rq.reset_connections()
+        rq.job_running_here = True
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            rq.job_running_here = False
+            self._after_job()
+
+    def _after_job(self) -> None:
+        """Fresh connections for what comes next, and recovery at once when the job
+        queued its step again or ended without ending its step or run (it raised on a
+        cut connection before it could write the failure): it would otherwise stay
+        "running" on this live worker until its heartbeat went stale."""
+        rq.reset_connections()
+        try:
+            orphaned = rq.recover_after_job or orphaned_here()
+        except Exception:
+            log.exception("could not check for what the last job left running")
+            orphaned = True
+        rq.recover_after_job = False
+        if orphaned:
+            self.recover()
+
+
+def yield_cpu(niceness: int) -> None:
+    """Lower this process's CPU priority to `niceness`, never raise it (that needs root)."""
+    if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
