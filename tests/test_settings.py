@@ -8,11 +8,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 from channels_redis.core import RedisChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 
 from statesync import embedded_redis
-from statesync.env import database_url, env_bool, env_int, env_secret, parse_database_url
+from statesync.embedded_queue import EmbeddedRedisQueue
+from statesync.env import database_url, env_bool, env_int, env_secret, kept_secret, parse_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,7 +123,27 @@ def test_importing_settings_starts_no_process_and_makes_no_folder(tmp_path):
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(data) in " ".join(p.info["cmdline"] or [])]
 
 
-def test_the_embedded_redis_server_starts_at_its_first_connection_and_stops():
+def test_a_kept_secret_is_written_when_first_used_and_read_back_after(tmp_path):
+    path = tmp_path / "data" / "secret_key"
+    secret = kept_secret(path)
+    assert not path.parent.exists()  # made, not yet used
+    assert len(str(secret)) >= 50 and path.read_text() == str(secret)
+    assert str(kept_secret(path)) == str(secret)
+
+
+def test_the_embedded_redis_server_starts_at_its_first_queue_and_stops():
+    data = Path(tempfile.mkdtemp(prefix="ss-redis-"))
+    connection = redis.Redis(unix_socket_path=str(embedded_redis.socket_path(data)))
+    try:
+        assert not embedded_redis.answers(data)
+        assert EmbeddedRedisQueue("probe", connection=connection).count == 0  # its first command answered
+        assert embedded_redis.answers(data)
+    finally:
+        assert embedded_redis.stop(data)
+    assert not embedded_redis.answers(data)
+
+
+def test_the_embedded_redis_server_starts_at_its_first_layer_connection_and_stops():
     # A short path of its own: a unix socket's path is at most 107 bytes.
     data = Path(tempfile.mkdtemp(prefix="ss-redis-"))
     layer = RedisChannelLayer(
