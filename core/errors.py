@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.views import defaults
 
@@ -40,7 +40,7 @@ REFUSALS = (RightsError, ResyncError)
 
 def status_for(error: Exception) -> int:
     """The HTTP status that answers `error` at every door (API, admin tool, JSON answers)."""
-    if isinstance(error, RightsError):
+    if isinstance(error, (RightsError, PermissionDenied)):  # PermissionDenied: Django's own 403
         return 403
     if isinstance(error, ResyncError):
         return 400

@@ -5,6 +5,7 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.test import Client
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -21,6 +22,7 @@ from .conftest import BOTH
     ("error", "status"),
     [
         (RightsError("You have no right to resync district 101."), 403),
+        (DjangoPermissionDenied(), 403),
         (ResyncError("Unknown sync object(s): Nope."), 400),
         (Http404("No such district."), 404),
         (ObjectDoesNotExist(), 404),
