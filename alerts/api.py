@@ -40,9 +40,7 @@ class AlertSerializer(serializers.ModelSerializer):
         # A district is told the state asked for a resync, never which request it is.
         if alert.request is None:
             return None
-        if alert.request.level == "state" and not self.context["state"]:
-            return None
-        return alert.request_id
+        return alert.request_id if rights.level_shown(alert.request.level, self.context["state"]) else None
 
 
 class AlertFilter(filters.FilterSet):

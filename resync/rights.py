@@ -10,39 +10,25 @@ django-guardian permissions (the README has the table):
   or global;
 - state rights: `resync.view_state_resync` (R) and `resync.send_state_resync` (W);
 - history and Error Log: the models' own view/delete permissions.
+
+These are the base rights every feature builds on. A feature's own rights live
+beside it (verification.rights, selective.rights, yearswitch.rights) and combine
+these; the groups that hold them are seeded by resync.groups.
 """
 
 from __future__ import annotations
-
-import logging
 
 from django.contrib.auth.models import Permission, User
 from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user, get_users_with_perms
 
-from resync.models import District, SyncObject
+from core.errors import RightsError
+from resync.models import District, ResyncRequest, SyncObject
 
 DISTRICT = "resync.resync_district"
 OBJECT = "resync.resync_object"
 STATE_VIEW = "resync.view_state_resync"
 STATE_SEND = "resync.send_state_resync"
-
-DISTRICT_ADMINS = "District Administrator"
-STATE_ADMINS = "State Administrator"
-
-
-# Every refusal of a right, whatever the door, at warning level: who, which door, what.
-refusals = logging.getLogger("statesync.refusals")
-
-
-class RightsError(PermissionError):
-    """Refused for lack of a right; the message names what is missing."""
-
-
-def log_refusal(user, door: str, what: str) -> None:
-    """Log that `user` was refused at `door` (admin, api, websocket, job, command): `what` they tried."""
-    who = user.username if user is not None and getattr(user, "is_authenticated", False) else "anonymous"
-    refusals.warning("refused %s at %s: %s", who, door, what)
 
 
 def active(user) -> bool:
@@ -107,15 +93,16 @@ def alert_recipients(district: District) -> QuerySet[User]:
 
 
 def check_request(user, district: District, level: str) -> None:
-    """May `user` ask for a resync of `district` at `level` ("district" or "state")?"""
+    """May `user` ask for a resync of `district` at `level` (a ResyncRequest.Level)?"""
     if not may_resync(user, district):
         raise RightsError(f"You have no right to resync district {district.code}.")
-    if level == "state" and not may_send_state(user):
+    if level == ResyncRequest.Level.STATE and not may_send_state(user):
         raise RightsError("Sending a state resync request needs the state resync W right.")
 
 
-def still_allowed(user, district: District, level: str, object_name: str) -> str:
-    """Re-checked by the job at run time: why the requester may no longer run this step, or ''."""
+def why_refused(user, district: District, level: str, object_name: str) -> str:
+    """Why `user` may not run a step of `object_name` for `district` at `level` now, or "":
+    re-checked when the step runs (runner.lifecycle.refusal), as rights may have changed."""
     if user is None:
         return ""  # asked by the system (a command run by an operator)
     try:
@@ -127,172 +114,41 @@ def still_allowed(user, district: District, level: str, object_name: str) -> str
     return ""
 
 
-STATE_ADMIN_PERMS = [
-    DISTRICT,
-    OBJECT,
-    STATE_VIEW,
-    STATE_SEND,
-    "resync.view_district",
-    "resync.view_syncobject",
-    "resync.view_resyncrequest",
-    "history.view_disbatchhistory",
-    "history.delete_disbatchhistory",
-    "history.view_errorlog",
-    "history.delete_errorlog",
-]
-DISTRICT_ADMIN_PERMS = [
-    "resync.view_syncobject",
-    "resync.view_resyncrequest",
-    "history.view_disbatchhistory",
-    "history.delete_disbatchhistory",
-    "history.view_errorlog",
-    "history.delete_errorlog",
-]
-
-
-def create_groups(group_model, permission_model, sync_object_model, rule_model) -> None:
-    """Create the two ready-made groups. Takes the model classes so the data
-    migration can pass its historical ones."""
-
-    def perms(names: list[str]) -> list:
-        out = []
-        for name in names:
-            app, codename = name.split(".")
-            out.append(permission_model.objects.get(content_type__app_label=app, codename=codename))
-        return out
-
-    state, _ = group_model.objects.get_or_create(name=STATE_ADMINS)
-    state.permissions.set(perms(STATE_ADMIN_PERMS))
-    district, _ = group_model.objects.get_or_create(name=DISTRICT_ADMINS)
-    district.permissions.set(perms(DISTRICT_ADMIN_PERMS))
-    # District administrators hold the tool right for every sync object; a
-    # district user outside the group gets object rights one by one.
-    (resync_object,) = perms([OBJECT])
-    rule_model.objects.bulk_create(
-        [
-            rule_model(group=district, permission=resync_object, content_object=o)
-            for o in sync_object_model.objects.all()
-        ],
-        ignore_conflicts=True,
-    )
-
-
-def visible(user, qs: QuerySet, level: str = "request__level") -> QuerySet:
-    """Narrow `qs` (rows with a `district`) to what `user` may see: their
-    districts' rows, and for a district user never the state's requests."""
-    qs = qs.filter(district__in=districts(user))
-    return qs if is_state(user) else qs.filter(**{level: "district"})
-
-
-def may_see_request(user, request) -> bool:
-    """The one-row form of `visible`: a request of the user's districts, and for a
-    district user never a state request."""
-    return may_resync(user, request.district) and (is_state(user) or request.level == "district")
-
-
-# ---- Verification Summary, Selective Sync and the year switch ------------------
-# Their permissions live on the verification app's models (Selective Sync on a
-# proxy of ResyncRequest, so its R/W/D are the proxy's view/use/delete) and on
-# District for the year switch; each is still combined with the district right.
-
-VERIFY_VIEW = "verification.view_verificationrun"  # Verification Summary R
-VERIFY_RUN = "verification.run_verification"  # Verification Summary W
-VERIFY_DELETE = "verification.delete_verificationrun"  # Verification Summary D
-VERIFY_SWITCH = "verification.change_verificationsetting"  # the state's switch
-SELECTIVE_VIEW = "verification.view_selectivesync"  # Selective Sync R
-SELECTIVE_USE = "verification.use_selectivesync"  # Selective Sync W
-SELECTIVE_DELETE = "verification.delete_selectivesync"  # Selective Sync D
-YEAR_SWITCH = "resync.switch_year"
-
-TOOL_STATE_PERMS = [
-    VERIFY_VIEW,
-    VERIFY_RUN,
-    VERIFY_DELETE,
-    VERIFY_SWITCH,
-    "verification.view_verificationsetting",
-    SELECTIVE_VIEW,
-    SELECTIVE_USE,
-    SELECTIVE_DELETE,
-    YEAR_SWITCH,
-]
-TOOL_DISTRICT_PERMS = [VERIFY_VIEW, VERIFY_RUN, SELECTIVE_VIEW, SELECTIVE_USE, SELECTIVE_DELETE, YEAR_SWITCH]
-
-
-def _holds(user, perm: str) -> bool:
+def holds(user, perm: str) -> bool:
+    """An active user holding the global permission `perm` (the features' R/W/D rights)."""
     return active(user) and user.has_perm(perm)
 
 
-def district_verification_on() -> bool:
-    from verification.models import VerificationSetting
-
-    return VerificationSetting.current().district_initiated
-
-
-def may_view_verification(user) -> bool:
-    return _holds(user, VERIFY_VIEW)
+def district_named(user, code: str | None) -> District | None:
+    """The district `code` among those `user` may see, or None: the same answer for a
+    code that does not exist and for one the user may not even learn exists."""
+    return districts(user).select_related("state").filter(code=code or "").first()
 
 
-def may_delete_verification(user) -> bool:
-    return _holds(user, VERIFY_DELETE)
+# ---- A district user never sees a state request --------------------------------
+# One rule, in its two forms: `level_shown` for one row, `visible_q` for a query. A
+# state request (and a state user's verification run) is the state's: the district
+# is alerted that the state asked, never shown what it asked for.
 
 
-def may_switch_verification(user) -> bool:
-    """The state's switch for district-initiated verification."""
-    return is_state(user) and _holds(user, VERIFY_SWITCH)
+def level_shown(level: str, state: bool) -> bool:
+    """May a user (`state`: one who sees state requests, rights.is_state) see a row of `level`?"""
+    return state or level == ResyncRequest.Level.DISTRICT
 
 
-def check_verification(user, district: District) -> None:
-    """May `user` run a verification of `district`? Names what is missing."""
-    if not may_resync(user, district):
-        raise RightsError(f"You have no right to verify district {district.code}.")
-    if not _holds(user, VERIFY_RUN):
-        raise RightsError("Running a verification needs the Verification Summary W right.")
-    if not is_state(user) and not district_verification_on():
-        raise RightsError("The state has switched district-initiated verification off.")
+def visible_q(user, level: str = "request__level", district: str = "district") -> Q:
+    """The rows `user` may see, reached through the paths `district` and `level`: their
+    districts' rows, and for a district user only the district level's."""
+    q = Q(**{f"{district}__in": districts(user)})
+    return q if is_state(user) else q & Q(**{level: ResyncRequest.Level.DISTRICT})
 
 
-def may_run_verification(user) -> bool:
-    """Whether to offer the Run button at all (check_verification decides per district)."""
-    return _holds(user, VERIFY_RUN) and (is_state(user) or district_verification_on())
+def visible(user, qs: QuerySet, level: str = "request__level") -> QuerySet:
+    """Narrow `qs` (rows with a `district`) to what `user` may see (visible_q)."""
+    return qs.filter(visible_q(user, level))
 
 
-def may_view_selective(user) -> bool:
-    return _holds(user, SELECTIVE_VIEW)
-
-
-def may_use_selective(user) -> bool:
-    return _holds(user, SELECTIVE_USE)
-
-
-def may_delete_selective(user) -> bool:
-    return _holds(user, SELECTIVE_DELETE)
-
-
-def check_selective(user, district: District) -> None:
-    if not may_resync(user, district):
-        raise RightsError(f"You have no right to resync district {district.code}.")
-    if not may_use_selective(user):
-        raise RightsError("Selective Sync needs its W right.")
-
-
-def may_switch_year(user) -> bool:
-    return _holds(user, YEAR_SWITCH)
-
-
-def check_year_switch(user, district: District) -> None:
-    if not may_resync(user, district):
-        raise RightsError(f"You have no right to manage district {district.code}.")
-    if not may_switch_year(user):
-        raise RightsError("Switching the school year needs the year switch right.")
-
-
-def grant_tool_perms(group_model, permission_model) -> None:
-    """Give the two ready-made groups the rights above (create_groups predates them).
-    Takes the model classes so a data migration can pass its historical ones."""
-    for name, perms in ((STATE_ADMINS, TOOL_STATE_PERMS), (DISTRICT_ADMINS, TOOL_DISTRICT_PERMS)):
-        group, _ = group_model.objects.get_or_create(name=name)
-        for perm in perms:
-            app, codename = perm.split(".")
-            group.permissions.add(
-                permission_model.objects.get(content_type__app_label=app, codename=codename)
-            )
+def may_see_request(user, request: ResyncRequest) -> bool:
+    """The one-row form of `visible`: a request of the user's districts, and for a
+    district user never a state request."""
+    return may_resync(user, request.district) and level_shown(request.level, is_state(user))

@@ -1,13 +1,14 @@
-"""Every verification operation has one home here, as resync.actions is for resyncs.
+"""Every verification operation has one home here, as tool.actions is for resyncs.
 
 check_* validates and authorises (RightsError, ResyncError naming the problem);
-do_* writes. The admin, the API and the RQ job all call these.
+do_* writes. The admin and the API call these; run_verification_job is the RQ job.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 
@@ -18,22 +19,23 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import events
-from alerts.models import ProcessAlert
-from resync import actions, planner, rights
-from resync.actions import ResyncError
+from alerts.models import AlertName, ProcessAlert
+from core import events
+from core.errors import ResyncError, RightsError
+from resync import planner, rights
 from resync.catalog import ALIASES
 from resync.models import District, ResyncRequest, SyncObject
+from runner import rq
+from tool import actions
 
 from . import compare
+from . import rights as verification_rights
 from .models import DISVerificationDifference, DISVerificationResult, VerificationRun
 
 log = logging.getLogger(__name__)
 
 KEPT_PER_OBJECT = 10_000  # difference rows kept per object; the counts stay exact
 PROGRESS_SECONDS = 1.0
-VERIFICATION_FINISHED = "Verification Finished"
-RUN_JOB = "verification.jobs.run_verification_job"
 
 
 @dataclass(frozen=True)
@@ -51,33 +53,10 @@ def check_verification(
     """Validate and authorise a verification; `objects=None` compares every object offered
     for the year that the user holds the tool right for."""
     if user is not None:
-        rights.check_verification(user, district)
-    year = district.scope_year if year is None else year
-    if year not in district.years:
-        allowed = ", ".join(str(y) for y in sorted(district.years))
-        raise ResyncError(
-            f"School year {year} is not configured for district {district.code}: choose {allowed}.", "year"
-        )
+        verification_rights.check_verification(user, district)
+    year = actions.check_year(district, year)
     parents = SyncObject.objects.parents_map()
-    offered = set(SyncObject.objects.offered(district, year).values_list("name", flat=True))
-    allowed = rights.object_names(user) if user is not None else offered
-    if objects is None:
-        names = sorted(offered & allowed)
-    else:
-        try:
-            names = planner.resolve(parents, objects, ALIASES)
-        except planner.PlanError as e:
-            raise ResyncError(str(e)) from None
-        missing = [n for n in names if n not in offered]
-        if missing:
-            raise ResyncError(
-                f"Not offered for district {district.code} in {year}: " + ", ".join(missing) + "."
-            )
-        refused = [n for n in names if n not in allowed]
-        if refused:
-            raise rights.RightsError("You have no tool right to verify " + ", ".join(refused) + ".")
-    if not names:
-        raise ResyncError("Select at least one sync object to verify.")
+    names = _objects_to_verify(district, year, objects, user, parents)
     busy = ResyncRequest.objects.filter(
         district=district,
         school_year=year,
@@ -93,6 +72,27 @@ def check_verification(
     return CheckedVerification(district, year, order, user, actions.level_for(user))
 
 
+def _objects_to_verify(district: District, year: int, objects: list[str] | None, user, parents) -> list[str]:
+    """The objects asked for (any case, aliases resolved), each offered and within the
+    user's tool rights; None asks for every such object. Never empty."""
+    offered = actions.offered_names(district, year)
+    allowed = rights.object_names(user) if user is not None else offered
+    if objects is None:
+        names = sorted(offered & allowed)
+    else:
+        try:
+            names = planner.resolve(parents, objects, ALIASES)
+        except planner.PlanError as e:
+            raise ResyncError(str(e)) from None
+        actions.check_objects_offered(district, year, names, offered)
+        refused = [n for n in names if n not in allowed]
+        if refused:
+            raise RightsError("You have no tool right to verify " + ", ".join(refused) + ".")
+    if not names:
+        raise ResyncError("Select at least one sync object to verify.")
+    return names
+
+
 def do_request_verification(checked: CheckedVerification) -> VerificationRun:
     """Store the run and queue its job (once the transaction commits)."""
     with transaction.atomic():
@@ -105,7 +105,9 @@ def do_request_verification(checked: CheckedVerification) -> VerificationRun:
             queued_at=timezone.now(),
         )
         # Named after the run, as steps are: recovery finds a lost job in one lookup.
-        django_rq.get_queue(settings.RQ_QUEUE).enqueue(RUN_JOB, run.pk, job_id=run_job_id(run.pk))
+        django_rq.get_queue(settings.RQ_QUEUE).enqueue(
+            run_verification_job, run.pk, job_id=run_job_id(run.pk)
+        )
     return run
 
 
@@ -130,12 +132,27 @@ def claim(run_id: int, worker: str) -> VerificationRun | None:
     return run
 
 
+def run_verification_job(run_id: int) -> None:
+    """The RQ job of one run: claim it, compare, finish it (failed, naming the error,
+    if anything raised)."""
+    run = claim(run_id, rq.worker_name())
+    if run is None:
+        log.info("verification %s is not queued any more; skipping", run_id)
+        return
+    try:
+        run_verification(run)
+    except Exception as e:
+        log.exception("verification %s failed", run_id)
+        run = VerificationRun.objects.select_related("district", "requested_by").get(pk=run_id)
+        do_finish_run(run, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+
+
 def run_verification(run: VerificationRun) -> VerificationRun:
     """Compare every object of a claimed run, storing results and differences as it goes."""
     if run.requested_by is not None:
         try:
-            rights.check_verification(run.requested_by, run.district)
-        except rights.RightsError as e:
+            verification_rights.check_verification(run.requested_by, run.district)
+        except RightsError as e:
             return do_finish_run(run, f"Refused at run time: {e}")
     chunk = settings.RESYNC_CHUNK
     by_name = SyncObject.objects.in_bulk(run.sync_objects, field_name="name")
@@ -202,7 +219,7 @@ def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
         outcome = f"failed: {failure[:200]}" if failure else f"finished: {found} difference(s) to resync"
         ProcessAlert.objects.notify(
             [run.requested_by],
-            name=VERIFICATION_FINISHED,
+            name=AlertName.VERIFICATION_FINISHED,
             category=ProcessAlert.VERTICAL_INTEROPERABILITY,
             message=f"Verification {run.pk} of district {run.district.code} for {run.school_year} {outcome}.",
             link=reverse("admin:verification_verificationrun_change", args=[run.pk]),
@@ -248,17 +265,17 @@ def recover_stale_runs() -> list[int]:
     Status = VerificationRun.Status
     running_runs = VerificationRun.objects.filter(status=Status.RUNNING)
     for run in running_runs.select_related("district", "requested_by"):
-        if not actions.worker_dead(run.worker, run.heartbeat_at, now):
+        if not rq.worker_dead(run.worker, run.heartbeat_at, now):
             continue
         running = VerificationRun.objects.filter(pk=run.pk, status=Status.RUNNING, worker=run.worker)
-        if run.attempts < actions.MAX_ATTEMPTS:
+        if run.attempts < rq.MAX_ATTEMPTS:
             with transaction.atomic():
                 if running.update(
                     status=Status.QUEUED, worker="", queued_at=now, objects_done=0, records_compared=0
                 ):
                     # What the dead worker compared is incomplete: the next attempt starts over.
                     DISVerificationResult.objects.filter(run=run).delete()
-                    actions.requeue_job(RUN_JOB, run.pk, run_job_id(run.pk))
+                    rq.requeue_job(run_verification_job, run.pk, run_job_id(run.pk))
                     # Open pages would show the dead attempt's progress until the next claim.
                     dead = run.worker
                     run.status, run.worker, run.objects_done, run.records_compared = Status.QUEUED, "", 0, 0
@@ -276,7 +293,7 @@ def recover_stale_runs() -> list[int]:
             touched.append(run.pk)
             log.warning("failed verification %s: its worker died %s times", run.pk, run.attempts)
     queued = VerificationRun.objects.filter(status=Status.QUEUED)
-    return touched + actions.requeue_lost(queued, RUN_JOB, run_job_id, now)
+    return touched + rq.requeue_lost(queued, run_verification_job, run_job_id, now)
 
 
 def differing_objects(run: VerificationRun) -> list[str]:
@@ -288,10 +305,10 @@ def differing_objects(run: VerificationRun) -> list[str]:
 def check_verification_resync(run: VerificationRun, user=None) -> actions.Checked:
     """The one-click resync: exactly the objects that differ, with Check Dependencies."""
     if user is not None and not rights.may_resync(user, run.district):
-        raise rights.RightsError(f"You have no right to resync district {run.district.code}.")
-    if user is not None and run.level == ResyncRequest.Level.STATE and not rights.is_state(user):
+        raise RightsError(f"You have no right to resync district {run.district.code}.")
+    if user is not None and not rights.level_shown(run.level, rights.is_state(user)):
         # The doors answer 404 before this; a caller that did not must not act on it either.
-        raise rights.RightsError(f"No verification {run.pk} among those you may see.")
+        raise RightsError(f"No verification {run.pk} among those you may see.")
     if run.status != VerificationRun.Status.FINISHED:
         raise ResyncError(f"Verification {run.pk} has not finished: it is {run.get_status_display()}.")
     names = differing_objects(run)

@@ -1,6 +1,6 @@
-"""The REST API of the Verification Summary and Selective Sync.
+"""The REST API of the Verification Summary (Selective Sync's is selective.api).
 
-Same rules as the rest of the API (resync/api.py): views parse input, call one
+Same rules as the rest of the API (core.api): views parse input, call one
 action (which validates and authorises through resync.rights) and answer; a
 missing right is 403, anything the user may not know of is 404 (or, in a
 body, a 400 that reads the same for "absent" and "not yours").
@@ -13,30 +13,17 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from resync import actions, rights
-from resync.api import (
-    Filters,
-    Holds,
-    IdFilter,
-    Page,
-    ResyncRequestDetailSerializer,
-    district_named,
-    errors,
-    refusals_answered,
-    refuse_empty,
-    visible_requests,
-)
-from resync.models import ResyncRequest
-from statesync.parsers import StrictJSONParser
+from core.api import Filters, Holds, IdFilter, Page, errors, refusals_answered, refuse_empty
+from core.parsers import StrictJSONParser
+from tool.api import ResyncRequestDetailSerializer, district_named, visible_requests
 
 from . import actions as verify
 from .models import DISVerificationDifference, DISVerificationResult, VerificationRun
-
-# ---- Verification Summary ------------------------------------------------------------
+from .rights import VERIFY_VIEW
 
 
 class ResultSerializer(serializers.ModelSerializer):
@@ -178,7 +165,7 @@ class VerificationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
 ):
     permission_classes = [permissions.IsAuthenticated, Holds]
-    required_perm = rights.VERIFY_VIEW
+    required_perm = VERIFY_VIEW
     pagination_class = Page
     parser_classes = [StrictJSONParser]
     filterset_class = RunFilter
@@ -238,98 +225,3 @@ class VerificationViewSet(
         created = verify.do_verification_resync(run, checked)
         answer = ResyncRequestDetailSerializer(visible_requests(request.user).get(pk=created.pk))
         return Response(answer.data, status=status.HTTP_201_CREATED)
-
-
-# ---- Selective Sync ------------------------------------------------------------------
-
-
-class SelectiveSerializer(ResyncRequestDetailSerializer):
-    records = serializers.ListField(child=serializers.IntegerField(), help_text="The record ids resynced.")
-
-    class Meta(ResyncRequestDetailSerializer.Meta):
-        fields = [*ResyncRequestDetailSerializer.Meta.fields, "records"]
-
-
-class NewSelective(serializers.Serializer):
-    district = serializers.CharField(max_length=16, help_text="District code.")
-    year = serializers.IntegerField(
-        required=False, allow_null=True, help_text="Ending year (2027 is 2026-27); the scoped year if absent."
-    )
-    object = serializers.ChoiceField(choices=list(actions.SELECTIVE_OBJECTS))
-    records = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
-        allow_empty=False,
-        help_text="District person ids (PersonIdentity) or enrollment ids (Enrollment).",
-    )
-
-
-class SelectiveFilter(filters.FilterSet):
-    district = filters.CharFilter(field_name="district__code", help_text="District code.")
-    school_year = IdFilter()
-
-    class Meta:
-        model = ResyncRequest
-        fields = ["district", "school_year", "status"]
-
-
-@extend_schema_view(
-    list=extend_schema(
-        summary="Selective Sync history (Selective Sync R)",
-        responses={200: SelectiveSerializer, **errors(400, 403, 404)},
-    ),
-    retrieve=extend_schema(
-        summary="One Selective Sync", responses={200: SelectiveSerializer, **errors(403, 404)}
-    ),
-    create=extend_schema(
-        summary="Resync single records (Selective Sync W)",
-        description="Validated as a batch resync; its step, Error Log and history are a batch's.",
-        request=NewSelective,
-        responses={201: SelectiveSerializer, **errors(400, 403)},
-    ),
-    destroy=extend_schema(
-        summary="Delete a finished Selective Sync from the history (Selective Sync D)",
-        responses={204: None, **errors(400, 403, 404)},
-    ),
-)
-class SelectiveSyncViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
-    permission_classes = [permissions.IsAuthenticated, Holds]
-    required_perm = rights.SELECTIVE_VIEW
-    serializer_class = SelectiveSerializer
-    pagination_class = Page
-    parser_classes = [StrictJSONParser]
-    filterset_class = SelectiveFilter
-    filter_backends = [Filters]
-    lookup_value_regex = r"\d+"
-
-    def get_queryset(self) -> QuerySet[ResyncRequest]:
-        return visible_requests(self.request.user).filter(records__isnull=False)
-
-    def create(self, request: Request) -> Response:
-        body = NewSelective(data=request.data)
-        body.is_valid(raise_exception=True)
-        b = body.validated_data
-        district = district_named(request.user, b["district"])
-        with refusals_answered():
-            checked = actions.check_selective_sync(
-                district, b.get("year"), b["object"], b["records"], user=request.user
-            )
-        created = actions.do_selective_sync(checked)
-        answer = SelectiveSerializer(self.get_queryset().get(pk=created.pk))
-        return Response(answer.data, status=status.HTTP_201_CREATED)
-
-    def destroy(self, request: Request, pk: str) -> Response:
-        sync = self.get_object()
-        if not rights.may_delete_selective(request.user):
-            raise PermissionDenied("Deleting Selective Sync history needs its D right.")
-        if sync.status != ResyncRequest.Status.FINISHED:
-            raise ValidationError(
-                {"status": [f"Selective Sync {sync.pk} has not finished; delete it once it has."]}
-            )
-        sync.delete()
-        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,5 +1,5 @@
-"""The Verification Summary (compare the district and state stores), Selective
-Sync's history and the year-switch overview.
+"""The Verification Summary (compare the district and state stores), and the two proxy
+models that give Selective Sync's history and the year-switch overview their admin pages.
 
 Differences are kept one row per record so an administrator can drill down;
 the counts on DISVerificationResult are always exact, even when the rows kept
@@ -8,9 +8,12 @@ are capped for a district whose whole object is missing at the state.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, F, IntegerField, Q, Sum, When
+from django.db.models import Case, F, IntegerField, Sum, When
 from django.db.models.functions import Coalesce
 
 from history.models import Reason
@@ -42,19 +45,16 @@ class VerificationSetting(models.Model):
         return setting
 
 
-def visible_runs_q(user, path: str = "") -> Q:
-    """The one rule of which runs `user` may know of, for rows reached through `path`
-    ("run__" from a result): their districts' runs, and for a district user never the
-    state's (a run a state user asked for), as rights.visible narrows requests."""
-    q = Q(**{f"{path}district__in": rights.districts(user)})
-    if not rights.is_state(user):
-        q &= Q(**{f"{path}level": ResyncRequest.Level.DISTRICT})
-    return q
+# The counts of a result that a resync would fix; not-allowed records are not among
+# them. Summed per run by RunQuerySet.with_totals, per result by differences_count.
+DIFFERING = ("only_district", "only_state", "different")
 
 
 class RunQuerySet(models.QuerySet):
     def visible_to(self, user) -> RunQuerySet:
-        return self.filter(visible_runs_q(user))
+        """The runs `user` may know of: their districts', and for a district user never
+        the state's (a run a state user asked for), as for requests (rights.visible_q)."""
+        return self.filter(rights.visible_q(user, level="level"))
 
     def with_resync_shown(self, user) -> RunQuerySet:
         """Annotate `resync_shown`: the run's resync request when `user` may see that
@@ -70,12 +70,9 @@ class RunQuerySet(models.QuerySet):
     def with_totals(self) -> RunQuerySet:
         """Annotate each run's `differing` (records a resync would fix) and `refused`
         (records not allowed to sync) summed over its results."""
+        differing = reduce(operator.add, (F(f"results__{name}") for name in DIFFERING))
         return self.annotate(
-            differing=Coalesce(
-                Sum(F("results__only_district") + F("results__only_state") + F("results__different")),
-                0,
-                output_field=IntegerField(),
-            ),
+            differing=Coalesce(Sum(differing), 0, output_field=IntegerField()),
             refused=Coalesce(Sum("results__not_allowed"), 0),
         )
 
@@ -170,7 +167,7 @@ class DISVerificationResult(models.Model):
     @property
     def differences_count(self) -> int:
         """Differences a resync would fix; not-allowed records are not among them."""
-        return self.only_district + self.only_state + self.different
+        return sum(getattr(self, name) for name in DIFFERING)
 
 
 class DISVerificationDifference(models.Model):
@@ -204,12 +201,28 @@ class DISVerificationDifference(models.Model):
         return f"{self.get_kind_display()}: {self.record_id}"
 
 
+class SelectiveSyncQuerySet(models.QuerySet):
+    def deletable(self) -> SelectiveSyncQuerySet:
+        """Only finished history may be deleted: deleting a running request would orphan its steps."""
+        return self.filter(status=ResyncRequest.Status.FINISHED)
+
+
+class SelectiveSyncManager(models.Manager.from_queryset(SelectiveSyncQuerySet)):
+    def get_queryset(self) -> SelectiveSyncQuerySet:
+        # A Selective Sync is a request narrowed to records; the others are batch resyncs.
+        return super().get_queryset().filter(records__isnull=False)
+
+
 class SelectiveSync(ResyncRequest):
     """Selective Sync and its history: resync requests narrowed to single records.
 
     A proxy so the tool has its own rights: R view (the tool and its history),
-    W use, D delete its history.
+    W use, D delete its history. It stays in this app, where its content type and
+    permissions have always been (verification.*_selectivesync) and where its admin
+    pages' URLs live; the selective app holds everything else about it.
     """
+
+    objects = SelectiveSyncManager()
 
     class Meta:
         proxy = True
@@ -220,7 +233,9 @@ class SelectiveSync(ResyncRequest):
 
 
 class SchoolYearSwitch(District):
-    """Districts as the year switch sees them: scoped year and the two mandatory resyncs."""
+    """Districts as the year switch sees them: scoped year and the two mandatory resyncs.
+
+    It stays in this app for its admin page's URL; the yearswitch app holds the rest."""
 
     class Meta:
         proxy = True

@@ -1,5 +1,6 @@
-"""The admin pages of the Verification Summary and Selective Sync that are not
-plain change lists: the forms that run them and the one-click resync.
+"""The admin pages of the Verification Summary that are not plain change lists: the
+form that runs one and the one-click resync. Selective Sync's form (selective.views)
+shares the district lookup and the refusal log below.
 
 Views validate, call one action, respond.
 """
@@ -14,25 +15,26 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from resync import actions, rights
+from core.errors import REFUSALS, RightsError, log_refusal
+from resync import rights
 from resync.models import District, SyncObject
-from resync.tool import parse_year
+from tool.views import parse_year
 
 from . import actions as verify
 from .models import VerificationRun
-
-REFUSALS = (actions.ResyncError, rights.RightsError)
+from .rights import may_run_verification, may_view_verification
 
 
 def refused(user, error: Exception, what: str) -> None:
     """Log a refusal for a missing right (not for bad input, which names itself to the user)."""
-    if isinstance(error, rights.RightsError):
-        rights.log_refusal(user, "admin", f"{what}: {error}")
+    if isinstance(error, RightsError):
+        log_refusal(user, "admin", f"{what}: {error}")
 
 
 def district_or_404(user, code: str | None) -> District:
-    # 404, not 403: a district user may not even learn another district's code exists.
-    district = rights.districts(user).filter(code=code or "").first()
+    """The form's district among the user's; 404, not 403: a district user may not even
+    learn another district's code exists."""
+    district = rights.district_named(user, code)
     if district is None:
         raise Http404("No such district.")
     return district
@@ -42,15 +44,15 @@ def run_or_404(user, pk) -> VerificationRun:
     # Another district's run and the state's runs read as absent to a district user.
     run = VerificationRun.objects.visible_to(user).filter(pk=pk).select_related("district").first()
     if run is None:
-        rights.log_refusal(user, "admin", f"verification {pk} (absent or not theirs)")
+        log_refusal(user, "admin", f"verification {pk} (absent or not theirs)")
         raise Http404("No such verification.")
     return run
 
 
 def run_form(request: HttpRequest, admin_site) -> HttpResponse:
     """Run a verification: district, school year, objects (none picked: every object)."""
-    if not rights.may_run_verification(request.user):
-        rights.log_refusal(request.user, "admin", "the verification run form")
+    if not may_run_verification(request.user):
+        log_refusal(request.user, "admin", "the verification run form")
         raise PermissionDenied
     if request.method == "POST":
         district = district_or_404(request.user, request.POST.get("district"))
@@ -81,8 +83,8 @@ def run_form(request: HttpRequest, admin_site) -> HttpResponse:
 @require_POST
 def run_resync(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
     """The one-click resync of exactly the objects a verification found different."""
-    if not rights.may_view_verification(request.user):
-        rights.log_refusal(request.user, "admin", f"the one-click resync of verification {pk}")
+    if not may_view_verification(request.user):
+        log_refusal(request.user, "admin", f"the one-click resync of verification {pk}")
         raise PermissionDenied
     run = run_or_404(request.user, pk)
     try:
@@ -96,35 +98,3 @@ def run_resync(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
             request, f"Resync {req.pk} sent with Check Dependencies: {', '.join(checked.plan.order)}."
         )
     return redirect("admin:verification_verificationrun_change", run.pk)
-
-
-def selective_form(request: HttpRequest, admin_site) -> HttpResponse:
-    """Selective Sync: resync single PersonIdentity or Enrollment records."""
-    if not rights.may_use_selective(request.user):
-        rights.log_refusal(request.user, "admin", "the Selective Sync form")
-        raise PermissionDenied
-    if request.method == "POST":
-        district = district_or_404(request.user, request.POST.get("district"))
-        try:
-            checked = actions.check_selective_sync(
-                district,
-                parse_year(request.POST.get("year")),
-                request.POST.get("object", ""),
-                request.POST.get("records", ""),
-                user=request.user,
-            )
-            req = actions.do_selective_sync(checked)
-        except REFUSALS as e:
-            refused(request.user, e, f"a Selective Sync of district {district.code}")
-            messages.error(request, str(e))
-            return redirect(f"{reverse('admin:verification_selectivesync_add')}?district={district.code}")
-        messages.success(request, f"Selective Sync {req.pk} sent: {len(checked.records)} record(s).")
-        return redirect("admin:verification_selectivesync_changelist")
-    context = {
-        **admin_site.each_context(request),
-        "title": "Selective Sync",
-        "districts": rights.districts(request.user),
-        "picked": request.GET.get("district", ""),
-        "objects": actions.SELECTIVE_OBJECTS,
-    }
-    return TemplateResponse(request, "admin/verification/selective_form.html", context)
