@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 
 @pytest.mark.django_db
 def test_it_prints_the_plan_as_json(capsys):
-    call_command("resync_plan", "TestScore", "--check-dependencies", "--json")
+    call_command("resync_plan", "TestScore", "--check-dependencies", "--json", "--catalog")
     order = json.loads(capsys.readouterr().out)
     assert order == [
         "District",
@@ -21,7 +21,7 @@ def test_it_prints_the_plan_as_json(capsys):
 
 @pytest.mark.django_db
 def test_it_prints_layers_readably(capsys):
-    call_command("resync_plan", "--all")
+    call_command("resync_plan", "--all", "--catalog")
     out = capsys.readouterr().out
     assert (
         out.splitlines()[0]
@@ -33,9 +33,47 @@ def test_it_prints_layers_readably(capsys):
 @pytest.mark.django_db
 def test_it_refuses_unknown_objects_and_empty_selections():
     with pytest.raises(CommandError, match="Unknown sync object.*Bogus"):
-        call_command("resync_plan", "Bogus")
+        call_command("resync_plan", "Bogus", "--catalog")
     with pytest.raises(CommandError, match="or pass --all"):
-        call_command("resync_plan")
+        call_command("resync_plan", "--catalog")
+
+
+@pytest.mark.django_db
+def test_it_plans_what_a_district_would_really_run(district, capsys):
+    # Kentucky's edition, the scoped year: an edition-only object of another state is
+    # not planned, as check_resync would not offer it; the catalog-wide plan has it.
+    call_command("resync_plan", "--all", "--district", "101", "--json")
+    district_order = json.loads(capsys.readouterr().out)
+    call_command("resync_plan", "--all", "--catalog", "--json")
+    catalog_order = json.loads(capsys.readouterr().out)
+    assert "AttendanceKYMinute" in district_order and "AttendanceKYMinute" in catalog_order
+    assert "AttendanceSDMinute" not in district_order and "AttendanceSDMinute" in catalog_order
+    assert set(district_order) < set(catalog_order)
+
+
+@pytest.mark.django_db
+def test_it_plans_a_district_s_other_year_with_only_what_syncs_that_year(district, capsys):
+    call_command("resync_plan", "--all", "--district", "101", "--year", "2028", "--json")
+    next_year = json.loads(capsys.readouterr().out)
+    call_command("resync_plan", "--all", "--district", "101", "--json")
+    this_year = json.loads(capsys.readouterr().out)
+    # Objects not tied to a school year (District, School) sync in the scoped year only.
+    assert "District" in this_year and "District" not in next_year
+    assert next_year and set(next_year) < set(this_year)
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_district_plan_resync_would_refuse(district):
+    with pytest.raises(CommandError, match="No district with code '999'"):
+        call_command("resync_plan", "--all", "--district", "999")
+    with pytest.raises(CommandError, match="School year 2030 is not configured for district 101"):
+        call_command("resync_plan", "--all", "--district", "101", "--year", "2030")
+    with pytest.raises(CommandError, match="Not offered for district 101 in 2027: AttendanceSDMinute"):
+        call_command("resync_plan", "AttendanceSDMinute", "--district", "101")
+    with pytest.raises(CommandError, match="--district --catalog"):
+        call_command("resync_plan", "--all")  # which plan: a district's or the catalog's
+    with pytest.raises(CommandError, match="--year plans a district's year"):
+        call_command("resync_plan", "--all", "--catalog", "--year", "2027")
 
 
 @pytest.mark.django_db
