@@ -108,7 +108,7 @@ class District(models.Model):
     )
     sync_previous_year = models.BooleanField(default=False)
     sync_next_year = models.BooleanField(default=False)
-    # Set by the year switch only (resync.actions.do_year_switch): the state checks
+    # Set by the year switch only (yearswitch.actions.do_year_switch): the state checks
     # against them that the end-of-year and start-of-year full resyncs happened.
     year_switched_at = models.DateTimeField(
         null=True, blank=True, help_text="When the scoped year was last switched to the next one."

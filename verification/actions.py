@@ -256,7 +256,7 @@ def push_run(run: VerificationRun, totals: dict | None = None) -> None:
 
 
 def recover_stale_runs() -> list[int]:
-    """Recover runs as resync.actions.recover_stale_steps recovers steps: a running run
+    """Recover runs as runner.recovery.recover_stale_steps recovers steps: a running run
     whose worker died is queued again from scratch, and failed with the reason after
     MAX_ATTEMPTS; a queued run whose RQ job was lost is enqueued again.
     Returns the ids of the runs it touched."""
