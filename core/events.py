@@ -1,4 +1,10 @@
-"""Live events over the Channels layer, always sent after the commit that caused them."""
+"""The live bus: events over the Channels layer, always sent after the commit that caused them.
+
+Whatever changes a step, a verification run or an inbox calls `send` with the
+groups below; the sockets (live.consumers) join the groups their user may hear.
+The bus knows group names only, never rights: who may join which group is the
+consumer's to decide.
+"""
 
 from __future__ import annotations
 
