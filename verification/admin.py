@@ -159,8 +159,31 @@ class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
                 messages.success(request, f"Verification {run.pk}: resync {req.pk} sent.")
 
 
+class SeenWithTheirRun:
+    """Results and differences are seen with their run: the runs the user may know of
+    (rights.visible_q, reached through `run_path`) and Verification Summary R; never
+    deleted apart from it. The lists, their filters' options and the change pages all
+    read get_queryset."""
+
+    run_path: str
+
+    def get_queryset(self, request):
+        run = self.run_path
+        visible = rights.visible_q(request.user, f"{run}level", f"{run}district")
+        return super().get_queryset(request).filter(visible)
+
+    def has_module_permission(self, request):
+        return may_view_verification(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return may_view_verification(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(DISVerificationResult)
-class DISVerificationResultAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
+class DISVerificationResultAdmin(SeenWithTheirRun, NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = [
         "run_link",
         "district",
@@ -176,23 +199,7 @@ class DISVerificationResultAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdm
     list_select_related = ["run__district", "sync_object"]
     list_filter = [("sync_object", admin.RelatedOnlyFieldListFilter), "run__school_year"]
     search_fields = ["sync_object__name", "run__district__code"]
-
-    def get_queryset(self, request):
-        # As the runs: the lists, their filters' options and the change pages all read this.
-        return (
-            super()
-            .get_queryset(request)
-            .filter(rights.visible_q(request.user, "run__level", "run__district"))
-        )
-
-    def has_module_permission(self, request):
-        return may_view_verification(request.user)
-
-    def has_view_permission(self, request, obj=None):
-        return may_view_verification(request.user)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    run_path = "run__"
 
     @admin.display(description="Verification", ordering="run")
     def run_link(self, obj: DISVerificationResult):
@@ -213,28 +220,13 @@ class DISVerificationResultAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdm
 
 
 @admin.register(DISVerificationDifference)
-class DISVerificationDifferenceAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
+class DISVerificationDifferenceAdmin(SeenWithTheirRun, NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = ["record_id", "sync_object", "kind", "reason", "detail", "district", "run_link"]
     list_select_related = ["result__run__district", "result__sync_object"]
     # Not-allowed records are kept apart: not every difference is a failure.
     list_filter = ["kind", "reason", ("result__sync_object", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=record_id"]
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .filter(rights.visible_q(request.user, "result__run__level", "result__run__district"))
-        )
-
-    def has_module_permission(self, request):
-        return may_view_verification(request.user)
-
-    def has_view_permission(self, request, obj=None):
-        return may_view_verification(request.user)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    run_path = "result__run__"
 
     @admin.display(description="Object")
     def sync_object(self, obj: DISVerificationDifference):
