@@ -64,3 +64,25 @@ def test_the_migration_only_adds_and_can_run_again(catalog):
     assert set(state_admins.permissions.values_list("pk", flat=True)) == held
     every = {*groups.STATE_ADMIN_PERMS, *groups.TOOL_STATE_PERMS}
     assert {f"{p.content_type.app_label}.{p.codename}" for p in state_admins.permissions.all()} == every
+
+
+def test_the_lists_name_every_tool_right_the_features_define():
+    """resync.groups names the tools' rights as strings (it sits below the features):
+    they must be the very permissions the features check."""
+    from selective import rights as selective
+    from verification import rights as verification
+    from yearswitch import rights as yearswitch
+
+    state = {
+        verification.VERIFY_VIEW,
+        verification.VERIFY_RUN,
+        verification.VERIFY_DELETE,
+        verification.VERIFY_SWITCH,
+        selective.SELECTIVE_VIEW,
+        selective.SELECTIVE_USE,
+        selective.SELECTIVE_DELETE,
+        yearswitch.YEAR_SWITCH,
+    }
+    district = state - {verification.VERIFY_DELETE, verification.VERIFY_SWITCH}
+    assert state <= set(groups.TOOL_STATE_PERMS)
+    assert set(groups.TOOL_DISTRICT_PERMS) == district
