@@ -348,24 +348,26 @@ def split_chunk(
     good, bad = [], []
     check, record = rules.check, rules.Record
     for row in rows:
+        # Unpacked by name (the fields at ID, RECORD_ID, …): no lookup per field.
+        _id, record_id, parent_ids, text, excluded, _year, _parent_ids_text = row
         # Decoded lazily when it is an object (the rules read few payloads); a payload
         # that is not one is decoded here, for the rules to error it.
-        text = row[PAYLOAD]
         payload = JSONText(text) if text.lstrip()[:1] == "{" else json.loads(text)
-        failure = check(record(row[RECORD_ID], row[PARENT_IDS], payload, row[STATE_EXCLUDED]), ctx)
+        failure = check(record(record_id, parent_ids, payload, excluded), ctx)
         if failure is None:
             good.append(row)
-        else:
-            bad.append(
-                ErrorLog(
-                    step=step,
-                    district_id=step.district_id,
-                    sync_object_id=step.sync_object_id,
-                    record_id=row[RECORD_ID],
-                    reason=failure[0],
-                    message=failure[1][:300],
-                )
+            continue
+        reason, message = failure
+        bad.append(
+            ErrorLog(
+                step=step,
+                district_id=step.district_id,
+                sync_object_id=step.sync_object_id,
+                record_id=record_id,
+                reason=reason,
+                message=message[:300],
             )
+        )
     return good, bad
 
 
