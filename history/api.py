@@ -17,8 +17,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 
 from core.api import Filters, Holds, IdFilter, MomentFilter, Page, errors
-from history.models import DISBatchHistory, ErrorLog, Reason
+from history.models import DISBatchHistory, ErrorLog
 from resync import rights
+from resync.rules import Reason
 
 
 class StepSerializer(serializers.ModelSerializer):

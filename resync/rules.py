@@ -12,7 +12,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from history.models import Reason
+from django.db.models import TextChoices
+
+
+class Reason(TextChoices):
+    """Why a record may not reach the state: the Error Log's reason. Defined with the
+    rules that decide it; importing TextChoices needs no settings or app registry."""
+
+    STATE_EXCLUDED = "state_excluded", "State-excluded record"
+    PARENT_MISSING = "parent_missing", "Parent record not at the state"
+    TEST_NO_CODE = "test_no_code", "Test has no state or national code"
+    TEST_UNPUBLISHED = "test_unpublished", "Test not published from the State Edition"
+    TEST_NO_DATE = "test_no_date", "No score date and no test end year: test blocked"
+    OUT_OF_SCOPE = "out_of_scope", "Score date or test end year outside the scope year"
+    TEST_LOCKED = "test_locked", "Test is district-locked"
+    NOT_ENROLLED = "not_enrolled", "Student not actively enrolled in the district"
+    # The record's content is not what its fields must hold (a parent id that is
+    # not a whole number, parent ids or a payload that is not a JSON object, a
+    # score date that is not a date): that record's error, never its step's.
+    MALFORMED = "malformed", "Malformed record"
 
 
 @dataclass(frozen=True)

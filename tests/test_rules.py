@@ -1,7 +1,6 @@
 """The record rules are pure: each test builds a context by hand."""
 
-from history.models import Reason
-from resync.rules import Context, Record, check
+from resync.rules import Context, Reason, Record, check
 
 GOOD_TEST = {"state_code": "KPREP", "published": True, "end_year": 2027}
 

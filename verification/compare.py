@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from django.db.models import TextField
 from django.db.models.functions import Cast
 
-from history.models import DISBatchHistory, ErrorLog, Reason, StepStatus
+from history.models import DISBatchHistory, ErrorLog, StepStatus
 from resync.models import District, ResyncRequest, SyncObject, record_scope
+from resync.rules import Reason
 
 from .models import DISVerificationDifference
 

@@ -16,9 +16,9 @@ from django.db import models
 from django.db.models import Case, F, IntegerField, Sum, When
 from django.db.models.functions import Coalesce
 
-from history.models import Reason
 from resync import rights
 from resync.models import District, ResyncRequest
+from resync.rules import Reason
 
 
 class VerificationSetting(models.Model):
