@@ -5,6 +5,7 @@ import django_rq
 import pytest
 from channels.layers import channel_layers
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import User
 
 from resync import demo
@@ -13,9 +14,29 @@ from resync.models import District, DistrictRecord, School, State, SyncObject, S
 
 BOTH = ["default", "state"]
 
+# Plain `db` (each test in a transaction rolled back) is the default; this mark is for
+# a test whose rows must really be committed: a worker runs its jobs (RQ enqueues a job
+# when the transaction commits, and the worker closes the connection around each job),
+# another thread or process reads its rows, or a websocket consumer reads them through
+# database_sync_to_async, on another thread. Its databases are flushed after it, and
+# seed() puts the catalog and groups back for the next one.
+COMMITTED = pytest.mark.django_db(transaction=True, databases=BOTH)
+
+
 # Jobs run in this process by run_queue() must not lower the test runner's own
 # CPU priority, nor with it that of every server and worker it starts.
 settings.RESYNC_WORKER_NICE = 0
+
+
+class OneRoundPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """PBKDF2 at one round: at Django's million, the cast's four users took about ten
+    seconds of every test's setup on this machine. A hash names its own rounds, so
+    the servers and workers the tests start check these with their default hasher."""
+
+    iterations = 1
+
+
+settings.PASSWORD_HASHERS = ["tests.conftest.OneRoundPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
 
 
 def _cancel_until_done(loop, _cancel_all_tasks=asyncio.runners._cancel_all_tasks) -> None:
@@ -71,11 +92,34 @@ def run_queue() -> None:
     django_rq.get_worker(settings.RQ_QUEUE).work(burst=True, logging_level="WARNING")
 
 
+def seed() -> None:
+    """Put back what the data migrations seed (the catalog, the two groups and every
+    right they hold) if a transactional test's flush removed it; else nothing.
+
+    A plain `db` test finds the seed as the migrations left it and rolls back what it
+    changes. pytest-django runs every plain test before the transactional ones, so
+    only those pay for this, once per test, after the previous one's flush.
+
+    Not serialized_rollback: it restores the content types under their old keys, and
+    a test that migrates (test_groups) leaves the flush's post_migrate new ones to
+    collide with; measured under load, it saved about 0.7 s a transactional test."""
+    from django.contrib.auth.models import Group, Permission
+
+    from resync import groups
+    from resync.models import SyncObjectGroupObjectPermission
+
+    if SyncObject.objects.exists():
+        return
+    load_catalog(SyncObject, SyncObjectParent)
+    groups.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
+    groups.grant_tool_perms(Group, Permission)
+
+
 @pytest.fixture
-def catalog(transactional_db):
-    # A transactional test's flush removes what the data migration loaded.
-    if not SyncObject.objects.exists():
-        load_catalog(SyncObject, SyncObjectParent)
+def catalog(db) -> None:
+    """The catalog and the groups, as the migrations seeded them. Plain `db` unless the
+    test's django_db mark asks for transaction=True."""
+    seed()
 
 
 @pytest.fixture
@@ -131,6 +175,7 @@ class Cast:
         from django.contrib.auth.models import Group
         from guardian.shortcuts import assign_perm
 
+        from resync import groups as seeded
         from resync import rights
 
         def user(name, *groups, staff=True):
@@ -140,15 +185,15 @@ class Cast:
             return u
 
         self.district, self.other = district, other
-        self.stella = user("stella", rights.STATE_ADMINS)
-        self.alice = user("alice", rights.DISTRICT_ADMINS)
+        self.stella = user("stella", seeded.STATE_ADMINS)
+        self.alice = user("alice", seeded.DISTRICT_ADMINS)
         assign_perm(rights.DISTRICT, self.alice, district)
         # Bob may resync the district, but only Enrollment and PersonIdentity.
         self.bob = user("bob")
         assign_perm(rights.DISTRICT, self.bob, district)
         for name in ("Enrollment", "PersonIdentity"):
             assign_perm(rights.OBJECT, self.bob, SyncObject.objects.get(name=name))
-        self.charlie = user("charlie", rights.DISTRICT_ADMINS)
+        self.charlie = user("charlie", seeded.DISTRICT_ADMINS)
         assign_perm(rights.DISTRICT, self.charlie, other)
 
 
@@ -156,21 +201,22 @@ class Cast:
 def cast(district, other_district):
     from django.contrib.auth.models import Group, Permission
 
-    from resync import rights
+    from resync import groups
     from resync.models import SyncObjectGroupObjectPermission
 
-    # A transactional test's flush removed the groups the migration made.
-    rights.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
+    # The groups hold their base rights only, as resync 0005 shipped them: a test of
+    # the tools' rights asks for tool_cast, so a cast test never passes on them.
+    groups.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
     return Cast(district, other_district)
 
 
 @pytest.fixture
 def tool_cast(cast):
     """The cast with the groups' Verification Summary, Selective Sync and year switch
-    rights, which a later migration grants (the flush removed them with the groups)."""
+    rights, which a later migration grants (cast takes them away)."""
     from django.contrib.auth.models import Group, Permission
 
-    from resync import rights
+    from resync import groups
 
-    rights.grant_tool_perms(Group, Permission)
+    groups.grant_tool_perms(Group, Permission)
     return cast

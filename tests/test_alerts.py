@@ -4,7 +4,7 @@ from alerts.models import ProcessAlert
 
 from .conftest import BOTH
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
 
 
 def alert(user, name="State Resync Requested", link="/admin/resync/district/101/tool/"):

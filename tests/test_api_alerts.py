@@ -8,7 +8,7 @@ from resync.models import ResyncRequest
 from .conftest import BOTH, add
 from .test_api_resync import auth, post
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from resync import actions
 from .conftest import BOTH, add, chain, run_queue
 from .test_api_resync import auth
 
+# Transactional: every test's history comes from requests a worker runs (run_queue), and RQ enqueues a job on commit.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 

@@ -10,9 +10,10 @@ from resync import planner, rights
 from resync.catalog import CATALOG
 from resync.models import ResyncRequest, SyncObject
 
-from .conftest import BOTH, chain, run_queue
+from .conftest import BOTH, COMMITTED, chain, run_queue
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests whose requests a worker runs (run_queue).
 
 
 def auth(user) -> dict:
@@ -125,6 +126,7 @@ def test_it_refuses_malformed_json_and_a_body_that_is_not_an_object(client, cast
     assert not ResyncRequest.objects.exists()
 
 
+@COMMITTED
 def test_it_sends_a_resync_and_shows_its_steps_and_live_counts(client, cast, queue):
     chain(cast.district)
     body = {"district": "101", "objects": ["personidentity"], "check_dependencies": True}
@@ -199,6 +201,7 @@ def test_it_hides_another_districts_requests(client, cast, queue):
     assert client.get(f"/api/v1/requests/{mine.pk}/", headers=auth(cast.bob)).status_code == 200
 
 
+@COMMITTED
 def test_it_hides_state_requests_and_their_steps_from_district_users(client, cast, queue):
     chain(cast.district)
     state = post(

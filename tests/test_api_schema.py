@@ -15,10 +15,12 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from alerts.models import ProcessAlert
 from statesync.wsgi import application
 
-from .conftest import BOTH, chain
+from .conftest import BOTH, COMMITTED, chain
 from .test_api_resync import post
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the fuzzing test, which calls the WSGI application itself: its request_started
+# closes the test's connection, as around every real request.
 
 
 def served_schema(client) -> dict:
@@ -148,6 +150,7 @@ FUZZ = settings(
 )
 
 
+@COMMITTED
 def test_it_never_fails_and_always_answers_as_its_schema_says(cast, queue):
     """Schemathesis fuzzes every operation of the schema the app serves, in
     process through WSGI: random valid and invalid input, then input on rows

@@ -13,10 +13,11 @@ import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from .conftest import BOTH
+from .conftest import BOTH, COMMITTED
 from .servers import ROOT, child_env, free_port, wait_for_port
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests that ask a daphne subprocess, which reads the committed rows.
 
 LISTS = [
     "/api/v1/sync-objects/",
@@ -253,6 +254,7 @@ def daphne_port(tool_cast):
         web.wait(10)
 
 
+@COMMITTED
 def test_it_answers_a_110_kb_query_string_from_a_real_daphne(daphne_port):
     line = b"GET /api/v1/history/?" + b"district=101&" * 8_500 + b" HTTP/1.1\r\n"
     assert len(line) > 110_000
@@ -261,6 +263,7 @@ def test_it_answers_a_110_kb_query_string_from_a_real_daphne(daphne_port):
     assert b"request line" in answer
 
 
+@COMMITTED
 def test_it_answers_an_oversized_header_from_a_real_daphne(daphne_port):
     answer = _exchange(
         daphne_port, b"GET /api/v1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
@@ -268,6 +271,7 @@ def test_it_answers_an_oversized_header_from_a_real_daphne(daphne_port):
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
 
 
+@COMMITTED
 def test_it_answers_headers_over_16_kb_together_from_a_real_daphne(daphne_port):
     headers = b"".join(b"X-Part-%d: %s\r\n" % (i, b"a" * 4_000) for i in range(5))
     answer = _exchange(daphne_port, b"GET /api/v1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + b"\r\n")
@@ -275,6 +279,7 @@ def test_it_answers_headers_over_16_kb_together_from_a_real_daphne(daphne_port):
     assert b"16384 bytes together" in answer
 
 
+@COMMITTED
 def test_it_refuses_a_json_body_over_the_limit_from_a_real_daphne(daphne_port, tool_cast, settings):
     # Served by daphne, DRF reads the body stream itself, past Django's own size check.
     body = json.dumps({"district": "101", "objects": ["Enrollment"] * 300_000}).encode()
@@ -290,6 +295,7 @@ def test_it_refuses_a_json_body_over_the_limit_from_a_real_daphne(daphne_port, t
     assert b"DATA_UPLOAD_MAX_MEMORY_SIZE" in answer
 
 
+@COMMITTED
 def test_it_still_serves_an_ordinary_request_from_a_real_daphne(daphne_port):
     answer = _exchange(
         daphne_port, b"GET /api/v1/nothing/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"

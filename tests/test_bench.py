@@ -13,6 +13,7 @@ from resync.models import District, DistrictRecord, ResyncRequest, StateRecord
 
 from .conftest import BOTH
 
+# Transactional: the benchmark's worker processes read the rows, so they must be committed.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 KEYS = {

@@ -32,6 +32,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
+# Transactional: the live server and the worker it starts read the rows in other processes.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, databases=BOTH)]
 
 # Records every status class a row's dot takes, so a Gray that lasts a few

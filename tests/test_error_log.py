@@ -10,6 +10,7 @@ from history.models import ErrorLog
 from .conftest import BOTH, add, chain, run_queue
 from .test_resync import resync
 
+# Transactional: the errors fixture's requests are run by a worker (run_queue), and RQ enqueues a job on commit.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 

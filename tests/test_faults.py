@@ -31,6 +31,7 @@ from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
 from .conftest import BOTH
 from .servers import start_worker
 
+# Transactional: worker processes run the steps while the test cuts their connections and Redis.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 # Small chunks: the demo district's steps last long enough to be hit in the middle.

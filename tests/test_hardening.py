@@ -87,7 +87,7 @@ def test_it_reads_the_proxy_ssl_header(monkeypatch):
             env_proxy_header("SECURE_PROXY_SSL_HEADER")
 
 
-@pytest.mark.django_db(transaction=True, databases=BOTH)
+@pytest.mark.django_db(databases=BOTH)
 def test_it_logs_in_over_plain_http_with_secure_cookies_and_sends_hsts_only_over_https(client, cast):
     login = client.post("/admin/login/", {"username": "alice", "password": "pw", "next": "/admin/"})
     assert login.status_code == 302 and login["location"] == "/admin/"  # no redirect to https
@@ -114,7 +114,7 @@ def refusals(caplog) -> list[str]:
     ]
 
 
-@pytest.mark.django_db(transaction=True, databases=BOTH)
+@pytest.mark.django_db(databases=BOTH)
 def test_it_logs_every_403_of_the_api(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
     client.get("/api/v1/state-requests/", headers=auth(cast.alice))
@@ -129,7 +129,7 @@ def test_it_logs_every_403_of_the_api(client, cast, caplog):
     assert len(logged) == 2
 
 
-@pytest.mark.django_db(transaction=True, databases=BOTH)
+@pytest.mark.django_db(databases=BOTH)
 def test_it_logs_the_admins_403s(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
     client.force_login(cast.bob)  # staff, without the history view right
@@ -137,7 +137,7 @@ def test_it_logs_the_admins_403s(client, cast, caplog):
     assert refusals(caplog) == ["refused bob at admin: GET /admin/history/errorlog/: permission denied"]
 
 
-@pytest.mark.django_db(transaction=True, databases=BOTH)
+@pytest.mark.django_db(databases=BOTH)
 def test_it_logs_the_tools_refusals(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
     client.force_login(cast.bob)
@@ -164,7 +164,7 @@ def test_it_logs_the_tools_refusals(client, cast, caplog):
     assert logged[3].endswith("the Resync State Data (State) tool")
 
 
-@pytest.mark.django_db(transaction=True, databases=BOTH)
+@pytest.mark.django_db(databases=BOTH)
 def test_it_does_not_log_bad_input_as_a_refusal(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
     client.force_login(cast.alice)
@@ -173,9 +173,9 @@ def test_it_does_not_log_bad_input_as_a_refusal(client, cast, caplog):
     assert refusals(caplog) == []
 
 
-@pytest.mark.django_db(transaction=True, databases=BOTH)
+@pytest.mark.django_db(databases=BOTH)
 def test_it_logs_a_refusal_once_when_the_door_logged_it_before_its_403(client, cast, caplog):
     caplog.set_level(logging.WARNING, logger="statesync.refusals")
-    client.force_login(cast.alice)  # no Verification Summary W: the flush removed the group's
+    client.force_login(cast.alice)  # no Verification Summary W: cast leaves the groups their base rights
     assert client.get("/admin/verification/verificationrun/add/").status_code == 403
     assert refusals(caplog) == ["refused alice at admin: the verification run form"]

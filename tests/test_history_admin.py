@@ -39,7 +39,7 @@ def history(district, requests: int) -> None:
             )
 
 
-@pytest.mark.django_db(transaction=True, databases=BOTH)
+@pytest.mark.django_db(databases=BOTH)
 @pytest.mark.parametrize(
     "url", ["/admin/history/disbatchhistory/", "/admin/history/errorlog/", "/admin/resync/resyncrequest/"]
 )

@@ -7,9 +7,10 @@ from history.models import DISBatchHistory, StepStatus
 from resync import actions
 from resync.models import ResyncRequest
 
-from .conftest import BOTH, chain, run_queue
+from .conftest import BOTH, COMMITTED, chain, run_queue
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests whose requests a worker runs (run_queue).
 
 LIST = "/admin/history/disbatchhistory/"
 
@@ -20,6 +21,7 @@ def bulk_delete(client, steps):
     )
 
 
+@COMMITTED
 def test_it_refuses_to_delete_a_queued_or_pending_step(client, cast, queue):
     chain(cast.district)
     request = actions.do_request_resync(
@@ -53,6 +55,7 @@ def test_it_refuses_to_delete_a_finished_step_of_a_running_request(client, cast,
     assert DISBatchHistory.objects.filter(pk=done.pk).exists()
 
 
+@COMMITTED
 def test_it_deletes_a_finished_requests_history(client, cast, queue):
     chain(cast.district)
     request = actions.do_request_resync(

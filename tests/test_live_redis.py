@@ -18,6 +18,7 @@ from statesync.asgi import application
 
 from .conftest import BOTH
 
+# Transactional: the consumers read the test's rows through database_sync_to_async, on another thread.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 

@@ -14,9 +14,10 @@ from history.models import DISBatchHistory, ErrorLog, StepStatus
 from resync import actions, engine
 from resync.models import DistrictRecord, StateRecord
 
-from .conftest import BOTH, add, chain, run_queue
+from .conftest import BOTH, COMMITTED, add, chain, run_queue
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests whose steps a worker runs, or whose step runs while another connection writes.
 
 # What COPY's text format and JSON quoting could get wrong.
 AWKWARD = {
@@ -49,6 +50,7 @@ def outcome(district, request) -> dict:
 
 
 def test_it_writes_the_same_state_through_sql_as_through_the_orm(demo_district, queue, settings):
+@COMMITTED
     district, expected = demo_district
     add(district, "CourseCode", 900, payload=AWKWARD)
     renamed = add(district, "CourseCode", 901, payload={"title": "before"})
@@ -84,6 +86,7 @@ def test_it_writes_the_same_state_through_sql_as_through_the_orm(demo_district, 
 
 
 def test_it_rolls_the_whole_state_side_back_when_the_upsert_fails(district, queue, settings, monkeypatch):
+@COMMITTED
     chain(district)
     resync(district, ["District", "School", "Calendar", "ScheduleStructure", "PersonIdentity"])
     run_queue()
@@ -120,6 +123,7 @@ def test_it_rolls_the_whole_state_side_back_when_the_upsert_fails(district, queu
 
 
 def test_it_judges_a_chunk_in_the_same_number_of_queries_whatever_its_size(
+@COMMITTED
     demo_district, queue, settings, monkeypatch
 ):
     district, _expected = demo_district
@@ -177,6 +181,7 @@ def test_it_finds_parents_at_the_state_whether_their_ids_are_close_or_scattered(
 
 
 def test_it_queues_the_object_that_processed_most_last_time_first(district, queue):
+@COMMITTED
     chain(district)
     add(district, "Behavior", 1, {"PersonIdentity": 1})
     for rid in range(1, 4):
@@ -195,6 +200,7 @@ def test_it_queues_the_object_that_processed_most_last_time_first(district, queu
 
 
 @pytest.mark.skipif(
+@COMMITTED
     connections["state"].vendor != "postgresql", reason="statistics are PostgreSQL's planner's (CI runs this)"
 )
 def test_it_refreshes_the_state_statistics_after_writing_many_parents(district, queue, monkeypatch):
@@ -222,6 +228,7 @@ def test_it_refreshes_the_state_statistics_after_writing_many_parents(district, 
 
 
 def test_it_refuses_to_start_with_an_unknown_write_path():
+@COMMITTED
     import os
     import subprocess
     import sys
@@ -235,6 +242,7 @@ def test_it_refuses_to_start_with_an_unknown_write_path():
 
 
 def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, monkeypatch):
+@COMMITTED
     import time
 
     chain(district)
@@ -257,6 +265,7 @@ def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, m
 
 
 def test_it_reads_the_enrollments_once_per_test_score_step_whatever_its_chunks(
+@COMMITTED
     demo_district, queue, settings
 ):
     district, expected = demo_district

@@ -22,9 +22,10 @@ from resync import actions, rights
 from resync.models import ResyncRequest
 from statesync.asgi import application
 
-from .conftest import BOTH, add
+from .conftest import BOTH, COMMITTED, add
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the websocket tests, whose consumer reads the users through database_sync_to_async.
 
 ACTORS = ["stella", "alice", "bob", "charlie", "anon"]
 
@@ -173,6 +174,7 @@ def test_it_opens_each_door_to_the_right_people_only(client, world, door, method
 
 
 @pytest.mark.parametrize(
+@COMMITTED
     "actor, groups",
     [
         ("stella", lambda w: {events.STATE_GROUP}),
@@ -194,6 +196,7 @@ async def test_it_lets_each_user_hear_only_their_own_on_the_websocket(cast, acto
 
 
 async def test_it_refuses_the_websocket_to_an_anonymous_visitor():
+@COMMITTED
     communicator = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://localhost")])
     connected, code = await communicator.connect()
     assert (connected, code) == (False, 4401)
@@ -342,16 +345,17 @@ def _delete_charlie(cast):
 
 # (actor, how their right ends, the group they heard, whether the socket stays open)
 ENDINGS = [
-    ("alice", _revoke_a, lambda c: events.district_group(c.a.pk), True),
+    ("alice", _revoke_a, lambda c: events.district_group(c.district.pk), True),
     ("stella", _leave_state_admins, lambda c: events.STATE_GROUP, True),
-    ("bob", _deactivate_bob, lambda c: events.district_group(c.a.pk), False),
-    ("charlie", _delete_charlie, lambda c: events.district_group(c.b.pk), False),
+    ("bob", _deactivate_bob, lambda c: events.district_group(c.district.pk), False),
+    ("charlie", _delete_charlie, lambda c: events.district_group(c.other.pk), False),
 ]
 
 
 @pytest.mark.parametrize(
     "actor, end, heard, stays_open", ENDINGS, ids=[f"{e[0]}-{e[1].__name__.strip('_')}" for e in ENDINGS]
 )
+@COMMITTED
 @override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
 async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
     cast, actor, end, heard, stays_open

@@ -10,10 +10,11 @@ from history.models import DISBatchHistory
 from resync import actions
 from resync.models import ResyncRequest
 
-from .conftest import BOTH, add
+from .conftest import BOTH, COMMITTED, add
 from .test_rights_matrix import ACTORS, knock, outcomes
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests that read the jobs RQ enqueued (on commit).
 
 BASE = "/admin/django_rq/dashboard/"
 PAGES = [
@@ -47,6 +48,7 @@ def users(cast) -> dict:
 
 
 @pytest.mark.parametrize("page, method, url, expected", PAGES, ids=[p[0] for p in PAGES])
+@COMMITTED
 def test_it_shows_rq_pages_to_state_users_only(client, cast, state_step_job, page, method, url, expected):
     got = {
         actor: knock(client, users(cast)[actor], method, BASE + url.format(job=state_step_job), None)
@@ -56,6 +58,7 @@ def test_it_shows_rq_pages_to_state_users_only(client, cast, state_step_job, pag
 
 
 @pytest.mark.parametrize("actor", ["alice", "bob", "charlie"])
+@COMMITTED
 def test_it_lets_no_district_user_delete_a_job_or_empty_the_queue(client, cast, state_step_job, queue, actor):
     client.force_login(users(cast)[actor])
     for url in (f"queues/0/{state_step_job}/delete/", "queues/0/empty/", "queues/0/requeue-all/"):

@@ -8,10 +8,11 @@ from rest_framework.authtoken.models import Token
 from resync import rights
 from resync.models import ResyncRequest
 
-from .conftest import BOTH, chain, run_queue
+from .conftest import BOTH, COMMITTED, chain, run_queue
 from .test_selective_sync import selective
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests whose Selective Syncs a worker runs (run_queue, or selective() from test_selective_sync).
 
 API = "/api/v1/selective-syncs/"
 
@@ -21,6 +22,7 @@ def auth(user) -> dict:
 
 
 def test_it_sends_lists_and_deletes_through_the_api(client, tool_cast, queue):
+@COMMITTED
     chain(tool_cast.district)
     body = {"district": "101", "object": "PersonIdentity", "records": [1]}
     response = client.post(API, body, content_type="application/json", headers=auth(tool_cast.alice))
@@ -42,6 +44,7 @@ def test_it_sends_lists_and_deletes_through_the_api(client, tool_cast, queue):
 
 
 def test_it_keeps_the_api_from_outsiders(client, tool_cast, queue):
+@COMMITTED
     chain(tool_cast.district)
     request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     body = {"district": "101", "object": "PersonIdentity", "records": [1]}
@@ -69,6 +72,7 @@ def test_it_keeps_the_api_from_outsiders(client, tool_cast, queue):
 
 
 def test_it_hides_the_states_selective_syncs_from_district_users(client, tool_cast, queue):
+@COMMITTED
     chain(tool_cast.district)
     request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.stella)
     assert client.get(API + f"{request.pk}/", headers=auth(tool_cast.alice)).status_code == 404

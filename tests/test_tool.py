@@ -7,15 +7,17 @@ from alerts.models import ProcessAlert
 from history.models import DISBatchHistory
 from resync.models import District, ResyncRequest
 
-from .conftest import BOTH, chain, run_queue
+from .conftest import BOTH, COMMITTED, chain, run_queue
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests whose requests a worker runs, or that read the RQ queue (a job is enqueued on commit).
 
 
 def tool(code="101"):
     return f"/admin/resync/district/{code}/tool/"
 
 
+@COMMITTED
 def test_it_lists_the_objects_offered_with_their_latest_results(client, cast, queue):
     chain(cast.district)
     client.force_login(cast.alice)
@@ -101,6 +103,7 @@ def test_it_sends_an_outsider_to_the_login(client, cast):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
+@COMMITTED
 def test_it_alerts_the_district_but_hides_the_objects_the_state_asked_for(client, cast, queue):
     chain(cast.district)
     client.force_login(cast.stella)
@@ -138,6 +141,7 @@ def test_it_keeps_the_state_tool_from_district_users(client, cast):
     assert not ResyncRequest.objects.exists()
 
 
+@COMMITTED
 def test_it_shows_the_tool_in_constant_queries(client, cast, queue, django_assert_max_num_queries):
     chain(cast.district)
     client.force_login(cast.alice)
@@ -156,6 +160,7 @@ def test_it_shows_the_tool_in_constant_queries(client, cast, queue, django_asser
         assert client.get(tool()).status_code == 200
 
 
+@COMMITTED
 def test_it_shows_the_agent_queue_as_each_user_may_see_it(client, cast, queue):
     chain(cast.district)
     client.post("/admin/logout/")
@@ -223,6 +228,7 @@ def test_it_marks_the_state_tools_rows_for_live_updates(client, cast, queue):
     run_queue()
     html = client.get(STATE_TOOL).content.decode()
     assert f'data-request="{request.pk}" data-finished="{request.pk}">' in html
+@COMMITTED
     assert (
         '<span class="status-dot status-green" title="Green">●</span> <span class="outcome">Green</span>'
         in html
@@ -247,3 +253,4 @@ def test_it_shows_the_state_tool_in_constant_queries(client, cast, queue, django
     connection.queries_log.clear()
     with django_assert_max_num_queries(baseline):
         assert client.get(STATE_TOOL).status_code == 200
+@COMMITTED

@@ -15,6 +15,7 @@ from verification.models import (
 
 from .conftest import BOTH, add, chain, run_queue
 
+# Transactional: the verifications and resyncs here are run by a worker, and RQ enqueues a job on commit.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 RUNS = "/admin/verification/verificationrun/"

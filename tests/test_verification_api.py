@@ -9,6 +9,7 @@ from verification.models import VerificationRun, VerificationSetting
 
 from .conftest import BOTH, add, chain, run_queue
 
+# Transactional: the verifications and resyncs here are run by a worker, and RQ enqueues a job on commit.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 API = "/api/v1/verifications/"

@@ -31,6 +31,7 @@ from .servers import start_worker
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 
+# Transactional: worker processes read the rows, and RQ enqueues a job on commit.
 def test_it_recovers_a_step_whose_worker_was_killed(district, queue):
     so = SyncObject.objects.get(name="CourseCode")
     DistrictRecord.objects.bulk_create(
