@@ -49,8 +49,8 @@ def outcome(district, request) -> dict:
     }
 
 
-def test_it_writes_the_same_state_through_sql_as_through_the_orm(demo_district, queue, settings):
 @COMMITTED
+def test_it_writes_the_same_state_through_sql_as_through_the_orm(demo_district, queue, settings):
     district, expected = demo_district
     add(district, "CourseCode", 900, payload=AWKWARD)
     renamed = add(district, "CourseCode", 901, payload={"title": "before"})
@@ -85,8 +85,8 @@ def test_it_writes_the_same_state_through_sql_as_through_the_orm(demo_district, 
     assert len(first["state"]) == sent
 
 
-def test_it_rolls_the_whole_state_side_back_when_the_upsert_fails(district, queue, settings, monkeypatch):
 @COMMITTED
+def test_it_rolls_the_whole_state_side_back_when_the_upsert_fails(district, queue, settings, monkeypatch):
     chain(district)
     resync(district, ["District", "School", "Calendar", "ScheduleStructure", "PersonIdentity"])
     run_queue()
@@ -122,8 +122,8 @@ def test_it_rolls_the_whole_state_side_back_when_the_upsert_fails(district, queu
     ) == [1]
 
 
-def test_it_judges_a_chunk_in_the_same_number_of_queries_whatever_its_size(
 @COMMITTED
+def test_it_judges_a_chunk_in_the_same_number_of_queries_whatever_its_size(
     demo_district, queue, settings, monkeypatch
 ):
     district, _expected = demo_district
@@ -180,8 +180,8 @@ def test_it_finds_parents_at_the_state_whether_their_ids_are_close_or_scattered(
     assert engine.at_state("101", "Enrollment", set()) == set()
 
 
-def test_it_queues_the_object_that_processed_most_last_time_first(district, queue):
 @COMMITTED
+def test_it_queues_the_object_that_processed_most_last_time_first(district, queue):
     chain(district)
     add(district, "Behavior", 1, {"PersonIdentity": 1})
     for rid in range(1, 4):
@@ -199,8 +199,8 @@ def test_it_queues_the_object_that_processed_most_last_time_first(district, queu
     assert [names[pk] for pk in queued] == ["ContactLog", "Behavior", "VaccineShot"]  # 3, 1, then none
 
 
-@pytest.mark.skipif(
 @COMMITTED
+@pytest.mark.skipif(
     connections["state"].vendor != "postgresql", reason="statistics are PostgreSQL's planner's (CI runs this)"
 )
 def test_it_refreshes_the_state_statistics_after_writing_many_parents(district, queue, monkeypatch):
@@ -227,8 +227,8 @@ def test_it_refreshes_the_state_statistics_after_writing_many_parents(district, 
     assert reltuples() == 20  # without the refresh, the planner would still think it empty
 
 
-def test_it_refuses_to_start_with_an_unknown_write_path():
 @COMMITTED
+def test_it_refuses_to_start_with_an_unknown_write_path():
     import os
     import subprocess
     import sys
@@ -241,8 +241,8 @@ def test_it_refuses_to_start_with_an_unknown_write_path():
     assert "RESYNC_WRITE='fast' is not one of sql, orm" in result.stderr
 
 
-def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, monkeypatch):
 @COMMITTED
+def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, monkeypatch):
     import time
 
     chain(district)
@@ -264,8 +264,8 @@ def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, m
     assert step.heartbeat_at > step.started_at
 
 
-def test_it_reads_the_enrollments_once_per_test_score_step_whatever_its_chunks(
 @COMMITTED
+def test_it_reads_the_enrollments_once_per_test_score_step_whatever_its_chunks(
     demo_district, queue, settings
 ):
     district, expected = demo_district

@@ -34,10 +34,10 @@ def state_rows(district) -> set:
     }
 
 
+@COMMITTED
 def test_it_counts_what_the_generator_planted_and_a_second_run_changes_nothing(demo_district, queue):
     district, expected = demo_district
     request = resync(district)
-@COMMITTED
     run_queue()
     request.refresh_from_db()
     assert request.status == ResyncRequest.Status.FINISHED
@@ -66,10 +66,10 @@ def test_it_counts_what_the_generator_planted_and_a_second_run_changes_nothing(d
     assert ErrorLog.objects.filter(step__request=again).count() == sum(expected.errors.values())
 
 
+@COMMITTED
 def test_it_colours_exactly_one_percent_yellow(district, queue):
     chain(district)
     for i in range(1, 101):
-@COMMITTED
         add(district, "Enrollment", i, {"PersonIdentity": 1}, {"end_date": None}, excluded=i == 1)
     request = resync(district, ["Enrollment"], check_dependencies=True)
     run_queue()
@@ -82,10 +82,10 @@ def test_it_colours_exactly_one_percent_yellow(district, queue):
     assert request.outcome == "red"
 
 
+@COMMITTED
 def test_it_errors_children_whose_parent_never_reached_the_state(district, queue):
     chain(district)
     add(district, "Enrollment", 1, {"PersonIdentity": 1})
-@COMMITTED
     request = resync(district, ["Enrollment"])  # no Check Dependencies, nothing synced before
     run_queue()
     assert results(request) == {"Enrollment": (1, 1, StepStatus.RED)}
@@ -95,10 +95,10 @@ def test_it_errors_children_whose_parent_never_reached_the_state(district, queue
     assert not StateRecord.objects.filter(sync_object="Enrollment").exists()
 
 
+@COMMITTED
 def test_it_adds_and_runs_the_parents_with_check_dependencies(district, queue):
     chain(district)
     add(district, "Enrollment", 1, {"PersonIdentity": 1})
-@COMMITTED
     request = resync(district, ["Enrollment"], check_dependencies=True)
     run_queue()
     got = results(request)
@@ -112,10 +112,10 @@ def test_it_adds_and_runs_the_parents_with_check_dependencies(district, queue):
     assert StateRecord.objects.filter(sync_object="Enrollment", record_id=1).exists()
 
 
+@COMMITTED
 def test_it_removes_at_the_state_what_the_district_deleted(district, queue):
     chain(district)
     for i in range(1, 6):
-@COMMITTED
         add(district, "Enrollment", i, {"PersonIdentity": 1})
     resync(district, ["Enrollment"], check_dependencies=True)
     run_queue()
@@ -127,10 +127,10 @@ def test_it_removes_at_the_state_what_the_district_deleted(district, queue):
     assert ids == {1, 3}  # deleted ones gone, and the one now excluded too
 
 
+@COMMITTED
 def test_it_keeps_other_districts_and_years_apart(district, other_district, queue):
     chain(district)
     chain(other_district)
-@COMMITTED
     add(district, "Calendar", 9, {"School": 1}, year=2028)
     resync(district, ["District", "School", "Calendar"])
     run_queue()
@@ -148,10 +148,10 @@ def test_it_keeps_other_districts_and_years_apart(district, other_district, queu
     }
 
 
+@COMMITTED
 def test_it_runs_one_request_per_district_and_year_at_a_time(district, queue):
     chain(district)
     first = resync(district, ["District", "School"])
-@COMMITTED
     second = resync(district, ["District"])
     first.refresh_from_db()
     second.refresh_from_db()
@@ -165,10 +165,10 @@ def test_it_runs_one_request_per_district_and_year_at_a_time(district, queue):
     assert DISBatchHistory.objects.filter(request=second).get().attempts == 1  # run once
 
 
+@COMMITTED
 def test_it_keeps_every_request_in_history(district, queue):
     chain(district)
     for _ in range(3):
-@COMMITTED
         resync(district, ["District"])
         run_queue()
     rows = DISBatchHistory.objects.filter(district=district, sync_object__name="District")
@@ -176,10 +176,10 @@ def test_it_keeps_every_request_in_history(district, queue):
     assert all(r.started_at and r.ended_at and r.status == StepStatus.GREEN for r in rows)
 
 
+@COMMITTED
 def test_it_runs_children_after_a_failed_step_and_ends_red(district, queue, monkeypatch):
     chain(district)
     add(district, "Enrollment", 1, {"PersonIdentity": 1})
-@COMMITTED
     real = engine.run_step
 
     def explode(step, on_progress=None):
@@ -219,10 +219,10 @@ def test_it_offers_only_the_districts_edition(district):
     assert names["KY"] > 0
 
 
+@COMMITTED
 def test_it_runs_from_the_command_and_fails_on_red(demo_district, queue, capsys):
     from django.core.management import CommandError, call_command
 
-@COMMITTED
     district, expected = demo_district
     with pytest.raises(CommandError, match="finished red"):
         call_command("resync_run", "--district", district.code, "--all", "--work")
@@ -236,10 +236,10 @@ def test_it_runs_from_the_command_and_fails_on_red(demo_district, queue, capsys)
     assert "Overall: Red" in out
 
 
+@COMMITTED
 def test_it_exits_cleanly_when_all_is_green(district, queue, capsys):
     from django.core.management import call_command
 
-@COMMITTED
     chain(district)
     call_command(
         "resync_run", "--district", district.code, "PersonIdentity", "--check-dependencies", "--work"
@@ -256,10 +256,10 @@ def test_it_refuses_an_unknown_district_from_the_command(catalog):
         call_command("resync_run", "--district", "999", "--all")
 
 
+@COMMITTED
 def test_it_counts_nothing_of_a_step_that_failed_half_way(district, queue, monkeypatch, settings):
     chain(district)
     add(district, "PersonIdentity", 2, {"ScheduleStructure": 1}, excluded=True)
-@COMMITTED
     add(district, "PersonIdentity", 3, {"ScheduleStructure": 1})
     resync(district, ["PersonIdentity"], check_dependencies=True)
     run_queue()
@@ -290,10 +290,10 @@ def test_it_counts_nothing_of_a_step_that_failed_half_way(district, queue, monke
     }
 
 
+@COMMITTED
 def test_it_finishes_the_steps_of_objects_with_nothing_to_move_without_a_job(district, queue):
     chain(district)
     request = resync(district, ["District", "VaccineShot", "Behavior"])  # the last two have no records
-@COMMITTED
     steps = {s.sync_object.name: s for s in DISBatchHistory.objects.filter(request=request)}
     assert queue.job_ids == [actions.step_job_id(steps["District"].pk)]
     run_queue()
@@ -307,19 +307,19 @@ def test_it_finishes_the_steps_of_objects_with_nothing_to_move_without_a_job(dis
     assert results(request)["District"] == (1, 0, StepStatus.GREEN)
 
 
+@COMMITTED
 def test_it_finishes_a_request_with_nothing_to_move_at_once(district, queue):
     request = resync(district, ["CourseCode", "District", "School"])  # three layers, all empty
     request.refresh_from_db()
-@COMMITTED
     assert queue.job_ids == []
     assert (request.status, request.outcome) == (ResyncRequest.Status.FINISHED, "green")
     assert set(results(request).values()) == {(0, 0, StepStatus.GREEN)}
 
 
+@COMMITTED
 def test_it_still_runs_the_step_of_an_object_the_district_emptied(district, queue):
     chain(district)
     resync(district, ["District", "VaccineShot"])
-@COMMITTED
     add(district, "VaccineShot", 1, {"PersonIdentity": 1})
     resync(district, ["PersonIdentity", "VaccineShot"], check_dependencies=True)
     run_queue()
@@ -333,10 +333,10 @@ def test_it_still_runs_the_step_of_an_object_the_district_emptied(district, queu
     assert not StateRecord.objects.filter(sync_object="VaccineShot").exists()
 
 
+@COMMITTED
 def test_it_errors_each_malformed_record_on_its_own_and_sends_the_rest(district, queue):
     """Issue 11, item 9: one Day whose parent id was "abc" failed the whole Day step."""
     chain(district)
-@COMMITTED
     for rid in range(1, 62):
         add(district, "Day", rid, {"ScheduleStructure": 1}, {"date": f"2026-09-{rid % 28 + 1:02}"})
     malformed = {
@@ -387,10 +387,10 @@ def test_it_errors_each_malformed_record_on_its_own_and_sends_the_rest(district,
     assert list(sent.filter(sync_object="TestScore").values_list("record_id", flat=True)) == [1]
 
 
+@COMMITTED
 def test_it_refuses_at_run_time_the_steps_of_a_requester_who_lost_the_right_and_logs_it(cast, queue, caplog):
     import logging
 
-@COMMITTED
     from guardian.shortcuts import remove_perm
 
     from resync import rights

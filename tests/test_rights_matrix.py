@@ -173,8 +173,8 @@ def test_it_opens_each_door_to_the_right_people_only(client, world, door, method
     assert stored == {actor: int(status == 201) for actor, status in got.items()}
 
 
-@pytest.mark.parametrize(
 @COMMITTED
+@pytest.mark.parametrize(
     "actor, groups",
     [
         ("stella", lambda w: {events.STATE_GROUP}),
@@ -195,8 +195,8 @@ async def test_it_lets_each_user_hear_only_their_own_on_the_websocket(cast, acto
     await communicator.disconnect()
 
 
-async def test_it_refuses_the_websocket_to_an_anonymous_visitor():
 @COMMITTED
+async def test_it_refuses_the_websocket_to_an_anonymous_visitor():
     communicator = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", b"http://localhost")])
     connected, code = await communicator.connect()
     assert (connected, code) == (False, 4401)
@@ -352,10 +352,10 @@ ENDINGS = [
 ]
 
 
+@COMMITTED
 @pytest.mark.parametrize(
     "actor, end, heard, stays_open", ENDINGS, ids=[f"{e[0]}-{e[1].__name__.strip('_')}" for e in ENDINGS]
 )
-@COMMITTED
 @override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
 async def test_it_stops_telling_a_socket_what_its_ended_right_let_it_hear(
     cast, actor, end, heard, stays_open

@@ -47,8 +47,8 @@ def users(cast) -> dict:
     }
 
 
-@pytest.mark.parametrize("page, method, url, expected", PAGES, ids=[p[0] for p in PAGES])
 @COMMITTED
+@pytest.mark.parametrize("page, method, url, expected", PAGES, ids=[p[0] for p in PAGES])
 def test_it_shows_rq_pages_to_state_users_only(client, cast, state_step_job, page, method, url, expected):
     got = {
         actor: knock(client, users(cast)[actor], method, BASE + url.format(job=state_step_job), None)
@@ -57,8 +57,8 @@ def test_it_shows_rq_pages_to_state_users_only(client, cast, state_step_job, pag
     assert got == expected
 
 
-@pytest.mark.parametrize("actor", ["alice", "bob", "charlie"])
 @COMMITTED
+@pytest.mark.parametrize("actor", ["alice", "bob", "charlie"])
 def test_it_lets_no_district_user_delete_a_job_or_empty_the_queue(client, cast, state_step_job, queue, actor):
     client.force_login(users(cast)[actor])
     for url in (f"queues/0/{state_step_job}/delete/", "queues/0/empty/", "queues/0/requeue-all/"):

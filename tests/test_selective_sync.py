@@ -44,52 +44,52 @@ def enrolled(district, queue):
     return district
 
 
+@COMMITTED
 def test_it_resyncs_only_the_named_enrollments_with_a_batchs_error_log_and_history(enrolled):
     request = selective(enrolled, "enrollment", "1, 3")
     assert (request.objects_asked, request.records, request.status) == (["Enrollment"], [1, 3], "finished")
     assert set(at_state("Enrollment")) == {1}
     step = DISBatchHistory.objects.get(request=request)
-@COMMITTED
     assert (step.sync_object.name, step.processed, step.errors, step.status) == ("Enrollment", 2, 1, "red")
     error = ErrorLog.objects.get(step=step)
     assert (error.record_id, error.reason) == (3, Reason.STATE_EXCLUDED)
 
 
+@COMMITTED
 def test_it_removes_at_the_state_only_the_named_records_the_district_deleted(enrolled):
     synced(enrolled, ["Enrollment"])
     assert set(at_state("Enrollment")) == {1, 2, 4, 5}
     DistrictRecord.objects.filter(sync_object__name="Enrollment", record_id__in=[2, 4]).delete()
     request = selective(enrolled, "Enrollment", [2])  # only the state still has 2: it is removed there
-@COMMITTED
     assert set(at_state("Enrollment")) == {1, 4, 5}  # 4 was not named: a whole-object resync's job
     assert DISBatchHistory.objects.get(request=request).processed == 0
 
 
+@COMMITTED
 def test_it_resyncs_a_person_by_district_person_id(enrolled):
     DistrictRecord.objects.filter(sync_object__name="PersonIdentity", record_id=1).update(
         payload={"first": "Ada"}
     )
     selective(enrolled, "PersonIdentity", [1])
-@COMMITTED
     assert at_state("PersonIdentity") == {1: {"first": "Ada"}}
 
 
+@COMMITTED
 def test_it_errors_a_record_whose_parent_is_not_at_the_state(district, queue):
     chain(district)
     add(district, "Enrollment", 7, {"PersonIdentity": 1})
     request = selective(district, "Enrollment", [7])
     error = ErrorLog.objects.get(step__request=request)
-@COMMITTED
     assert (error.record_id, error.reason) == (7, Reason.PARENT_MISSING)
     assert request.outcome == "red"
 
 
+@COMMITTED
 @pytest.mark.parametrize(
     "obj, records, year, message",
     [
         (
             "Calendar",
-@COMMITTED
             "1",
             None,
             "Selective Sync resyncs PersonIdentity or Enrollment records, not 'Calendar'.",
@@ -129,12 +129,12 @@ def test_it_needs_the_district_right_the_tool_right_and_the_object_right(tool_ca
 # ---- the admin tool and its history ------------------------------------------------
 
 
+@COMMITTED
 def test_it_sends_from_the_admin_and_lists_the_history(client, tool_cast, queue):
     chain(tool_cast.district)
     client.force_login(tool_cast.alice)
     assert 'name="records"' in client.get(TOOL + "add/").content.decode()
     response = client.post(TOOL + "add/", {"district": "101", "object": "PersonIdentity", "records": "1"})
-@COMMITTED
     assert response.status_code == 302 and response["Location"] == TOOL
     request = ResyncRequest.objects.get()
     assert (request.records, request.requested_by, request.level) == ([1], tool_cast.alice, "district")
@@ -148,12 +148,12 @@ def test_it_sends_from_the_admin_and_lists_the_history(client, tool_cast, queue)
     assert ResyncRequest.objects.count() == 1
 
 
+@COMMITTED
 def test_it_deletes_finished_history_with_the_d_right_only(client, tool_cast, queue):
     chain(tool_cast.district)
     synced(tool_cast.district, ["ScheduleStructure"])
     done = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     waiting = actions.do_selective_sync(
-@COMMITTED
         actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1])
     )
     viewer = User.objects.create_user("dora", is_staff=True)
@@ -171,12 +171,12 @@ def test_it_deletes_finished_history_with_the_d_right_only(client, tool_cast, qu
     assert ResyncRequest.objects.filter(pk=waiting.pk).exists()
 
 
+@COMMITTED
 def test_it_keeps_the_tool_from_outsiders(client, tool_cast, queue):
     chain(tool_cast.district)
     request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     for url in (TOOL, TOOL + "add/", TOOL + f"{request.pk}/change/"):
         response = client.get(url)
-@COMMITTED
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), url
     client.force_login(tool_cast.bob)  # may resync district A, but holds no Selective Sync right
     assert client.get(TOOL).status_code == 403
@@ -200,12 +200,12 @@ def test_it_keeps_the_tool_from_outsiders(client, tool_cast, queue):
     assert ResyncRequest.objects.count() == 1
 
 
+@COMMITTED
 def test_it_hides_the_states_selective_syncs_from_district_users(client, tool_cast, queue):
     chain(tool_cast.district)
     request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.stella)
     assert request.level == "state"
     client.force_login(tool_cast.alice)
-@COMMITTED
     assert client.get(TOOL + f"{request.pk}/change/").status_code == 404
     client.force_login(
         tool_cast.stella
@@ -214,12 +214,12 @@ def test_it_hides_the_states_selective_syncs_from_district_users(client, tool_ca
     assert not ResyncRequest.objects.exists()
 
 
+@COMMITTED
 def test_it_lists_the_history_in_constant_queries(client, tool_cast, queue, django_assert_max_num_queries):
     chain(tool_cast.district)
     client.force_login(tool_cast.alice)
     selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     connection.queries_log.clear()
-@COMMITTED
     with django_assert_max_num_queries(40) as few:
         assert client.get(TOOL).status_code == 200
     baseline = len(few.captured_queries)

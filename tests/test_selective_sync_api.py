@@ -21,8 +21,8 @@ def auth(user) -> dict:
     return {"authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
 
 
-def test_it_sends_lists_and_deletes_through_the_api(client, tool_cast, queue):
 @COMMITTED
+def test_it_sends_lists_and_deletes_through_the_api(client, tool_cast, queue):
     chain(tool_cast.district)
     body = {"district": "101", "object": "PersonIdentity", "records": [1]}
     response = client.post(API, body, content_type="application/json", headers=auth(tool_cast.alice))
@@ -43,8 +43,8 @@ def test_it_sends_lists_and_deletes_through_the_api(client, tool_cast, queue):
     assert not ResyncRequest.objects.exists()
 
 
-def test_it_keeps_the_api_from_outsiders(client, tool_cast, queue):
 @COMMITTED
+def test_it_keeps_the_api_from_outsiders(client, tool_cast, queue):
     chain(tool_cast.district)
     request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
     body = {"district": "101", "object": "PersonIdentity", "records": [1]}
@@ -71,8 +71,8 @@ def test_it_keeps_the_api_from_outsiders(client, tool_cast, queue):
     assert ResyncRequest.objects.count() == 1
 
 
-def test_it_hides_the_states_selective_syncs_from_district_users(client, tool_cast, queue):
 @COMMITTED
+def test_it_hides_the_states_selective_syncs_from_district_users(client, tool_cast, queue):
     chain(tool_cast.district)
     request = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.stella)
     assert client.get(API + f"{request.pk}/", headers=auth(tool_cast.alice)).status_code == 404

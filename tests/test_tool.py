@@ -211,6 +211,7 @@ def test_it_answers_the_tools_script_in_json(client, cast, queue):
 STATE_TOOL = "/admin/resync/district/state-tool/"
 
 
+@COMMITTED
 def test_it_marks_the_state_tools_rows_for_live_updates(client, cast, queue):
     chain(cast.district)
     client.force_login(cast.stella)
@@ -228,7 +229,6 @@ def test_it_marks_the_state_tools_rows_for_live_updates(client, cast, queue):
     run_queue()
     html = client.get(STATE_TOOL).content.decode()
     assert f'data-request="{request.pk}" data-finished="{request.pk}">' in html
-@COMMITTED
     assert (
         '<span class="status-dot status-green" title="Green">●</span> <span class="outcome">Green</span>'
         in html
@@ -236,6 +236,7 @@ def test_it_marks_the_state_tools_rows_for_live_updates(client, cast, queue):
     assert '<span class="request-status">Finished</span>' in html
 
 
+@COMMITTED
 def test_it_shows_the_state_tool_in_constant_queries(client, cast, queue, django_assert_max_num_queries):
     chain(cast.district)
     client.force_login(cast.stella)
@@ -253,4 +254,3 @@ def test_it_shows_the_state_tool_in_constant_queries(client, cast, queue, django
     connection.queries_log.clear()
     with django_assert_max_num_queries(baseline):
         assert client.get(STATE_TOOL).status_code == 200
-@COMMITTED

@@ -56,10 +56,10 @@ def counts(run) -> dict[str, tuple]:
     }
 
 
+@COMMITTED
 def test_it_finds_only_the_planted_not_allowed_records_after_a_full_resync(demo_district, queue):
     district, expected = demo_district
     full_resync(district)
-@COMMITTED
     run = verification(district)
     got = counts(run)
     offered = set(SyncObject.objects.offered(district, 2027).values_list("name", flat=True))
@@ -83,10 +83,10 @@ def test_it_finds_only_the_planted_not_allowed_records_after_a_full_resync(demo_
     assert run.records_compared == DistrictRecord.objects.filter(district=district).count()
 
 
+@COMMITTED
 def test_it_reports_exactly_what_changed_and_the_one_click_resync_brings_it_to_zero(demo_district, queue):
     district, expected = demo_district
     full_resync(district)
-@COMMITTED
     records = DistrictRecord.objects.filter(district=district, state_excluded=False)
     want = set()
     for obj in ("VaccineShot", "ContactLog"):  # deleted at the district: still at the state
@@ -141,10 +141,10 @@ def test_it_reports_exactly_what_changed_and_the_one_click_resync_brings_it_to_z
     assert {o: c[3] for o, c in counts(again).items()} == {o: c[3] for o, c in counts(run).items()}
 
 
+@COMMITTED
 def test_it_pages_both_sides_in_chunks_with_the_same_answer(district, queue, settings):
     chain(district)
     for i in range(1, 24):
-@COMMITTED
         add(district, "Enrollment", i, {"PersonIdentity": 1}, {"n": i}, excluded=i == 5)
     actions.do_request_resync(actions.check_resync(district, None, ["Enrollment"], True))
     run_queue()
@@ -168,10 +168,10 @@ def test_it_pages_both_sides_in_chunks_with_the_same_answer(district, queue, set
     )
 
 
+@COMMITTED
 def test_it_tells_a_missing_parent_and_a_changed_record_from_a_refused_one(demo_district, queue):
     district, _expected = demo_district
     chain_objects = ["District", "School", "Calendar", "ScheduleStructure"]
-@COMMITTED
     actions.do_request_resync(actions.check_resync(district, None, chain_objects + ["Enrollment"], False))
     run_queue()  # no PersonIdentity at the state: every enrollment errors parent_missing
     excluded = DistrictRecord.objects.filter(
@@ -200,10 +200,10 @@ def test_it_tells_a_missing_parent_and_a_changed_record_from_a_refused_one(demo_
     assert again.get(record_id=refused.record_id).reason == Reason.TEST_LOCKED
 
 
+@COMMITTED
 def test_it_shows_a_state_excluded_record_still_at_the_state_as_different(district, queue):
     chain(district)
     add(district, "Enrollment", 1, {"PersonIdentity": 1})
-@COMMITTED
     actions.do_request_resync(actions.check_resync(district, None, ["Enrollment"], True))
     run_queue()
     DistrictRecord.objects.filter(sync_object__name="Enrollment").update(state_excluded=True)
@@ -216,10 +216,10 @@ def test_it_shows_a_state_excluded_record_still_at_the_state_as_different(distri
     )
 
 
+@COMMITTED
 def test_it_alerts_the_requester_when_done(tool_cast, queue):
     chain(tool_cast.district)
     run = verification(tool_cast.district, ["District"], user=tool_cast.alice)
-@COMMITTED
     alert = ProcessAlert.objects.get(user=tool_cast.alice, name="Verification Finished")
     assert (
         alert.message
@@ -273,10 +273,10 @@ def test_it_lets_the_state_switch_district_initiated_verification_off(tool_cast,
     ]
 
 
+@COMMITTED
 def test_it_checks_the_requester_again_when_the_job_runs(tool_cast, queue):
     chain(tool_cast.district)
     run = verify.do_request_verification(
-@COMMITTED
         verify.check_verification(tool_cast.district, None, ["District"], tool_cast.alice)
     )
     setting = VerificationSetting.current()
@@ -289,20 +289,20 @@ def test_it_checks_the_requester_again_when_the_job_runs(tool_cast, queue):
     assert not DISVerificationResult.objects.exists()
 
 
+@COMMITTED
 def test_it_sends_no_resync_when_nothing_differs(demo_district, queue):
     district, _ = demo_district
     full_resync(district)
-@COMMITTED
     run = verification(district, ["Calendar", "Enrollment"])  # only not-allowed records differ
     with pytest.raises(actions.ResyncError, match=f"Verification {run.pk} found nothing a resync would fix."):
         verify.check_verification_resync(run)
     assert ResyncRequest.objects.count() == 1
 
 
+@COMMITTED
 def test_it_compares_json_values_not_their_spelling(district, queue):
     chain(district)
     add(district, "Enrollment", 1, {"PersonIdentity": 1}, {"grade": "09", "end_date": None})
-@COMMITTED
     add(district, "Enrollment", 2, {"PersonIdentity": 1}, {"grade": "10", "end_date": None})
     actions.do_request_resync(actions.check_resync(district, None, ["Enrollment"], True))
     run_queue()
@@ -323,10 +323,10 @@ def scored(district) -> None:
         add(district, "TestScore", rid, {"PersonIdentity": 1, "Test": 1}, {"score": rid})
 
 
+@COMMITTED
 def test_it_keeps_a_district_verifications_not_allowed_counts_through_a_state_request(tool_cast, queue):
     a, alice, stella = tool_cast.district, tool_cast.alice, tool_cast.stella
     scored(a)
-@COMMITTED
     actions.do_request_resync(actions.check_resync(a, None, None, False, user=alice))
     run_queue()
     score = DistrictRecord.objects.get(district=a, sync_object__name="TestScore", record_id=2)
@@ -365,10 +365,10 @@ def test_it_keeps_a_district_verifications_not_allowed_counts_through_a_state_re
     assert [counts(r) for r in runs] == [counts(before), counts(own)]
 
 
+@COMMITTED
 def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):
     chain(tool_cast.district)
     state_run = verification(tool_cast.district, ["District"], user=tool_cast.stella)
-@COMMITTED
     district_run = verification(tool_cast.district, ["District"], user=tool_cast.alice)
     system_run = verification(tool_cast.district, ["District"])  # an operator's: the district's own level
     assert [r.level for r in (state_run, district_run, system_run)] == ["state", "district", "district"]
@@ -378,18 +378,18 @@ def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):
     assert finished.filter(user=tool_cast.alice).get().message.startswith(f"Verification {district_run.pk} ")
 
 
+@COMMITTED
 def test_it_resyncs_a_state_runs_differences_as_a_state_request_even_for_the_system(tool_cast, queue):
     chain(tool_cast.district)
     run = verification(tool_cast.district, ["District"], user=tool_cast.stella)
-@COMMITTED
     request = verify.do_verification_resync(run, verify.check_verification_resync(run))
     assert request.level == ResyncRequest.Level.STATE
 
 
+@COMMITTED
 def test_it_pushes_a_state_run_to_the_states_verification_group_only_over_real_redis(tool_cast, queue):
     chain(tool_cast.district)
 
-@COMMITTED
     async def listen(users, work):
         """Open one real socket (the configured Redis layer) per user, do `work`, and
         return every verification push each heard, by username."""
@@ -428,10 +428,10 @@ def test_it_pushes_a_state_run_to_the_states_verification_group_only_over_real_r
     assert (district_run.pk, "finished") in heard["alice"] and (state_run.pk, "finished") in heard["stella"]
 
 
+@COMMITTED
 def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast):
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
-@COMMITTED
 
     walt = type(tool_cast.stella).objects.create_user("walt", "walt@example.org", "pw")
     assign_perm(rights.STATE_SEND, walt)  # may send state requests, but not see them

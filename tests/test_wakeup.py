@@ -19,8 +19,8 @@ from resync.models import ResyncRequest
 
 from .conftest import BOTH, add
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 # Transactional: threads and a worker read the rows while a step runs, and RQ enqueues a job on commit.
+pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 
 def resync(district):

@@ -28,10 +28,10 @@ from verification.models import DISVerificationResult, VerificationRun
 from .conftest import BOTH, add, run_queue
 from .servers import start_worker
 
+# Transactional: worker processes read the rows, and RQ enqueues a job on commit.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 
 
-# Transactional: worker processes read the rows, and RQ enqueues a job on commit.
 def test_it_recovers_a_step_whose_worker_was_killed(district, queue):
     so = SyncObject.objects.get(name="CourseCode")
     DistrictRecord.objects.bulk_create(
