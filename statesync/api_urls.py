@@ -7,8 +7,10 @@ from rest_framework.routers import DefaultRouter
 from alerts.api import AlertViewSet
 from core.api import not_found
 from history.api import ErrorLogViewSet, HistoryViewSet
-from resync.api import DistrictViewSet, ResyncRequestViewSet, StateRequestViewSet, SyncObjectViewSet
-from verification.api import SelectiveSyncViewSet, VerificationViewSet
+from resync.api import SyncObjectViewSet
+from selective.api import SelectiveSyncViewSet
+from tool.api import DistrictViewSet, ResyncRequestViewSet, StateRequestViewSet
+from verification.api import VerificationViewSet
 
 router = DefaultRouter()
 router.register("sync-objects", SyncObjectViewSet, basename="syncobject")

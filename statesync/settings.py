@@ -75,7 +75,12 @@ INSTALLED_APPS = [
     "resync",
     "history",
     "alerts",
+    "tool",
     "verification",
+    "selective",
+    "yearswitch",
+    "worker",
+    "live",
 ]
 
 MIDDLEWARE = [
@@ -163,7 +168,7 @@ RESYNC_RECOVER_EVERY = env_int("RESYNC_RECOVER_EVERY", 15, minimum=1, maximum=60
 # enqueued again; the wait lets an enqueue whose transaction just committed land.
 RESYNC_LOST_AFTER = env_int("RESYNC_LOST_AFTER", 30, minimum=1)
 # Enqueue only once the transaction that created the request commits.
-RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "resync.jobs.ResyncWorker"}
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "worker.worker.ResyncWorker"}
 
 # The live websocket's layer. channels-redis waits for a socket's next message with a
 # BZPOPMIN that blocks RedisChannelLayer.brpop_timeout (5 s) on the server; redis-py's
@@ -213,7 +218,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
-        "statesync.parsers.StrictJSONParser",
+        "core.parsers.StrictJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
