@@ -1,6 +1,6 @@
 import pytest
 
-from alerts.models import ProcessAlert
+from alerts.models import AlertName, ProcessAlert
 
 from .conftest import BOTH
 
@@ -59,11 +59,11 @@ def test_it_sends_an_outsider_to_the_login(client, cast):
 
 
 def test_it_names_no_state_request_on_a_district_users_alert_page(client, cast, queue):
-    from resync import actions
+    from tool import actions
 
     checked = actions.check_resync(cast.district, None, ["District"], False, user=cast.stella, level="state")
     request = actions.do_request_resync(checked)
-    mine = ProcessAlert.objects.get(user=cast.alice, name=ProcessAlert.STATE_RESYNC_REQUESTED)
+    mine = ProcessAlert.objects.get(user=cast.alice, name=AlertName.STATE_RESYNC_REQUESTED)
     client.force_login(cast.alice)
     page = client.get(f"/admin/alerts/processalert/{mine.pk}/change/")
     html = page.content.decode()
@@ -77,7 +77,7 @@ def test_it_names_no_state_request_on_a_district_users_alert_page(client, cast, 
     )
     assert client.get("/admin/resync/district/101/tool/").status_code == 200
 
-    theirs = ProcessAlert.objects.get(user=cast.stella, name=ProcessAlert.STATE_RESYNC_REQUESTED)
+    theirs = ProcessAlert.objects.get(user=cast.stella, name=AlertName.STATE_RESYNC_REQUESTED)
     client.force_login(cast.stella)
     html = client.get(f"/admin/alerts/processalert/{theirs.pk}/change/").content.decode()
     assert f"/admin/resync/resyncrequest/{request.pk}/change/" in html

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from history.models import DISBatchHistory, ErrorLog
-from resync import actions
+from tool import actions
 
 from .conftest import BOTH, add, chain, run_queue
 from .test_api_resync import auth

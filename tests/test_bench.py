@@ -33,11 +33,11 @@ KEYS = {
 def groups(catalog):
     from django.contrib.auth.models import Group, Permission
 
-    from resync import rights
+    from resync import groups
     from resync.models import SyncObject, SyncObjectGroupObjectPermission
 
     # A transactional test's flush removed the groups the migration made.
-    rights.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
+    groups.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
 
 
 def test_it_measures_a_tiny_district_through_real_workers_and_writes_json(groups, queue, tmp_path, capsys):

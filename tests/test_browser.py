@@ -269,8 +269,8 @@ window.WebSocket.prototype = RealSocket.prototype;
 def test_it_catches_up_on_what_it_missed_while_its_socket_was_down(browser, cast, queue):
     import time
 
-    from resync import actions
     from resync.models import ResyncRequest
+    from tool import actions
 
     chain(cast.district)
     with serve() as base:
@@ -305,8 +305,8 @@ def test_it_catches_up_on_what_it_missed_while_its_socket_was_down(browser, cast
 def test_it_catches_the_state_tool_up_on_a_request_it_missed(browser, cast, queue):
     import time
 
-    from resync import actions
     from resync.models import ResyncRequest
+    from tool import actions
 
     chain(cast.district)
     with serve() as base:

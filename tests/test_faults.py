@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import connections
 
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
-from resync import actions
 from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
+from tool import actions
 
 from .conftest import BOTH
 from .servers import start_worker

@@ -4,8 +4,8 @@ unfinished steps, so deleting one would wedge it and every later request of its 
 import pytest
 
 from history.models import DISBatchHistory, StepStatus
-from resync import actions
 from resync.models import ResyncRequest
+from tool import actions
 
 from .conftest import BOTH, COMMITTED, chain, run_queue
 

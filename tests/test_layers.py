@@ -46,26 +46,35 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(path: Path, known: set[str]) -> set[str]:
+def imports(path: Path, known: set[str], package: str = "") -> set[str]:
     """The modules of ours `path` imports anywhere in it: `from a import b` names the
-    module a.b when there is one, else the module a."""
+    module a.b when there is one, else the module a. `package` is the one `path` is in,
+    against which relative imports (`from .models import X`) resolve."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            subs = {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            subs = {f"{base}.{alias.name}" for alias in node.names}
             named = subs & known
             out |= named
             if named != subs:
-                out.add(node.module)
+                out.add(base)
     return {name for name in out if name in known}
 
 
 def graph() -> dict[str, set[str]]:
     found = modules()
     known = set(found)
-    return {name: imports(path, known) - {name} for name, path in found.items()}
+    edges = {}
+    for name, path in found.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges[name] = imports(path, known, package) - {name}
+    return edges
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -125,6 +134,13 @@ def test_it_reads_imports_inside_functions(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from resync import rights\n    import core.errors\n")
     assert imports(source, {"resync", "resync.rights", "core.errors"}) == {"resync.rights", "core.errors"}
+
+
+def test_it_resolves_relative_imports(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("from . import planner\nfrom .models import District\nfrom ..core import errors\n")
+    known = {"resync", "resync.planner", "resync.models", "core.errors"}
+    assert imports(source, known, "resync") == {"resync.planner", "resync.models", "core.errors"}
 
 
 def test_it_has_every_package_in_a_layer():

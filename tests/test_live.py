@@ -11,12 +11,12 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from alerts import events
-from alerts.consumers import LiveConsumer
 from alerts.models import ProcessAlert
-from resync import actions
+from core import events
+from live.consumers import LiveConsumer
 from resync.models import ResyncRequest
 from statesync.asgi import application
+from tool import actions
 from verification import actions as verify
 
 from .conftest import BOTH, chain
@@ -352,10 +352,10 @@ async def test_it_closes_the_socket_of_a_user_deactivated_or_deleted(cast):
 async def test_it_drops_the_state_group_of_a_user_taken_out_of_the_state_admins(cast):
     from django.contrib.auth.models import Group
 
-    from resync import rights
+    from resync import groups
 
     (stella,) = await connected(cast.stella)
-    group = await sync_to_async(Group.objects.get)(name=rights.STATE_ADMINS)
+    group = await sync_to_async(Group.objects.get)(name=groups.STATE_ADMINS)
     await sync_to_async(group.user_set.remove)(cast.stella)  # the reverse side of the m2m
     await get_channel_layer().group_send(events.STATE_GROUP, step_of(cast.district))
     await alert(cast.stella)
@@ -368,15 +368,16 @@ async def test_it_drops_the_state_group_of_a_user_taken_out_of_the_state_admins(
 async def test_it_drops_the_verification_groups_when_the_group_loses_verification_summary_r(tool_cast):
     from django.contrib.auth.models import Group, Permission
 
-    from resync import rights
+    from resync import groups
+    from verification.rights import VERIFY_VIEW
 
     (alice,) = await connected(tool_cast.alice)
     assert events.verification_group(tool_cast.district.pk) in get_channel_layer().groups
 
     def revoke():
-        app, codename = rights.VERIFY_VIEW.split(".")
+        app, codename = VERIFY_VIEW.split(".")
         perm = Permission.objects.get(content_type__app_label=app, codename=codename)
-        Group.objects.get(name=rights.DISTRICT_ADMINS).permissions.remove(perm)
+        Group.objects.get(name=groups.DISTRICT_ADMINS).permissions.remove(perm)
 
     await sync_to_async(revoke)()
     progress = {"type": "verification.progress", "run": 1, "district": tool_cast.district.pk}
@@ -551,11 +552,11 @@ async def test_it_keeps_a_state_requests_step_from_a_state_user_demoted_to_one_d
     from django.contrib.auth.models import Group
     from guardian.shortcuts import assign_perm
 
-    from resync import rights
+    from resync import groups, rights
 
     def demote():
         assign_perm(rights.DISTRICT, cast.stella, cast.district)  # what she keeps: district A's right
-        cast.stella.groups.remove(Group.objects.get(name=rights.STATE_ADMINS))
+        cast.stella.groups.remove(Group.objects.get(name=groups.STATE_ADMINS))
 
     (stella,) = await connected(cast.stella)
     await sync_to_async(demote)()

@@ -11,9 +11,9 @@ from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from django.test import override_settings
 
-from alerts import events
-from alerts.consumers import LiveConsumer
 from alerts.models import ProcessAlert
+from core import events
+from live.consumers import LiveConsumer
 from statesync.asgi import application
 
 from .conftest import BOTH

@@ -11,8 +11,9 @@ import pytest
 from django.db import connections
 
 from history.models import DISBatchHistory, ErrorLog, StepStatus
-from resync import actions, engine
 from resync.models import DistrictRecord, StateRecord
+from runner import engine, lifecycle
+from tool import actions
 
 from .conftest import BOTH, COMMITTED, add, chain, run_queue
 
@@ -248,7 +249,7 @@ def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, m
     chain(district)
     request = resync(district, ["District"])
     queue.empty()  # run the step here, by hand
-    step = engine.claim(DISBatchHistory.objects.get(request=request).pk, "test:1")
+    step = lifecycle.claim(DISBatchHistory.objects.get(request=request).pk, "test:1")
     real = engine.context
 
     def slow_context(*args):
@@ -257,7 +258,7 @@ def test_it_keeps_reporting_a_step_that_waits_on_the_database(district, queue, m
 
     monkeypatch.setattr(engine, "context", slow_context)
     beats = []
-    engine.run_step(step, on_progress=lambda s: beats.append(s.processed))
+    engine.move_records(step, on_progress=lambda s: beats.append(s.processed))
     # One chunk, never full: only the heartbeat can have reported while it waited.
     assert len(beats) >= 2 and beats[0] == 0
     step.refresh_from_db()

@@ -4,9 +4,12 @@ from collections import Counter
 
 import pytest
 
-from history.models import DISBatchHistory, ErrorLog, Reason, StepStatus
-from resync import actions, engine
+from core.errors import ResyncError
+from history.models import DISBatchHistory, ErrorLog, StepStatus
 from resync.models import DistrictRecord, ResyncRequest, StateRecord
+from resync.rules import Reason
+from runner import engine, lifecycle
+from tool import actions
 
 from .conftest import BOTH, COMMITTED, add, chain, run_queue
 
@@ -180,14 +183,14 @@ def test_it_keeps_every_request_in_history(district, queue):
 def test_it_runs_children_after_a_failed_step_and_ends_red(district, queue, monkeypatch):
     chain(district)
     add(district, "Enrollment", 1, {"PersonIdentity": 1})
-    real = engine.run_step
+    real = engine.move_records
 
     def explode(step, on_progress=None):
         if step.sync_object.name == "PersonIdentity":
             raise RuntimeError("disk on fire")
         return real(step, on_progress)
 
-    monkeypatch.setattr(engine, "run_step", explode)
+    monkeypatch.setattr(engine, "move_records", explode)
     request = resync(district, ["PersonIdentity", "Enrollment"])
     run_queue()
     request.refresh_from_db()
@@ -198,15 +201,15 @@ def test_it_runs_children_after_a_failed_step_and_ends_red(district, queue, monk
 
 
 def test_it_refuses_bad_requests_with_a_message_naming_the_problem(district):
-    with pytest.raises(actions.ResyncError, match="Unknown sync object.*Nonsense"):
+    with pytest.raises(ResyncError, match="Unknown sync object.*Nonsense"):
         actions.check_resync(district, None, ["Nonsense"], False)
-    with pytest.raises(actions.ResyncError, match="School year 2020 is not configured for district 101"):
+    with pytest.raises(ResyncError, match="School year 2020 is not configured for district 101"):
         actions.check_resync(district, 2020, None, False)
-    with pytest.raises(actions.ResyncError, match="Not offered for district 101 in 2028: District"):
+    with pytest.raises(ResyncError, match="Not offered for district 101 in 2028: District"):
         actions.check_resync(district, 2028, ["District"], False)  # not tied to a year
-    with pytest.raises(actions.ResyncError, match="Not offered.*AttendanceSDMinute"):
+    with pytest.raises(ResyncError, match="Not offered.*AttendanceSDMinute"):
         actions.check_resync(district, None, ["AttendanceSDMinute"], False)  # another edition
-    with pytest.raises(actions.ResyncError, match="at least one"):
+    with pytest.raises(ResyncError, match="at least one"):
         actions.check_resync(district, None, [], False)
     assert not ResyncRequest.objects.exists()
 
@@ -295,7 +298,7 @@ def test_it_finishes_the_steps_of_objects_with_nothing_to_move_without_a_job(dis
     chain(district)
     request = resync(district, ["District", "VaccineShot", "Behavior"])  # the last two have no records
     steps = {s.sync_object.name: s for s in DISBatchHistory.objects.filter(request=request)}
-    assert queue.job_ids == [actions.step_job_id(steps["District"].pk)]
+    assert queue.job_ids == [lifecycle.step_job_id(steps["District"].pk)]
     run_queue()
     for name in ("VaccineShot", "Behavior"):
         steps[name].refresh_from_db()

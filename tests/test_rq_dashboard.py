@@ -7,8 +7,9 @@ from django.test import override_settings
 from rq.job import Job
 
 from history.models import DISBatchHistory
-from resync import actions
 from resync.models import ResyncRequest
+from runner import lifecycle
+from tool import actions
 
 from .conftest import BOTH, COMMITTED, add
 from .test_rights_matrix import ACTORS, knock, outcomes
@@ -32,7 +33,7 @@ def state_step_job(cast, queue) -> str:
     checked = actions.check_resync(cast.district, None, ["District"], False, user=cast.stella, level="state")
     request = actions.do_request_resync(checked)
     step = DISBatchHistory.objects.get(request=request)
-    job_id = actions.step_job_id(step.pk)
+    job_id = lifecycle.step_job_id(step.pk)
     assert Job.exists(job_id, connection=queue.connection)
     return job_id
 

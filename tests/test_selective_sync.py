@@ -6,9 +6,14 @@ from django.contrib.auth.models import User
 from django.db import connection
 from guardian.shortcuts import assign_perm
 
-from history.models import DISBatchHistory, ErrorLog, Reason
-from resync import actions, rights
+from core.errors import ResyncError, RightsError
+from history.models import DISBatchHistory, ErrorLog
+from resync import rights
 from resync.models import DistrictRecord, ResyncRequest, StateRecord
+from resync.rules import Reason
+from selective.actions import check_selective_sync, do_selective_sync
+from selective.rights import SELECTIVE_USE, SELECTIVE_VIEW
+from tool import actions
 
 from .conftest import BOTH, COMMITTED, add, chain, run_queue
 
@@ -28,7 +33,7 @@ def synced(district, objects) -> None:
 
 
 def selective(district, obj, records, user=None, year=None) -> ResyncRequest:
-    request = actions.do_selective_sync(actions.check_selective_sync(district, year, obj, records, user))
+    request = do_selective_sync(check_selective_sync(district, year, obj, records, user))
     run_queue()
     request.refresh_from_db()
     return request
@@ -105,24 +110,24 @@ def test_it_errors_a_record_whose_parent_is_not_at_the_state(district, queue):
     ],
 )
 def test_it_refuses_bad_input_naming_the_problem(enrolled, obj, records, year, message):
-    with pytest.raises(actions.ResyncError) as e:
-        actions.check_selective_sync(enrolled, year, obj, records)
+    with pytest.raises(ResyncError) as e:
+        check_selective_sync(enrolled, year, obj, records)
     assert str(e.value) == message
     assert not ResyncRequest.objects.filter(records__isnull=False).exists()
 
 
 def test_it_needs_the_district_right_the_tool_right_and_the_object_right(tool_cast, queue):
     chain(tool_cast.district)
-    with pytest.raises(rights.RightsError, match="You have no right to resync district 101."):
-        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.charlie)
-    with pytest.raises(rights.RightsError, match="Selective Sync needs its W right."):
-        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.bob)
+    with pytest.raises(RightsError, match="You have no right to resync district 101."):
+        check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.charlie)
+    with pytest.raises(RightsError, match="Selective Sync needs its W right."):
+        check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.bob)
     clerk = User.objects.create_user("dora", is_staff=True)
     assign_perm(rights.DISTRICT, clerk, tool_cast.district)
-    assign_perm(rights.SELECTIVE_USE, clerk)
-    with pytest.raises(rights.RightsError, match="You have no tool right to resync PersonIdentity."):
-        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], clerk)
-    checked = actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.stella)
+    assign_perm(SELECTIVE_USE, clerk)
+    with pytest.raises(RightsError, match="You have no tool right to resync PersonIdentity."):
+        check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], clerk)
+    checked = check_selective_sync(tool_cast.district, None, "PersonIdentity", [1], tool_cast.stella)
     assert (checked.level, checked.records) == ("state", [1])
 
 
@@ -153,12 +158,10 @@ def test_it_deletes_finished_history_with_the_d_right_only(client, tool_cast, qu
     chain(tool_cast.district)
     synced(tool_cast.district, ["ScheduleStructure"])
     done = selective(tool_cast.district, "PersonIdentity", [1], tool_cast.alice)
-    waiting = actions.do_selective_sync(
-        actions.check_selective_sync(tool_cast.district, None, "PersonIdentity", [1])
-    )
+    waiting = do_selective_sync(check_selective_sync(tool_cast.district, None, "PersonIdentity", [1]))
     viewer = User.objects.create_user("dora", is_staff=True)
     assign_perm(rights.DISTRICT, viewer, tool_cast.district)
-    assign_perm(rights.SELECTIVE_VIEW, viewer)
+    assign_perm(SELECTIVE_VIEW, viewer)
     client.force_login(viewer)
     assert client.get(TOOL).status_code == 200
     assert client.get(TOOL + "add/").status_code == 403

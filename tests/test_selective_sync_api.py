@@ -7,6 +7,7 @@ from rest_framework.authtoken.models import Token
 
 from resync import rights
 from resync.models import ResyncRequest
+from selective.rights import SELECTIVE_VIEW
 
 from .conftest import BOTH, COMMITTED, chain, run_queue
 from .test_selective_sync import selective
@@ -63,7 +64,7 @@ def test_it_keeps_the_api_from_outsiders(client, tool_cast, queue):
     assert refused.json() == {"district": ["No district '101' among those you may resync."]}
     viewer = User.objects.create_user("dora", is_staff=True)
     assign_perm(rights.DISTRICT, viewer, tool_cast.district)
-    assign_perm(rights.SELECTIVE_VIEW, viewer)
+    assign_perm(SELECTIVE_VIEW, viewer)
     denied = client.delete(API + f"{request.pk}/", headers=auth(viewer))
     assert denied.status_code == 403 and denied.json() == {
         "detail": "Deleting Selective Sync history needs its D right."

@@ -208,6 +208,26 @@ def test_it_answers_the_tools_script_in_json(client, cast, queue):
     assert (bad.status_code, bad.json()) == (400, {"error": "Unknown sync object(s): Nope."})
 
 
+def test_its_json_answers_refuse_as_the_api_does(client, cast):
+    # Bob holds the tool right for Enrollment and PersonIdentity, not for their parents.
+    client.force_login(cast.bob)
+    parents = {"objects": "Enrollment", "check_dependencies": "1"}
+    preview = client.get(tool() + "plan/", parents)
+    api = client.get("/api/v1/districts/101/plan/", {**parents, "check_dependencies": "true"})
+    assert (preview.status_code, api.status_code) == (403, 403)
+    assert "Check Dependencies needs parents you may not resync" in preview.json()["error"]
+    sent = client.post(tool(), parents, HTTP_ACCEPT="application/json")
+    assert sent.status_code == 403 and not ResyncRequest.objects.exists()
+    unknown = client.get(tool() + "plan/", {"objects": "Nope"})
+    assert (
+        unknown.status_code,
+        client.get("/api/v1/districts/101/plan/", {"objects": "Nope"}).status_code,
+    ) == (
+        400,
+        400,
+    )
+
+
 STATE_TOOL = "/admin/resync/district/state-tool/"
 
 

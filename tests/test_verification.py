@@ -6,11 +6,13 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from guardian.shortcuts import assign_perm
 
-from alerts.consumers import LiveConsumer
-from alerts.models import ProcessAlert
-from history.models import Reason
-from resync import actions, rights
+from alerts.models import AlertName, ProcessAlert
+from core.errors import ResyncError, RightsError
+from live.consumers import LiveConsumer
+from resync import rights
 from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
+from resync.rules import Reason
+from tool import actions
 from verification import actions as verify
 from verification.models import (
     DISVerificationDifference,
@@ -18,6 +20,7 @@ from verification.models import (
     VerificationRun,
     VerificationSetting,
 )
+from verification.rights import VERIFY_RUN
 
 from .conftest import BOTH, COMMITTED, add, chain, run_queue
 from .servers import start_worker
@@ -231,31 +234,31 @@ def test_it_alerts_the_requester_when_done(tool_cast, queue):
 def test_it_refuses_what_it_cannot_compare_naming_it(tool_cast, queue):
     a = tool_cast.district
     with pytest.raises(
-        actions.ResyncError, match="School year 2020 is not configured for district 101: choose 2027, 2028."
+        ResyncError, match="School year 2020 is not configured for district 101: choose 2027, 2028."
     ):
         verify.check_verification(a, 2020, None, tool_cast.alice)
-    with pytest.raises(actions.ResyncError, match=r"Unknown sync object\(s\): Nope."):
+    with pytest.raises(ResyncError, match=r"Unknown sync object\(s\): Nope."):
         verify.check_verification(a, None, ["Nope"], tool_cast.alice)
-    with pytest.raises(actions.ResyncError, match="Not offered for district 101 in 2028: District."):
+    with pytest.raises(ResyncError, match="Not offered for district 101 in 2028: District."):
         verify.check_verification(a, 2028, ["District"], tool_cast.alice)
     chain(a)
     actions.do_request_resync(actions.check_resync(a, None, ["District"], False))  # queued, not run
-    with pytest.raises(actions.ResyncError, match="A resync of district 101 for 2027 is under way"):
+    with pytest.raises(ResyncError, match="A resync of district 101 for 2027 is under way"):
         verify.check_verification(a, None, None, tool_cast.alice)
     assert not VerificationRun.objects.exists()
 
 
 def test_it_lets_only_users_with_rights_verify(tool_cast, queue):
     a, b = tool_cast.district, tool_cast.other
-    with pytest.raises(rights.RightsError, match="You have no right to verify district 101."):
+    with pytest.raises(RightsError, match="You have no right to verify district 101."):
         verify.check_verification(a, None, None, tool_cast.charlie)
-    with pytest.raises(rights.RightsError, match="Verification Summary W"):
+    with pytest.raises(RightsError, match="Verification Summary W"):
         verify.check_verification(a, None, None, tool_cast.bob)
     # Bob may resync two objects only: he verifies those two, and is refused the others by name.
-    assign_perm(rights.VERIFY_RUN, tool_cast.bob)
+    assign_perm(VERIFY_RUN, tool_cast.bob)
     bob = type(tool_cast.bob).objects.get(pk=tool_cast.bob.pk)
     assert verify.check_verification(a, None, None, bob).objects == ["PersonIdentity", "Enrollment"]
-    with pytest.raises(rights.RightsError, match="You have no tool right to verify District, School."):
+    with pytest.raises(RightsError, match="You have no tool right to verify District, School."):
         verify.check_verification(a, None, ["District", "School", "Enrollment"], bob)
     assert verify.check_verification(b, None, ["District"], tool_cast.stella).objects == ["District"]
 
@@ -264,9 +267,7 @@ def test_it_lets_the_state_switch_district_initiated_verification_off(tool_cast,
     setting = VerificationSetting.current()
     setting.district_initiated = False
     setting.save()
-    with pytest.raises(
-        rights.RightsError, match="The state has switched district-initiated verification off."
-    ):
+    with pytest.raises(RightsError, match="The state has switched district-initiated verification off."):
         verify.check_verification(tool_cast.district, None, None, tool_cast.alice)
     assert verify.check_verification(tool_cast.district, None, ["District"], tool_cast.stella).objects == [
         "District"
@@ -294,7 +295,7 @@ def test_it_sends_no_resync_when_nothing_differs(demo_district, queue):
     district, _ = demo_district
     full_resync(district)
     run = verification(district, ["Calendar", "Enrollment"])  # only not-allowed records differ
-    with pytest.raises(actions.ResyncError, match=f"Verification {run.pk} found nothing a resync would fix."):
+    with pytest.raises(ResyncError, match=f"Verification {run.pk} found nothing a resync would fix."):
         verify.check_verification_resync(run)
     assert ResyncRequest.objects.count() == 1
 
@@ -373,7 +374,7 @@ def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):
     system_run = verification(tool_cast.district, ["District"])  # an operator's: the district's own level
     assert [r.level for r in (state_run, district_run, system_run)] == ["state", "district", "district"]
     # Its alert goes to its requester only, as any run's.
-    finished = ProcessAlert.objects.filter(name=verify.VERIFICATION_FINISHED)
+    finished = ProcessAlert.objects.filter(name=AlertName.VERIFICATION_FINISHED)
     assert set(finished.values_list("user__username", flat=True)) == {"stella", "alice"}
     assert finished.filter(user=tool_cast.alice).get().message.startswith(f"Verification {district_run.pk} ")
 

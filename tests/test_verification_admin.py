@@ -4,8 +4,8 @@ switch; outsiders and constant queries."""
 import pytest
 from django.db import connection
 
-from resync import actions
 from resync.models import ResyncRequest
+from tool import actions
 from verification.models import (
     DISVerificationDifference,
     DISVerificationResult,

@@ -3,8 +3,8 @@
 import pytest
 from rest_framework.authtoken.models import Token
 
-from resync import actions
 from resync.models import ResyncRequest
+from tool import actions
 from verification.models import VerificationRun, VerificationSetting
 
 from .conftest import BOTH, add, chain, run_queue
@@ -161,11 +161,13 @@ def test_it_answers_a_user_who_may_send_state_requests_but_not_see_them(client, 
     from guardian.shortcuts import assign_perm
 
     from resync import rights
+    from selective.rights import SELECTIVE_USE, SELECTIVE_VIEW
+    from verification.rights import VERIFY_RUN, VERIFY_VIEW
 
     walt = User.objects.create_user("walt", "walt@example.org", "pw", is_staff=True)
-    for perm in (rights.DISTRICT, rights.OBJECT, rights.STATE_SEND, rights.VERIFY_VIEW, rights.VERIFY_RUN):
+    for perm in (rights.DISTRICT, rights.OBJECT, rights.STATE_SEND, VERIFY_VIEW, VERIFY_RUN):
         assign_perm(perm, walt)
-    for perm in (rights.SELECTIVE_VIEW, rights.SELECTIVE_USE):
+    for perm in (SELECTIVE_VIEW, SELECTIVE_USE):
         assign_perm(perm, walt)
     created = post(client, walt, API, {"district": "101", "objects": ["Enrollment"]})
     assert created.status_code == 201, created.content

@@ -14,8 +14,9 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from history.models import DISBatchHistory, StepStatus
-from resync import actions, engine
 from resync.models import ResyncRequest
+from runner import lifecycle, recovery
+from tool import actions
 
 from .conftest import BOTH, add
 
@@ -45,7 +46,7 @@ def test_it_starts_a_request_created_while_the_running_one_finishes(district, qu
         add(district, "CourseCode", rid)
     first = resync(district)
     step = DISBatchHistory.objects.get(request=first)
-    assert engine.claim(step.pk, "elsewhere:1") is not None  # a worker runs the last step
+    assert lifecycle.claim(step.pk, "elsewhere:1") is not None  # a worker runs the last step
     queue.empty()
 
     ended, failures = threading.Event(), []
@@ -54,7 +55,7 @@ def test_it_starts_a_request_created_while_the_running_one_finishes(district, qu
         try:
             running = DISBatchHistory.objects.select_related("request", "sync_object").get(pk=step.pk)
             running.processed = 3
-            actions.do_finish_step(running)
+            lifecycle.finish_step(running)
         except BaseException as e:  # handed to the test's thread
             failures.append(e)
         finally:
@@ -84,7 +85,7 @@ def test_it_starts_a_request_created_while_the_running_one_finishes(district, qu
     assert second.status == ResyncRequest.Status.RUNNING
     (queued,) = DISBatchHistory.objects.filter(request=second)
     assert queued.status == StepStatus.QUEUED
-    assert queue.job_ids == [actions.step_job_id(queued.pk)]
+    assert queue.job_ids == [lifecycle.step_job_id(queued.pk)]
 
 
 def test_it_starts_from_recovery_a_request_that_waits_with_nothing_running(district, other_district, queue):
@@ -98,15 +99,15 @@ def test_it_starts_from_recovery_a_request_that_waits_with_nothing_running(distr
     busy = resync(other_district)  # another district's running request changes nothing here
     queue.empty()
 
-    assert actions.recover_requests() == [second.pk]
-    assert actions.recover_requests() == []  # the second runs now: the third waits for it
+    assert recovery.recover_requests() == [second.pk]
+    assert recovery.recover_requests() == []  # the second runs now: the third waits for it
     second.refresh_from_db()
     third.refresh_from_db()
     busy.refresh_from_db()
     assert (second.status, third.status) == (ResyncRequest.Status.RUNNING, ResyncRequest.Status.WAITING)
     assert busy.status == ResyncRequest.Status.RUNNING
     step = DISBatchHistory.objects.get(request=second)
-    assert queue.job_ids == [actions.step_job_id(step.pk)]
+    assert queue.job_ids == [lifecycle.step_job_id(step.pk)]
 
 
 def test_it_advances_from_recovery_a_running_request_whose_queued_step_is_gone(district, queue):
@@ -121,13 +122,13 @@ def test_it_advances_from_recovery_a_running_request_whose_queued_step_is_gone(d
         cursor.execute('DELETE FROM "DISBatchHistory" WHERE id = %s', [parent.pk])
     queue.empty()
 
-    assert actions.recover_requests() == [first.pk]  # on to the next layer
+    assert recovery.recover_requests() == [first.pk]  # on to the next layer
     child.refresh_from_db()
     assert child.status == StepStatus.QUEUED
-    assert queue.job_ids == [actions.step_job_id(child.pk)]
-    assert actions.recover_requests() == []  # its step is queued: nothing to do
+    assert queue.job_ids == [lifecycle.step_job_id(child.pk)]
+    assert recovery.recover_requests() == []  # its step is queued: nothing to do
     DISBatchHistory.objects.filter(pk=child.pk).delete()
-    assert actions.recover_requests() == [first.pk]  # it finishes, and starts the next one
+    assert recovery.recover_requests() == [first.pk]  # it finishes, and starts the next one
     first.refresh_from_db()
     waiting.refresh_from_db()
     assert (first.status, waiting.status) == (ResyncRequest.Status.FINISHED, ResyncRequest.Status.RUNNING)

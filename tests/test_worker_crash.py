@@ -20,10 +20,13 @@ from rq.job import Job, JobStatus
 
 from alerts.models import ProcessAlert
 from history.models import DISBatchHistory, ErrorLog, StepStatus
-from resync import actions
 from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
+from runner import lifecycle, recovery
+from runner import rq as runner_rq
+from tool import actions
 from verification import actions as verify
 from verification.models import DISVerificationResult, VerificationRun
+from worker import worker as rq_worker
 
 from .conftest import BOTH, add, run_queue
 from .servers import start_worker
@@ -63,7 +66,7 @@ def test_it_recovers_a_step_whose_worker_was_killed(district, queue):
     assert str(worker.pid) in step.worker
     assert not StateRecord.objects.exists()  # the state transaction died with the worker
 
-    assert actions.recover_stale_steps() == [step.pk]
+    assert recovery.recover_stale_steps() == [step.pk]
     run_queue()
     step.refresh_from_db()
     assert (step.status, step.processed, step.errors, step.attempts) == (StepStatus.GREEN, 20000, 0, 2)
@@ -83,7 +86,7 @@ def test_it_fails_a_step_whose_worker_keeps_dying(district, queue):
         status=StepStatus.RUNNING, worker=f"{socket.gethostname()}:{dead.pid}", attempts=3
     )
     queue.empty()
-    assert actions.recover_stale_steps() == [step.pk]
+    assert recovery.recover_stale_steps() == [step.pk]
     step.refresh_from_db()
     request.refresh_from_db()
     assert step.status == StepStatus.FAILED and "died 3 times" in step.message
@@ -142,7 +145,7 @@ def test_it_re_enqueues_a_queued_step_whose_job_was_lost_and_the_request_finishe
     course_codes(district)
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
-    job_id = actions.step_job_id(step.pk)
+    job_id = lifecycle.step_job_id(step.pk)
     assert queue.job_ids == [job_id]
     Job.fetch(job_id, connection=queue.connection).delete()  # Redis lost it
     queued_long_ago(DISBatchHistory, step.pk)
@@ -168,19 +171,19 @@ def test_it_re_enqueues_a_step_whose_job_failed_or_left_the_queue(district, queu
     course_codes(district)  # something to move: an empty object's step ends at once
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
-    job_id = actions.step_job_id(step.pk)
+    job_id = lifecycle.step_job_id(step.pk)
     job = Job.fetch(job_id, connection=queue.connection)
     queue.remove(job)
     job.set_status(JobStatus.FAILED)  # it failed before it could claim the step
     queued_long_ago(DISBatchHistory, step.pk)
-    assert actions.recover_stale_steps() == [step.pk]
+    assert recovery.recover_stale_steps() == [step.pk]
     assert queue.job_ids == [job_id]
     assert Job.fetch(job_id, connection=queue.connection).get_status() == JobStatus.QUEUED
 
     queue.remove(job_id)  # still "queued", but in no queue
-    assert actions.recover_stale_steps() == []  # enqueued again just now: the grace period starts over
+    assert recovery.recover_stale_steps() == []  # enqueued again just now: the grace period starts over
     queued_long_ago(DISBatchHistory, step.pk)
-    assert actions.recover_stale_steps() == [step.pk]
+    assert recovery.recover_stale_steps() == [step.pk]
     assert queue.job_ids == [job_id]
 
 
@@ -190,16 +193,16 @@ def test_it_does_not_double_a_queued_step_whose_job_waits_is_being_taken_or_was_
     course_codes(district)
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
-    job_id = actions.step_job_id(step.pk)
+    job_id = lifecycle.step_job_id(step.pk)
 
     queued_long_ago(DISBatchHistory, step.pk)  # waiting long, its job still in the queue
-    assert actions.recover_stale_steps() == []
+    assert recovery.recover_stale_steps() == []
     assert queue.job_ids == [job_id]
 
     # Being taken: a worker moved it to the intermediate queue and has not marked it started.
     queue.connection.lmove(queue.key, queue.intermediate_queue_key)
     assert queue.job_ids == []
-    assert actions.recover_stale_steps() == []
+    assert recovery.recover_stale_steps() == []
     assert queue.job_ids == []
     queue.connection.delete(queue.intermediate_queue_key)
 
@@ -207,7 +210,7 @@ def test_it_does_not_double_a_queued_step_whose_job_waits_is_being_taken_or_was_
     # commits): recovery waits rather than enqueue it a second time.
     queue.empty()
     DISBatchHistory.objects.filter(pk=step.pk).update(queued_at=timezone.now())
-    assert actions.recover_stale_steps() == []
+    assert recovery.recover_stale_steps() == []
     assert queue.job_ids == []
 
 
@@ -215,10 +218,10 @@ def test_it_runs_a_step_once_when_its_job_is_queued_twice(district, queue, caplo
     course_codes(district)
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
-    queue.push_job_id(actions.step_job_id(step.pk))
+    queue.push_job_id(lifecycle.step_job_id(step.pk))
     assert len(queue.job_ids) == 2
 
-    with caplog.at_level(logging.INFO, logger="resync.jobs"):
+    with caplog.at_level(logging.INFO, logger="runner.lifecycle"):
         run_queue()
     step.refresh_from_db()
     assert (step.status, step.processed, step.attempts) == (StepStatus.GREEN, 3, 1)
@@ -262,8 +265,8 @@ def test_it_re_enqueues_a_queued_verification_whose_job_was_lost(district, queue
     run = verify.do_request_verification(verify.check_verification(district, None, ["CourseCode"]))
     queue.empty()  # Redis restarted without persistence
     queued_long_ago(VerificationRun, run.pk)
-    assert actions.recover() == ([], [run.pk], [])
-    assert actions.recover() == ([], [], [])
+    assert rq_worker.recover() == ([], [run.pk], [])
+    assert rq_worker.recover() == ([], [], [])
     assert queue.job_ids == [verify.run_job_id(run.pk)]
     run_queue()
     run.refresh_from_db()
@@ -276,7 +279,7 @@ def test_it_fails_a_verification_whose_worker_keeps_dying_with_the_reason(distri
     VerificationRun.objects.filter(pk=run.pk).update(
         status=VerificationRun.Status.RUNNING,
         worker=dead_worker(),
-        attempts=actions.MAX_ATTEMPTS,
+        attempts=runner_rq.MAX_ATTEMPTS,
         requested_by=alice,
     )
     queue.empty()
@@ -337,7 +340,7 @@ def test_it_logs_a_failed_recovery_check_and_stops_on_request_during_one(monkeyp
     import django_rq
     from rq.exceptions import StopRequested
 
-    from resync.jobs import ResyncWorker
+    from worker.worker import ResyncWorker
 
     worker = django_rq.get_worker(settings.RQ_QUEUE)
     assert isinstance(worker, ResyncWorker)
@@ -346,8 +349,8 @@ def test_it_logs_a_failed_recovery_check_and_stops_on_request_during_one(monkeyp
         raise RuntimeError("the database is down")
 
     # RQ's loop quits on any exception: a failed check must not end the worker.
-    monkeypatch.setattr(actions, "recover", database_down)
-    with caplog.at_level(logging.ERROR, logger="resync.jobs"):
+    monkeypatch.setattr(rq_worker, "recover", database_down)
+    with caplog.at_level(logging.ERROR, logger="worker.worker"):
         worker.recover()
     assert caplog.messages == [
         f"recovery failed; the next check in {settings.RESYNC_RECOVER_EVERY}s tries again"
@@ -358,7 +361,7 @@ def test_it_logs_a_failed_recovery_check_and_stops_on_request_during_one(monkeyp
     def stop_requested():
         raise StopRequested()
 
-    monkeypatch.setattr(actions, "recover", stop_requested)
+    monkeypatch.setattr(rq_worker, "recover", stop_requested)
     with pytest.raises(StopRequested):
         worker.recover()
 
@@ -451,7 +454,7 @@ def test_it_recovers_at_once_a_verification_whose_job_ended_without_ending_it(di
 
     def finish_unless_in_the_job(*args, **kwargs):
         # Inside the job its connection is cut; recovery, after it, has a fresh one.
-        if actions.job_running_here:
+        if runner_rq.job_running_here:
             connection_cut()
         return finish(*args, **kwargs)
 
@@ -459,7 +462,11 @@ def test_it_recovers_at_once_a_verification_whose_job_ended_without_ending_it(di
     monkeypatch.setattr(verify, "do_finish_run", finish_unless_in_the_job)
     run_queue()  # each attempt is queued again at once, on this same worker, then failed
     run.refresh_from_db()
-    assert (run.status, run.attempts, run.worker) == (VerificationRun.Status.FAILED, actions.MAX_ATTEMPTS, "")
+    assert (run.status, run.attempts, run.worker) == (
+        VerificationRun.Status.FAILED,
+        runner_rq.MAX_ATTEMPTS,
+        "",
+    )
     assert run.message.startswith("The worker died 3 times")
 
 
@@ -468,7 +475,7 @@ def test_it_requeues_a_step_that_lost_its_connection_up_to_three_times_then_fail
 ):
     from django.db import OperationalError
 
-    from resync import engine
+    from runner import engine
 
     course_codes(district)
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
@@ -477,11 +484,11 @@ def test_it_requeues_a_step_that_lost_its_connection_up_to_three_times_then_fail
     def connection_cut(*args, **kwargs):
         raise OperationalError("terminating connection due to administrator command")
 
-    monkeypatch.setattr(engine, "run_step", connection_cut)
+    monkeypatch.setattr(engine, "move_records", connection_cut)
     run_queue()  # each interrupted attempt is enqueued again at once by the same worker
     step.refresh_from_db()
     request.refresh_from_db()
-    assert (step.status, step.attempts, step.worker) == (StepStatus.FAILED, actions.MAX_ATTEMPTS, "")
+    assert (step.status, step.attempts, step.worker) == (StepStatus.FAILED, runner_rq.MAX_ATTEMPTS, "")
     assert step.message == (
         "The database connection was lost 3 times while running this step: "
         "OperationalError: terminating connection due to administrator command"

@@ -2,6 +2,7 @@
 view of both mandatory full resyncs per district."""
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.utils import display_for_value
@@ -10,67 +11,102 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from freezegun import freeze_time
 
 from alerts.models import ProcessAlert
+from core.errors import ResyncError, RightsError
 from history.models import DISBatchHistory, StepStatus
-from resync import actions, engine, rights
 from resync.models import District, DistrictRecord
+from runner import engine
+from tool import actions
+from yearswitch import actions as yearswitch
 
-from .conftest import BOTH, add, chain, run_queue
+from .conftest import BOTH, COMMITTED, add, chain, run_queue
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
+pytestmark = pytest.mark.django_db(databases=BOTH)
+# COMMITTED: the tests whose full resyncs a worker runs (run_queue).
 
 PAGE = "/admin/verification/schoolyearswitch/"
 REFUSED = r"District 101 has no finished full resync of 2027{}: run the end-of-year full resync of 2027 before switching to 2028\."
 SINCE = r" that started after its last data change \(\d{4}-\d\d-\d\d \d\d:\d\d\)"
 
 
+# The end-of-year rule compares times (a full resync counts if it started after the
+# district's last data change): the clock stands still, and moves on only where a test
+# says time passes, so no comparison hangs on how fast this machine is.
+START = "2027-06-30 17:00:00"
+_clock = None
+
+
+@pytest.fixture(autouse=True)
+def clock():
+    global _clock
+    with freeze_time(START, ignore=["_pytest"]) as frozen:  # pytest's durations keep the real clock
+        _clock = frozen
+        yield frozen
+    _clock = None
+
+
+def a_minute_later() -> None:
+    _clock.tick(timedelta(minutes=1))
+
+
 def resync(district, objects=None, year=None):
+    """A district full resync, run by a worker, a minute after what came before it and
+    a minute before what comes after it."""
+    a_minute_later()
     request = actions.do_request_resync(actions.check_resync(district, year, objects, False))
     run_queue()
     request.refresh_from_db()
+    a_minute_later()
     return request
 
 
 def switch(district, user=None) -> District:
-    return actions.do_year_switch(actions.check_year_switch(district, user))
+    return yearswitch.do_year_switch(yearswitch.check_year_switch(district, user))
 
 
+@COMMITTED
 def test_it_refuses_without_a_full_resync_of_the_current_year(district, queue):
-    with pytest.raises(actions.ResyncError, match=REFUSED.format("")):
-        actions.check_year_switch(district)  # no data and no resync at all
+    with pytest.raises(ResyncError, match=REFUSED.format("")):
+        yearswitch.check_year_switch(district)  # no data and no resync at all
     chain(district)
     resync(district, ["District", "School"])  # partial: does not count
     resync(district, year=2028)  # another year: does not count
-    with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
-        actions.check_year_switch(district)
+    with pytest.raises(ResyncError, match=REFUSED.format(SINCE)):
+        yearswitch.check_year_switch(district)
     assert District.objects.get(pk=district.pk).scope_year == 2027
 
 
+@COMMITTED
 def test_it_refuses_when_the_data_changed_after_the_last_full_resync(district, queue):
     chain(district)
     request = resync(district)
-    assert actions.check_year_switch(district).end_of_year == request
+    assert yearswitch.check_year_switch(district).end_of_year == request
     record = DistrictRecord.objects.get(sync_object__name="School")
     record.payload = {"name": "Renamed"}
     record.save()
-    with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
-        actions.check_year_switch(district)
+    with pytest.raises(ResyncError, match=REFUSED.format(SINCE)) as refused:
+        yearswitch.check_year_switch(district)
+    record.refresh_from_db()
+    assert record.changed_at == datetime(2027, 6, 30, 17, 2, tzinfo=UTC)  # two minutes on: the change
+    assert f"({timezone.localtime(record.changed_at):%Y-%m-%d %H:%M})" in refused.value.args[0]
     again = resync(district)
-    assert actions.check_year_switch(district).end_of_year == again
+    assert yearswitch.check_year_switch(district).end_of_year == again
 
 
 def fail_school_steps(monkeypatch) -> None:
-    run_step = engine.run_step
+    run_step = engine.move_records
 
     def failing(step, **kwargs):
         if step.sync_object.name == "School":
             raise RuntimeError("the state database went away")
         return run_step(step, **kwargs)
 
-    monkeypatch.setattr(engine, "run_step", failing)
+    monkeypatch.setattr(engine, "move_records", failing)
 
 
+@COMMITTED
 def test_it_does_not_count_a_full_resync_with_a_failed_step(district, queue, monkeypatch):
     chain(district)
     fail_school_steps(monkeypatch)
@@ -78,10 +114,11 @@ def test_it_does_not_count_a_full_resync_with_a_failed_step(district, queue, mon
     assert (
         DISBatchHistory.objects.get(request=request, sync_object__name="School").status == StepStatus.FAILED
     )
-    with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
-        actions.check_year_switch(district)
+    with pytest.raises(ResyncError, match=REFUSED.format(SINCE)):
+        yearswitch.check_year_switch(district)
 
 
+@COMMITTED
 def test_it_keeps_refusing_once_the_failed_steps_history_is_deleted(client, tool_cast, queue, monkeypatch):
     chain(tool_cast.district)
     fail_school_steps(monkeypatch)
@@ -90,11 +127,12 @@ def test_it_keeps_refusing_once_the_failed_steps_history_is_deleted(client, tool
     client.force_login(tool_cast.alice)  # history D, as every district administrator
     client.post(f"/admin/history/disbatchhistory/{failed.pk}/delete/", {"post": "yes"})
     assert not DISBatchHistory.objects.filter(pk=failed.pk).exists()
-    with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
-        actions.check_year_switch(tool_cast.district)
+    with pytest.raises(ResyncError, match=REFUSED.format(SINCE)):
+        yearswitch.check_year_switch(tool_cast.district)
     assert 'alt="True"' not in client.get(PAGE).content.decode()
 
 
+@COMMITTED
 def test_it_counts_only_the_districts_own_full_resyncs(client, tool_cast, queue):
     """A state full resync neither allows the switch nor shows on the district's page:
     counting it would tell the district the state had asked for every object."""
@@ -116,13 +154,14 @@ def test_it_counts_only_the_districts_own_full_resyncs(client, tool_cast, queue)
     assert state.status == "finished" and state.outcome == "green"
     assert rows() == before  # during and after: the same rows
     for user in (tool_cast.alice, tool_cast.stella, None):
-        with pytest.raises(actions.ResyncError, match=REFUSED.format(SINCE)):
-            actions.check_year_switch(tool_cast.district, user)
+        with pytest.raises(ResyncError, match=REFUSED.format(SINCE)):
+            yearswitch.check_year_switch(tool_cast.district, user)
     assert "has no finished full resync of 2027" in action(client, tool_cast.district).content.decode()
     own = resync(tool_cast.district)
-    assert actions.check_year_switch(tool_cast.district, tool_cast.alice).end_of_year == own
+    assert yearswitch.check_year_switch(tool_cast.district, tool_cast.alice).end_of_year == own
 
 
+@COMMITTED
 def test_it_switches_and_reminds_the_district_to_run_the_start_of_year_resync(tool_cast, queue):
     chain(tool_cast.district)
     end = resync(tool_cast.district)
@@ -135,31 +174,33 @@ def test_it_switches_and_reminds_the_district_to_run_the_start_of_year_resync(to
     assert alerts.first().message == (
         "District 101 Adair County now syncs school year 2027-2028: run the start-of-year full resync of 2028."
     )
-    assert actions.start_of_year_resync(switched) is None
-    with pytest.raises(actions.ResyncError, match="no finished full resync of 2028"):
-        actions.check_year_switch(switched)  # the next switch needs a full resync of 2028
+    assert yearswitch.start_of_year_resync(switched) is None
+    with pytest.raises(ResyncError, match="no finished full resync of 2028"):
+        yearswitch.check_year_switch(switched)  # the next switch needs a full resync of 2028
     start = resync(switched)
-    assert actions.start_of_year_resync(District.objects.get(pk=tool_cast.district.pk)) == start
+    assert yearswitch.start_of_year_resync(District.objects.get(pk=tool_cast.district.pk)) == start
 
 
+@COMMITTED
 def test_it_switches_once_even_when_asked_twice(district, queue):
     chain(district)
     resync(district)
-    first = actions.check_year_switch(district)
-    second = actions.check_year_switch(district)
-    actions.do_year_switch(first)
-    with pytest.raises(actions.ResyncError, match="District 101 already syncs 2028."):
-        actions.do_year_switch(second)
+    first = yearswitch.check_year_switch(district)
+    second = yearswitch.check_year_switch(district)
+    yearswitch.do_year_switch(first)
+    with pytest.raises(ResyncError, match="District 101 already syncs 2028."):
+        yearswitch.do_year_switch(second)
     assert District.objects.get(pk=district.pk).scope_year == 2028
 
 
 def test_it_needs_the_year_switch_right(tool_cast, queue):
-    with pytest.raises(rights.RightsError, match="Switching the school year needs the year switch right."):
-        actions.check_year_switch(tool_cast.district, tool_cast.bob)
-    with pytest.raises(rights.RightsError, match="You have no right to manage district 101."):
-        actions.check_year_switch(tool_cast.district, tool_cast.charlie)
+    with pytest.raises(RightsError, match="Switching the school year needs the year switch right."):
+        yearswitch.check_year_switch(tool_cast.district, tool_cast.bob)
+    with pytest.raises(RightsError, match="You have no right to manage district 101."):
+        yearswitch.check_year_switch(tool_cast.district, tool_cast.charlie)
 
 
+@COMMITTED
 def test_the_command_checks_and_switches(district, queue, capsys):
     with pytest.raises(CommandError, match=REFUSED.format("")):
         call_command("year_switch", district="101", check=True)
@@ -187,6 +228,7 @@ def action(client, *districts):
     )
 
 
+@COMMITTED
 def test_the_state_sees_both_mandatory_resyncs_per_district(client, tool_cast, queue):
     chain(tool_cast.district)
     chain(tool_cast.other)
@@ -205,6 +247,7 @@ def test_the_state_sees_both_mandatory_resyncs_per_district(client, tool_cast, q
     assert "Missing" not in html and f">Resync {start.pk}</a>" in html
 
 
+@COMMITTED
 def test_the_district_switches_its_own_year_from_the_admin(client, tool_cast, queue):
     chain(tool_cast.district)
     resync(tool_cast.district)
@@ -215,6 +258,21 @@ def test_the_district_switches_its_own_year_from_the_admin(client, tool_cast, qu
     assert District.objects.get(pk=tool_cast.district.pk).scope_year == 2028
 
 
+@COMMITTED
+def test_the_admin_switch_is_written_to_the_districts_history(client, tool_cast, queue):
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    chain(tool_cast.district)
+    resync(tool_cast.district)
+    client.force_login(tool_cast.alice)
+    action(client, tool_cast.district)
+    (entry,) = LogEntry.objects.all()
+    assert (entry.user, entry.action_flag) == (tool_cast.alice, CHANGE)
+    assert entry.object_id == str(tool_cast.district.pk)
+    assert entry.get_change_message() == "Switched the school year from 2027 to 2028."
+
+
+@COMMITTED
 def test_it_keeps_the_switch_from_outsiders(client, tool_cast, queue):
     chain(tool_cast.district)
     resync(tool_cast.district)
@@ -248,6 +306,7 @@ def test_the_district_form_leaves_the_year_to_the_switch(client, district):
     assert (district.name, district.scope_year) == ("Adair", 2027)
 
 
+@COMMITTED
 def test_it_lists_the_overview_in_constant_queries(client, tool_cast, queue, django_assert_max_num_queries):
     chain(tool_cast.district)
     client.force_login(tool_cast.stella)
@@ -280,21 +339,23 @@ def deleted_at(district):
     return District.objects.values_list("records_deleted_at", flat=True).get(pk=district.pk)
 
 
+@COMMITTED
 def test_it_refuses_when_a_record_was_deleted_after_the_last_full_resync(district, queue):
     chain(district)
     resync(district)
-    assert actions.check_year_switch(district)
+    assert yearswitch.check_year_switch(district)
     DistrictRecord.objects.get(sync_object__name="PersonIdentity").delete()  # the state still holds it
-    with pytest.raises(actions.ResyncError, match=REFUSED.format(DELETED)) as refused:
-        actions.check_year_switch(district)
+    with pytest.raises(ResyncError, match=REFUSED.format(DELETED)) as refused:
+        yearswitch.check_year_switch(district)
     when = timezone.localtime(deleted_at(district))
     assert refused.value.args[0].count(f"({when:%Y-%m-%d %H:%M}, when records were deleted)") == 1
-    assert actions.last_change(district) == deleted_at(district)
+    assert yearswitch.last_change(district) == deleted_at(district)
     again = resync(district)  # removes the record at the state
-    assert actions.check_year_switch(district).end_of_year == again
+    assert yearswitch.check_year_switch(district).end_of_year == again
     assert switch(district).scope_year == 2028
 
 
+@COMMITTED
 def test_the_command_refuses_after_a_queryset_deletion(district, queue, capsys):
     chain(district)
     resync(district)
@@ -315,13 +376,14 @@ def test_it_counts_the_later_of_a_change_and_a_deletion(district, queue):
     chain(district)
     record = DistrictRecord.objects.get(sync_object__name="School")
     DistrictRecord.objects.filter(sync_object__name="PersonIdentity").delete()
+    a_minute_later()
     record.save()  # changed after the deletion: the change is the last one
-    assert actions.last_change(district) == DistrictRecord.objects.get(pk=record.pk).changed_at
-    assert deleted_at(district) < actions.last_change(district)
+    assert yearswitch.last_change(district) == DistrictRecord.objects.get(pk=record.pk).changed_at
+    assert deleted_at(district) < yearswitch.last_change(district)
     DistrictRecord.objects.filter(district=district).delete()  # no record left: the deletion counts
-    assert actions.last_change(district) == deleted_at(district) is not None
-    with pytest.raises(actions.ResyncError, match=REFUSED.format(DELETED)):
-        actions.check_year_switch(district)
+    assert yearswitch.last_change(district) == deleted_at(district) is not None
+    with pytest.raises(ResyncError, match=REFUSED.format(DELETED)):
+        yearswitch.check_year_switch(district)
 
 
 def statements(captured) -> list[str]:
@@ -358,6 +420,7 @@ def test_it_stamps_a_queryset_deletion_in_one_statement(district, other_district
     assert not DistrictRecord.objects.filter(district_id=third.pk).exists()
 
 
+@COMMITTED
 def test_the_overview_shows_a_deletion_as_the_last_change(client, tool_cast, queue):
     chain(tool_cast.district)
     chain(tool_cast.other)
@@ -369,7 +432,7 @@ def test_the_overview_shows_a_deletion_as_the_last_change(client, tool_cast, que
     response = client.get(PAGE)
     shown = {d.code: d.changed for d in response.context["cl"].result_list}
     assert shown == {"101": deleted_at(tool_cast.district), "202": deleted_at(tool_cast.other)}
-    assert shown["101"] == actions.last_change(tool_cast.district)  # the page and the rule agree
+    assert shown["101"] == yearswitch.last_change(tool_cast.district)  # the page and the rule agree
     html = response.content.decode()
     assert html.count('alt="True"') == 0 and html.count('alt="False"') == 2  # neither is ready
     for d in (tool_cast.district, tool_cast.other):
