@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -54,6 +55,9 @@ class SyncObject(models.Model):
     )
     enabled = models.BooleanField(default=True, help_text="Shown and synced in this deployment.")
     note = models.TextField(blank=True, help_text="Why the catalog reads the article this way.")
+    allows_extra = models.BooleanField(
+        default=False, help_text="Accept payload fields the schema does not name (refused by default)."
+    )
 
     objects = SyncObjectQuerySet.as_manager()
 
@@ -71,6 +75,156 @@ class SyncObject(models.Model):
         enabled = set(cls.objects.enabled().values_list("name", flat=True))
         names = None if selection is None else planner.resolve(parents, selection, ALIASES)
         return planner.plan(parents, enabled, names, check_dependencies=check_dependencies)
+
+    def do_set_allows_extra(self, allows_extra: bool, by=None) -> None:
+        """Open or close the schema to unknown fields, recorded like a field change."""
+        if allows_extra == self.allows_extra:
+            return
+        with transaction.atomic():
+            SyncFieldChange.objects.create(
+                sync_object=self,
+                field="",
+                action=SyncFieldChange.Action.CHANGED,
+                changes={"allows_extra": [self.allows_extra, allows_extra]},
+                changed_by=by,
+            )
+            self.allows_extra = allows_extra
+            self.save(update_fields=["allows_extra"])
+
+
+# The wire form's own keys (resync.schemas): a payload field may not take their names.
+RESERVED_FIELD_NAMES = frozenset({"record_id", "school_year", "parents", "state_excluded"})
+
+
+class SyncField(models.Model):
+    """One payload field of a sync object's schema (issue 13, "Field schemas").
+
+    Every save and delete through the ORM writes a SyncFieldChange (who, when, what):
+    the admin, a shell or a command all pass here, so none goes unrecorded. Pass
+    `by=` the user making the change. Data migrations use historical models and
+    record nothing: shipping the schema is not a change to it.
+    """
+
+    class Type(models.TextChoices):
+        STRING = "string", "String"
+        INTEGER = "integer", "Integer"
+        NUMBER = "number", "Number"
+        BOOLEAN = "boolean", "Boolean"
+        DATE = "date", "Date (YYYY-MM-DD)"
+        DATETIME = "datetime", "Date and time (ISO 8601)"
+        CODE = "code", "Code from a list"
+
+    class Owner(models.TextChoices):
+        # The article's Synchronization Field Settings: who may change a field's value.
+        DISTRICT = "district", "District-owned"
+        STATE = "state", "State-locked"
+
+    sync_object = models.ForeignKey(SyncObject, on_delete=models.CASCADE, related_name="fields")
+    name = models.CharField(max_length=64)
+    type = models.CharField(max_length=8, choices=Type.choices, default=Type.STRING)
+    required = models.BooleanField(default=False)
+    max_length = models.PositiveIntegerField(null=True, blank=True, help_text="For strings and codes.")
+    codes = models.JSONField(
+        default=list, blank=True, help_text='The allowed codes, for type code: ["09", "10"].'
+    )
+    description = models.CharField(max_length=200, blank=True)
+    owner = models.CharField(
+        max_length=8,
+        choices=Owner.choices,
+        default=Owner.DISTRICT,
+        help_text="State-locked: a district load may not change the value once the state holds it.",
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+
+    TRACKED = ("name", "type", "required", "max_length", "codes", "description", "owner", "position")
+
+    class Meta:
+        ordering = ["sync_object", "position", "name"]
+        constraints = [models.UniqueConstraint(fields=["sync_object", "name"], name="sync_field_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.sync_object_id}.{self.name}"
+
+    def save(self, *args, by=None, **kwargs) -> None:
+        with transaction.atomic():
+            old = None
+            if self.pk:
+                old = SyncField.objects.filter(pk=self.pk).values(*self.TRACKED).first()
+            super().save(*args, **kwargs)
+            new = self._values()
+            if old is None:
+                action, changes = SyncFieldChange.Action.ADDED, {k: [None, v] for k, v in new.items()}
+            else:
+                action = SyncFieldChange.Action.CHANGED
+                changes = {k: [old[k], new[k]] for k in self.TRACKED if old[k] != new[k]}
+            if changes:
+                SyncFieldChange.objects.create(
+                    sync_object_id=self.sync_object_id,
+                    field=self.name,
+                    action=action,
+                    changes=changes,
+                    changed_by=by,
+                )
+
+    save.alters_data = True
+
+    def delete(self, *args, by=None, **kwargs):
+        with transaction.atomic():
+            SyncFieldChange.objects.create(
+                sync_object_id=self.sync_object_id,
+                field=self.name,
+                action=SyncFieldChange.Action.REMOVED,
+                changes={k: [v, None] for k, v in self._values().items()},
+                changed_by=by,
+            )
+            return super().delete(*args, **kwargs)
+
+    delete.alters_data = True
+
+    def clean(self) -> None:
+        errors = {}
+        if self.name in RESERVED_FIELD_NAMES:
+            errors["name"] = f"{self.name} is a key of every record, not a payload field."
+        elif self.name and not self.name.isidentifier():
+            errors["name"] = "A field name is letters, digits and underscores, not starting with a digit."
+        if self.type == self.Type.CODE:
+            if not self.codes or not all(isinstance(c, str) and c for c in self.codes):
+                errors["codes"] = 'A code field lists its codes as non-empty strings: ["09", "10"].'
+        elif self.codes:
+            errors["codes"] = "Only a field of type code lists codes."
+        if self.max_length is not None and self.type not in (self.Type.STRING, self.Type.CODE):
+            errors["max_length"] = "Only strings and codes have a maximum length."
+        if errors:
+            raise ValidationError(errors)
+
+    def _values(self) -> dict:
+        return {f: getattr(self, f) for f in self.TRACKED}
+
+
+class SyncFieldChange(models.Model):
+    """One change to a schema: who, when, which field, and each attribute's [old, new]."""
+
+    class Action(models.TextChoices):
+        ADDED = "added", "Added"
+        CHANGED = "changed", "Changed"
+        REMOVED = "removed", "Removed"
+
+    sync_object = models.ForeignKey(SyncObject, on_delete=models.CASCADE, related_name="field_changes")
+    # A name, not a key: the record outlives a removed field. Blank for the object's allows_extra.
+    field = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    changes = models.JSONField(help_text="{attribute: [old, new]}")
+    changed_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        what = ", ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in self.changes.items())
+        return f"{self.sync_object_id}.{self.field or '(object)'} {self.action}: {what}"
 
 
 class SyncObjectParent(models.Model):
