@@ -16,7 +16,7 @@ How a resync starts, runs and lands:
             requester may have lost the right) -> engine.move_records() ->
             finish_step(), or fail_step() when it raised, or interrupt_step()
             when its database connection was cut (queued again, up to
-            rq.MAX_ATTEMPTS). runner.recovery queues again what a dead worker
+            jobs.MAX_ATTEMPTS). runner.recovery queues again what a dead worker
             or a lost job left behind.
             Every step's end calls advance(): once a layer has finished, the
             next one is queued; after the last, finish_request().
@@ -48,7 +48,7 @@ from core.errors import log_refusal
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import rights, status
 from resync.models import District, ResyncRequest
-from runner import engine, rq
+from runner import engine, jobs
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def refusal(step: DISBatchHistory) -> str:
 
 def run_step(step_id: int) -> None:
     """The RQ job of one step: claim it, move its records, record its end."""
-    worker = rq.worker_name()
+    worker = jobs.worker_name()
     step = claim(step_id, worker)
     if step is None:
         log.info("step %s is not queued any more; skipping", step_id)
@@ -270,14 +270,14 @@ def run_step(step_id: int) -> None:
         # own connections are dead: drop them, so the history write (and every
         # later job) gets a fresh one.
         log.warning("step %s lost its database connection: %s", step_id, e)
-        rq.reset_connections()
+        jobs.reset_connections()
         if interrupt_step(step_id, worker, f"{type(e).__name__}: {e}"):
-            rq.recover_after_job = True
+            jobs.recover_after_job = True
     except Exception as e:
         # A failed step does not stop the batch: it is marked failed and its
         # children still run (their orphaned records will error).
         log.exception("step %s failed", step_id)
-        rq.reset_connections()
+        jobs.reset_connections()
         step = DISBatchHistory.objects.select_related("request", "sync_object").filter(pk=step_id).first()
         if step is not None and not step.finished:
             fail_step(step, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
@@ -300,7 +300,7 @@ def interrupt_step(step_id: int, worker: str, error: str) -> bool:
     after MAX_ATTEMPTS fail it naming the error. Returns True when it was queued again.
 
     Its state transaction died with the connection, so nothing it did counts.
-    queued_at stays empty: the next recovery pass enqueues it (rq.requeue_lost) once RQ
+    queued_at stays empty: the next recovery pass enqueues it (jobs.requeue_lost) once RQ
     has ended the interrupted job, whose id the new one takes. The worker runs
     that pass as soon as the job ends.
     """
@@ -308,7 +308,7 @@ def interrupt_step(step_id: int, worker: str, error: str) -> bool:
     step = running.select_related("request", "sync_object").first()
     if step is None:  # it finished after all, or recovery took it
         return False
-    if step.attempts < rq.MAX_ATTEMPTS:
+    if step.attempts < jobs.MAX_ATTEMPTS:
         with transaction.atomic():
             ErrorLog.objects.filter(step=step).delete()
             queued = running.update(

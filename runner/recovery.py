@@ -16,27 +16,27 @@ from django.utils import timezone
 
 from history.models import DISBatchHistory, StepStatus
 from resync.models import District, ResyncRequest
-from runner import lifecycle, rq
+from runner import jobs, lifecycle
 
 log = logging.getLogger(__name__)
 
 
 def recover_stale_steps() -> list[int]:
     """Re-queue steps no worker will finish: running ones whose worker died (killed, lost),
-    failed after MAX_ATTEMPTS; queued ones whose RQ job was lost (rq.requeue_lost).
+    failed after MAX_ATTEMPTS; queued ones whose RQ job was lost (jobs.requeue_lost).
 
     Returns the ids of the steps it touched.
     """
     now = timezone.now()
     touched = []
     for step in DISBatchHistory.objects.filter(status=StepStatus.RUNNING).select_related("request"):
-        if not rq.worker_dead(step.worker, step.heartbeat_at, now):
+        if not jobs.worker_dead(step.worker, step.heartbeat_at, now):
             continue
         running = DISBatchHistory.objects.filter(pk=step.pk, status=StepStatus.RUNNING, worker=step.worker)
-        if step.attempts < rq.MAX_ATTEMPTS:
+        if step.attempts < jobs.MAX_ATTEMPTS:
             with transaction.atomic():
                 if running.update(status=StepStatus.QUEUED, worker="", queued_at=now):
-                    rq.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
+                    jobs.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
                     touched.append(step.pk)
                     log.warning("re-queued step %s: its worker %s died", step.pk, step.worker)
         # Clearing the worker claims the step, so two recoverers never both fail it.
@@ -46,7 +46,7 @@ def recover_stale_steps() -> list[int]:
             touched.append(step.pk)
             log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
     queued = DISBatchHistory.objects.filter(status=StepStatus.QUEUED)
-    return touched + rq.requeue_lost(queued, lifecycle.run_step, lifecycle.step_job_id, now)
+    return touched + jobs.requeue_lost(queued, lifecycle.run_step, lifecycle.step_job_id, now)
 
 
 def recover_requests() -> list[int]:

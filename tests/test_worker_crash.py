@@ -21,8 +21,8 @@ from rq.job import Job, JobStatus
 from alerts.models import ProcessAlert
 from history.models import DISBatchHistory, ErrorLog, StepStatus
 from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
+from runner import jobs as runner_jobs
 from runner import lifecycle, recovery
-from runner import rq as runner_rq
 from tool import actions
 from verification import actions as verify
 from verification.models import DISVerificationResult, VerificationRun
@@ -279,7 +279,7 @@ def test_it_fails_a_verification_whose_worker_keeps_dying_with_the_reason(distri
     VerificationRun.objects.filter(pk=run.pk).update(
         status=VerificationRun.Status.RUNNING,
         worker=dead_worker(),
-        attempts=runner_rq.MAX_ATTEMPTS,
+        attempts=runner_jobs.MAX_ATTEMPTS,
         requested_by=alice,
     )
     queue.empty()
@@ -454,7 +454,7 @@ def test_it_recovers_at_once_a_verification_whose_job_ended_without_ending_it(di
 
     def finish_unless_in_the_job(*args, **kwargs):
         # Inside the job its connection is cut; recovery, after it, has a fresh one.
-        if runner_rq.job_running_here:
+        if runner_jobs.job_running_here:
             connection_cut()
         return finish(*args, **kwargs)
 
@@ -464,7 +464,7 @@ def test_it_recovers_at_once_a_verification_whose_job_ended_without_ending_it(di
     run.refresh_from_db()
     assert (run.status, run.attempts, run.worker) == (
         VerificationRun.Status.FAILED,
-        runner_rq.MAX_ATTEMPTS,
+        runner_jobs.MAX_ATTEMPTS,
         "",
     )
     assert run.message.startswith("The worker died 3 times")
@@ -488,7 +488,7 @@ def test_it_requeues_a_step_that_lost_its_connection_up_to_three_times_then_fail
     run_queue()  # each interrupted attempt is enqueued again at once by the same worker
     step.refresh_from_db()
     request.refresh_from_db()
-    assert (step.status, step.attempts, step.worker) == (StepStatus.FAILED, runner_rq.MAX_ATTEMPTS, "")
+    assert (step.status, step.attempts, step.worker) == (StepStatus.FAILED, runner_jobs.MAX_ATTEMPTS, "")
     assert step.message == (
         "The database connection was lost 3 times while running this step: "
         "OperationalError: terminating connection due to administrator command"

@@ -25,7 +25,7 @@ from core.errors import ResyncError, RightsError
 from resync import planner, rights
 from resync.catalog import ALIASES
 from resync.models import District, ResyncRequest, SyncObject
-from runner import rq
+from runner import jobs
 from tool import actions
 
 from . import compare
@@ -135,7 +135,7 @@ def claim(run_id: int, worker: str) -> VerificationRun | None:
 def run_verification_job(run_id: int) -> None:
     """The RQ job of one run: claim it, compare, finish it (failed, naming the error,
     if anything raised)."""
-    run = claim(run_id, rq.worker_name())
+    run = claim(run_id, jobs.worker_name())
     if run is None:
         log.info("verification %s is not queued any more; skipping", run_id)
         return
@@ -265,17 +265,17 @@ def recover_stale_runs() -> list[int]:
     Status = VerificationRun.Status
     running_runs = VerificationRun.objects.filter(status=Status.RUNNING)
     for run in running_runs.select_related("district", "requested_by"):
-        if not rq.worker_dead(run.worker, run.heartbeat_at, now):
+        if not jobs.worker_dead(run.worker, run.heartbeat_at, now):
             continue
         running = VerificationRun.objects.filter(pk=run.pk, status=Status.RUNNING, worker=run.worker)
-        if run.attempts < rq.MAX_ATTEMPTS:
+        if run.attempts < jobs.MAX_ATTEMPTS:
             with transaction.atomic():
                 if running.update(
                     status=Status.QUEUED, worker="", queued_at=now, objects_done=0, records_compared=0
                 ):
                     # What the dead worker compared is incomplete: the next attempt starts over.
                     DISVerificationResult.objects.filter(run=run).delete()
-                    rq.requeue_job(run_verification_job, run.pk, run_job_id(run.pk))
+                    jobs.requeue_job(run_verification_job, run.pk, run_job_id(run.pk))
                     # Open pages would show the dead attempt's progress until the next claim.
                     dead = run.worker
                     run.status, run.worker, run.objects_done, run.records_compared = Status.QUEUED, "", 0, 0
@@ -293,7 +293,7 @@ def recover_stale_runs() -> list[int]:
             touched.append(run.pk)
             log.warning("failed verification %s: its worker died %s times", run.pk, run.attempts)
     queued = VerificationRun.objects.filter(status=Status.QUEUED)
-    return touched + rq.requeue_lost(queued, run_verification_job, run_job_id, now)
+    return touched + jobs.requeue_lost(queued, run_verification_job, run_job_id, now)
 
 
 def differing_objects(run: VerificationRun) -> list[str]:

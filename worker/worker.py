@@ -16,7 +16,7 @@ from rq.exceptions import StopRequested
 from rq.worker import SimpleWorker
 
 from history.models import DISBatchHistory, StepStatus
-from runner import recovery, rq
+from runner import jobs, recovery
 from verification.actions import recover_stale_runs
 from verification.models import VerificationRun
 
@@ -31,8 +31,8 @@ def recover() -> tuple[list[int], list[int], list[int]]:
 
 def orphaned_here() -> bool:
     """Does a step or verification run still name this process as its worker, now that
-    its job has ended? (See rq.job_running_here.)"""
-    me = rq.worker_name()
+    its job has ended? (See jobs.job_running_here.)"""
+    me = jobs.worker_name()
     return (
         DISBatchHistory.objects.filter(status=StepStatus.RUNNING, worker=me).exists()
         or VerificationRun.objects.filter(status=VerificationRun.Status.RUNNING, worker=me).exists()
@@ -58,7 +58,7 @@ class ResyncWorker(SimpleWorker):
 
     def work(self, *args, **kwargs):
         yield_cpu(settings.RESYNC_WORKER_NICE)
-        rq.reset_connections()
+        jobs.reset_connections()
         return super().work(*args, **kwargs)
 
     @property
@@ -84,7 +84,7 @@ class ResyncWorker(SimpleWorker):
         end of the worker: RQ's loop quits on any exception, and the next check
         tries again."""
         self._recovered_at = time.monotonic()
-        rq.reset_connections()
+        jobs.reset_connections()
         try:
             recover()
         except StopRequested:  # SIGTERM while idle: RQ's warm shutdown, not a failure
@@ -92,15 +92,15 @@ class ResyncWorker(SimpleWorker):
         except Exception:
             log.exception("recovery failed; the next check in %ss tries again", settings.RESYNC_RECOVER_EVERY)
         finally:
-            rq.reset_connections()
+            jobs.reset_connections()
 
     def execute_job(self, job, queue):
-        rq.reset_connections()
-        rq.job_running_here = True
+        jobs.reset_connections()
+        jobs.job_running_here = True
         try:
             return super().execute_job(job, queue)
         finally:
-            rq.job_running_here = False
+            jobs.job_running_here = False
             self._after_job()
 
     def _after_job(self) -> None:
@@ -108,13 +108,13 @@ class ResyncWorker(SimpleWorker):
         queued its step again or ended without ending its step or run (it raised on a
         cut connection before it could write the failure): it would otherwise stay
         "running" on this live worker until its heartbeat went stale."""
-        rq.reset_connections()
+        jobs.reset_connections()
         try:
-            orphaned = rq.recover_after_job or orphaned_here()
+            orphaned = jobs.recover_after_job or orphaned_here()
         except Exception:
             log.exception("could not check for what the last job left running")
             orphaned = True
-        rq.recover_after_job = False
+        jobs.recover_after_job = False
         if orphaned:
             self.recover()
 

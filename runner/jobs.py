@@ -1,4 +1,4 @@
-"""What the runner needs to know of RQ and of the worker processes that run its jobs.
+"""RQ jobs as the runner sees them: which worker process runs one, whether it is lost, how to enqueue it again.
 
 Worker names (`host:pid`), whether a worker is dead, whether RQ lost a job, and
 enqueueing a lost job again. Steps (runner.recovery) and verification runs
