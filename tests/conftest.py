@@ -106,11 +106,13 @@ def seed() -> None:
     from django.contrib.auth.models import Group, Permission
 
     from resync import groups
-    from resync.models import SyncObjectGroupObjectPermission
+    from resync.field_catalog import load_field_catalog
+    from resync.models import SyncField, SyncObjectGroupObjectPermission
 
     if SyncObject.objects.exists():
         return
     load_catalog(SyncObject, SyncObjectParent)
+    load_field_catalog(SyncObject, SyncField)
     groups.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
     groups.grant_tool_perms(Group, Permission)
 
