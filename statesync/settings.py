@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "resync",
     "history",
     "alerts",
+    "loads",
     "tool",
     "verification",
     "selective",

@@ -22,6 +22,7 @@ LAYERS = (
     "history",
     "alerts",
     "runner",
+    "loads",
     "tool",
     "verification",
     "selective",

@@ -1,0 +1,351 @@
+"""Loading a district's records, and creating districts: check_* validates and
+authorises (raising core.errors.ResyncError or RightsError, changing nothing),
+do_* writes. import_records and add_district call these; the API and the admin's
+upload are to call the same ones, so a load is refused for the same reasons at
+every door (and each record through resync.schemas, the one validation home).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import User
+from django.db import router, transaction
+
+from core.errors import ResyncError
+from core.parsers import _unstorable
+from resync.models import District, DistrictRecord, School, State, SyncObject
+from resync.schemas import Problem, RecordValidator, validator_for
+
+from .files import Unreadable
+from .models import Load
+from .rights import check_load_right
+
+BATCH = 2000  # rows written per statement: flat memory, few round trips
+SHOWN = 100  # problems a result keeps to show; the rest are counted
+# What a record is compared on: equal in all of them, it is unchanged and not written.
+CONTENT = ("school_year", "parent_ids", "payload", "state_excluded")
+
+
+# ---- Creating districts ----------------------------------------------------------------
+
+
+def check_year_value(year: int) -> int:
+    """A school year by its ending year: 2027 is 2026-27."""
+    if not 1900 <= year <= 2999:
+        raise ResyncError(
+            f"School year {year} is not a year: give its ending year, as 2027 for 2026-27.", "year"
+        )
+    return year
+
+
+def parse_school(text: str) -> tuple[str, str]:
+    """NUMBER:NAME, as add_district's --school takes it."""
+    number, sep, name = text.partition(":")
+    number, name = number.strip(), name.strip()
+    if not sep or not number or not name:
+        raise ResyncError(f"A school is NUMBER:NAME, as 001:Adair High, not {text!r}.", "school")
+    if len(number) > 16 or len(name) > 100:
+        raise ResyncError(f"School {text!r}: a number has at most 16 characters, a name 100.", "school")
+    return number, name
+
+
+def do_add_district(
+    state_code: str,
+    code: str,
+    name: str,
+    year: int,
+    state_name: str | None = None,
+    edition: str | None = None,
+    schools: Iterable[tuple[str, str]] = (),
+) -> District:
+    """Create the district (and its state when missing: its edition is its code unless
+    given) with its schools, all or nothing. A district code already taken is refused,
+    so running the same command twice changes nothing the second time."""
+    check_year_value(year)
+    for value, label, most in (
+        (state_code, "state code", 8),
+        (code, "district code", 16),
+        (name, "name", 100),
+    ):
+        if not value.strip() or len(value) > most:
+            raise ResyncError(
+                f"A {label} has 1 to {most} characters, not {value!r}.", label.replace(" ", "_")
+            )
+    if edition is not None and len(edition) > 8:
+        raise ResyncError(f"An edition has at most 8 characters, not {edition!r}.", "edition")
+    schools = list(schools)
+    numbers = [n for n, _ in schools]
+    doubled = sorted({n for n in numbers if numbers.count(n) > 1})
+    if doubled:
+        raise ResyncError("A school number is given twice: " + ", ".join(doubled) + ".", "school")
+    with transaction.atomic():
+        if District.objects.filter(code=code).exists():
+            raise ResyncError(f"District {code} exists already: nothing was changed.", "code")
+        state, _ = State.objects.get_or_create(
+            code=state_code,
+            defaults={
+                "name": state_name or state_code,
+                "edition": state_code if edition is None else edition,
+            },
+        )
+        district = District.objects.create(state=state, code=code, name=name, scope_year=year)
+        School.objects.bulk_create(School(district=district, number=n, name=s) for n, s in schools)
+    return district
+
+
+# ---- Loading records -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckedLoad:
+    """A load check_load allowed: into which district, object and year (None for an
+    object not tied to a year), by whom, validated by which validator."""
+
+    district: District
+    sync_object: SyncObject
+    year: int | None
+    validator: RecordValidator
+    user: User | None = None
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row is refused: its line, its record id (None when it has none that
+    reads), the field at fault ("" for the row as a whole) and the reason."""
+
+    line: int
+    record_id: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        record = "?" if self.record_id is None else self.record_id
+        where = f", field {self.field}" if self.field else ""
+        return f"line {self.line}, record {record}{where}: {self.message}"
+
+
+@dataclass
+class LoadResult:
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: int = 0  # rows refused (with --skip-invalid: not loaded)
+    problems: list[RowProblem] = field(default_factory=list)  # the first SHOWN
+    problem_count: int = 0
+    written: bool = False  # False: the load was refused and nothing changed
+    load: Load | None = None
+
+
+def check_load(
+    district: District | str, obj_name: str, year: int | None, user: User | None = None
+) -> CheckedLoad:
+    """May records of `obj_name` be loaded into `district` (a District or its code) for
+    `year`? A year-scoped object's year defaults to the district's scoped year and must
+    be one it is configured for; an object not tied to a year takes none."""
+    if isinstance(district, str):
+        found = District.objects.select_related("state").filter(code=district).first()
+        if found is None:
+            raise ResyncError(
+                f"No district with code {district!r}: add it first (manage.py add_district).", "district"
+            )
+        district = found
+    if user is not None:
+        check_load_right(user, district)
+    obj = SyncObject.objects.filter(name=obj_name).first()
+    if obj is None:
+        raise ResyncError(f"No sync object named {obj_name!r}.", "object")
+    if not obj.year_scoped and year is not None:
+        raise ResyncError(f"{obj.name} is not tied to a school year: load it without a year.", "year")
+    if obj.year_scoped:
+        year = district.scope_year if year is None else year
+        if year not in district.years:
+            allowed = ", ".join(str(y) for y in sorted(district.years))
+            raise ResyncError(
+                f"School year {year} is not configured for district {district.code}: choose {allowed}.",
+                "year",
+            )
+    offered = SyncObject.objects.offered(district, year or district.scope_year)
+    if not offered.filter(pk=obj.pk).exists():
+        raise ResyncError(f"{obj.name} is not offered to district {district.code}.", "object")
+    return CheckedLoad(district, obj, year, validator_for(obj, district), user)
+
+
+def wire_rows(checked: CheckedLoad, rows: Iterable[tuple[int, dict | Unreadable]], fmt: str):
+    """A file's rows in the wire form: a CSV row typed by the schema, an NDJSON row as is."""
+    if fmt != "csv":
+        yield from rows
+        return
+    from_csv = checked.validator.from_csv
+    for line, row in rows:
+        yield line, row if isinstance(row, Unreadable) else from_csv(row)
+
+
+def _record_id(row: dict) -> int | None:
+    rid = row.get("record_id")
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+
+
+def do_load(
+    checked: CheckedLoad,
+    rows: Iterable[tuple[int, dict | Unreadable]],
+    snapshot: bool = False,
+    skip_invalid: bool = False,
+    on_reject: Callable[[int, dict | None, list[RowProblem]], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> LoadResult:
+    """Load `rows` (`(line, wire row)`, as wire_rows gives them) into the district.
+
+    Atomic unless `skip_invalid`: one problem anywhere and nothing is written; the
+    result lists the first SHOWN problems and counts them all. With `skip_invalid` the
+    valid rows are loaded and each refused one is passed to `on_reject`. Rows are
+    upserted BATCH at a time; a record whose content (CONTENT) did not change is not
+    written, so it keeps its changed_at and the year-switch rule sees only real
+    changes. `snapshot`: the district's records of that object (and year) the load
+    did not hold are deleted, through DistrictRecord's QuerySet (stamping
+    records_deleted_at).
+    """
+    result = LoadResult()
+    validator, district, obj, year = checked.validator, checked.district, checked.sync_object, checked.year
+    seen: set[int] = set()  # valid record ids: a later duplicate is refused
+    held: set[int] = set()  # ids of refused rows: a snapshot keeps their records
+    batch: list[tuple[int, dict, tuple]] = []
+
+    def refuse(line: int, row: dict | None, problems: list[Problem]) -> None:
+        rid = None if row is None else _record_id(row)
+        if rid is not None:
+            held.add(rid)
+        found = [RowProblem(line, rid, p.field, p.message) for p in problems]
+        result.rejected += 1
+        result.problem_count += len(found)
+        result.problems.extend(found[: SHOWN - len(result.problems)])
+        if on_reject is not None and skip_invalid:
+            on_reject(line, row, found)
+
+    def writing() -> bool:
+        return skip_invalid or result.problem_count == 0
+
+    def flush() -> None:
+        existing = {
+            r[0]: r[1:]
+            for r in DistrictRecord.objects.filter(
+                district=district, sync_object=obj, record_id__in=[b[2][0] for b in batch]
+            ).values_list("record_id", *CONTENT)
+        }
+        out = []
+        for line, row, (rid, school_year, parents, payload, excluded) in batch:
+            old = existing.get(rid)
+            if old is not None:
+                locked = validator.locked_changes(old[2], payload)
+                if locked:
+                    refuse(line, row, locked)
+                    continue
+                if old == (school_year, parents, payload, excluded):
+                    result.unchanged += 1
+                    continue
+                result.updated += 1
+            else:
+                result.inserted += 1
+            out.append(
+                DistrictRecord(
+                    district=district,
+                    sync_object=obj,
+                    record_id=rid,
+                    school_year=school_year,
+                    parent_ids=parents,
+                    payload=payload,
+                    state_excluded=excluded,
+                )
+            )
+        batch.clear()
+        if out and writing():
+            # changed_at is auto_now: bulk_create stamps it on the rows it writes, and
+            # only those (unchanged records were left out above).
+            DistrictRecord.objects.bulk_create(
+                out,
+                update_conflicts=True,
+                unique_fields=["district", "sync_object", "record_id"],
+                update_fields=[*CONTENT, "changed_at"],
+            )
+
+    using = router.db_for_write(DistrictRecord)
+    with transaction.atomic(using=using):
+        # The district's row lock, as do_request_resync takes it: no resync request of
+        # this district is stored (nor started) while the load runs, so none starts
+        # half-way through it. A step already running reads what is committed; it sees
+        # the load all at once when it commits, or not at all.
+        District.objects.using(using).select_for_update().get(pk=district.pk)
+        for line, row in rows:
+            result.read += 1
+            if isinstance(row, Unreadable):
+                refuse(line, None, [Problem("", row.message)])
+                continue
+            unstorable = _unstorable(row)
+            if unstorable:
+                refuse(line, row, [Problem("", unstorable.replace("the body", "the row"))])
+                continue
+            if year is not None and row.get("school_year") in (None, ""):
+                row = {**row, "school_year": year}  # the load's year, for a row that names none
+            problems = validator.problems(row)
+            if not problems:
+                parts = validator.split(row)
+                if year is not None and parts[1] != year:
+                    problems = [Problem("school_year", f"{parts[1]} is not this load's year, {year}")]
+                elif parts[0] in seen:
+                    problems = [Problem("record_id", f"record {parts[0]} appears earlier in this file")]
+            if problems:
+                refuse(line, row, problems)
+                continue
+            seen.add(parts[0])
+            batch.append((line, row, parts))
+            if len(batch) >= BATCH:
+                flush()
+                if on_progress is not None:
+                    on_progress(result.read)
+        if batch:
+            flush()
+        if snapshot and not seen and not held:
+            refuse(
+                0,
+                None,
+                [Problem("", "the file holds no records: a snapshot of nothing would delete them all")],
+            )
+        if snapshot and writing():
+            result.deleted = _delete_missing(checked, seen | held)
+        if not writing():
+            # Atomic: one problem refuses the whole file. Undo the batches written so far.
+            transaction.set_rollback(True, using=using)
+            result.inserted = result.updated = result.unchanged = result.deleted = 0
+            return result
+        result.written = True
+        result.load = Load.objects.using(using).create(
+            district=district,
+            sync_object=obj,
+            school_year=year,
+            snapshot=snapshot,
+            loaded_by=checked.user,
+            **{
+                k: getattr(result, k)
+                for k in ("read", "inserted", "updated", "unchanged", "deleted", "rejected")
+            },
+        )
+    return result
+
+
+def _delete_missing(checked: CheckedLoad, held: set[int]) -> int:
+    """Delete the district's records of the object (and year) whose ids are not `held`."""
+    scope = DistrictRecord.objects.filter(district=checked.district, sync_object=checked.sync_object)
+    if checked.year is not None:
+        scope = scope.filter(school_year=checked.year)
+    gone = [
+        rid
+        for rid in scope.values_list("record_id", flat=True).iterator(chunk_size=10_000)
+        if rid not in held
+    ]
+    deleted = 0
+    for start in range(0, len(gone), 1000):
+        deleted += scope.filter(record_id__in=gone[start : start + 1000]).delete()[0]
+    return deleted
