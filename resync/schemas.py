@@ -193,7 +193,9 @@ class RecordValidator:
         if error.validator == "additionalProperties":
             known = set(self.schema["properties"])
             return [
-                Problem(str(k), f"unknown field: {self.object_name}'s schema does not name it")
+                Problem(EXTRA_CELLS, "the row has more cells than its header names")
+                if k == EXTRA_CELLS
+                else Problem(str(k), f"unknown field: {self.object_name}'s schema does not name it")
                 for k in row
                 if k not in known
             ]
