@@ -86,30 +86,35 @@ def _decoded(lines: Iterable[bytes], bad: set[int]) -> Iterator[str]:
 
 
 def read_csv(stream: BinaryIO) -> Rows:
-    """CSV with a header row; a row's line is where it starts (a quoted field may span lines)."""
+    """CSV with a header row; a row's line is where it starts (a quoted field may span
+    lines). Blank lines are skipped. csv.reader, not DictReader: DictReader skips blank
+    lines inside its next(), and the line a row starts on would be lost."""
     bad: set[int] = set()
-    text = _decoded(stream, bad)
-    reader = csv.DictReader(text)
-    try:
-        header = reader.fieldnames
-    except csv.Error as e:
-        yield 1, Unreadable(f"the header row cannot be read: {e}.")
-        return
-    if 1 in bad:
-        yield 1, Unreadable("the header row is not valid UTF-8.")
-        return
-    if not header:
-        yield 1, Unreadable("the file is empty: a CSV file starts with its header row.")
-        return
+    reader = csv.reader(_decoded(stream, bad))
+    header: list[str] = []
+    last = 0
+    while not header:
+        try:
+            header = next(reader)
+        except StopIteration:
+            yield 1, Unreadable("the file is empty: a CSV file starts with its header row.")
+            return
+        except csv.Error as e:
+            yield reader.line_num, Unreadable(f"the header row cannot be read: {e}.")
+            return
+        if bad.intersection(range(last + 1, reader.line_num + 1)):
+            yield reader.line_num, Unreadable("the header row is not valid UTF-8.")
+            return
+        last = reader.line_num
     doubled = sorted({name for name in header if header.count(name) > 1})
     if doubled:
-        yield 1, Unreadable("the header names a column twice: " + ", ".join(doubled) + ".")
+        yield last, Unreadable("the header names a column twice: " + ", ".join(doubled) + ".")
         return
-    last = reader.line_num
+    width = len(header)
     while True:
         start = last + 1
         try:
-            row = next(reader)
+            cells = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
@@ -117,17 +122,18 @@ def read_csv(stream: BinaryIO) -> Rows:
             yield start, Unreadable(f"not a CSV row: {e}.")
             continue
         last = reader.line_num
+        if not cells:
+            continue  # a blank line
         # Bad bytes on any line the row spans make the whole row unreadable.
-        if bad and any(n in bad for n in range(start, last + 1)):
+        if bad and bad.intersection(range(start, last + 1)):
             yield start, Unreadable("the line is not valid UTF-8.")
             bad.difference_update(range(start, last + 1))
-            continue
-        if None in row:
-            yield start, Unreadable(f"the row has more values than the header's {len(header)} columns.")
-        elif any(value is None for value in row.values()):
-            yield start, Unreadable(f"the row has fewer values than the header's {len(header)} columns.")
+        elif len(cells) > width:
+            yield start, Unreadable(f"the row has more values than the header's {width} columns.")
+        elif len(cells) < width:
+            yield start, Unreadable(f"the row has fewer values than the header's {width} columns.")
         else:
-            yield start, row
+            yield start, dict(zip(header, cells, strict=True))
 
 
 def read_ndjson(stream: BinaryIO) -> Rows:

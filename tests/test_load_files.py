@@ -1,0 +1,57 @@
+"""loads.files: the streaming readers, alone (no database)."""
+
+import io
+
+import pytest
+
+from loads.files import FileError, Unreadable, format_for, read_csv, read_ndjson
+
+
+def rows(reader, data: bytes):
+    return list(reader(io.BytesIO(data)))
+
+
+def test_it_numbers_a_csv_row_by_the_line_it_starts_on():
+    got = rows(read_csv, b'record_id,note\r\n1,"two\nlines"\r\n\r\n2,x\r\n')
+    assert got == [(2, {"record_id": "1", "note": "two\nlines"}), (5, {"record_id": "2", "note": "x"})]
+
+
+def test_it_reports_a_bad_csv_line_and_reads_on():
+    got = rows(read_csv, b"record_id,name\n1,\xff\n2,b,extra\n3\n4,d\n")
+    assert got == [
+        (2, Unreadable("the line is not valid UTF-8.")),
+        (3, Unreadable("the row has more values than the header's 2 columns.")),
+        (4, Unreadable("the row has fewer values than the header's 2 columns.")),
+        (5, {"record_id": "4", "name": "d"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"record_id,a,a\n1,2,3\n", "the header names a column twice: a."),
+        (b"record_id,\xff\n", "the header row is not valid UTF-8."),
+    ],
+)
+def test_it_refuses_a_bad_header(data, message):
+    ((line, problem),) = rows(read_csv, data)
+    assert line == 1 and message in problem.message
+
+
+def test_it_reads_ndjson_line_by_line():
+    got = rows(read_ndjson, b'{"record_id": 1}\n\n{"record_id": \n"x"\n\xff\n{"record_id": 2}')
+    assert got[0] == (1, {"record_id": 1}) and got[-1] == (6, {"record_id": 2})
+    assert [(line, type(p)) for line, p in got[1:-1]] == [(3, Unreadable), (4, Unreadable), (5, Unreadable)]
+    assert "truncated" in got[1][1].message and "not str" in got[2][1].message
+
+
+def test_it_tells_the_format_by_extension_or_refuses():
+    assert (
+        format_for("a.CSV") == "csv"
+        and format_for("a.jsonl") == "ndjson"
+        and format_for("-", "ndjson") == "ndjson"
+    )
+    for path in ("-", "a.txt"):
+        with pytest.raises(FileError):
+            format_for(path)
