@@ -55,6 +55,12 @@ def may_send_state(user) -> bool:
     return active(user) and user.has_perm(STATE_SEND)
 
 
+def may_edit_schemas(user) -> bool:
+    """State administrators edit the sync objects' field schemas (issue 13): the state
+    R and W rights together, as a schema binds every district of the state."""
+    return is_state(user) and may_send_state(user)
+
+
 def object_names(user) -> set[str]:
     """The sync objects `user` holds the tool right for."""
     if not active(user):

@@ -77,6 +77,7 @@ DOORS = [
     ("no such endpoint", "get", "/api/v1/nowhere/", None, outcomes(404, 404, 404, 404, 401)),
     ("schema", "get", "/api/schema/", None, outcomes(200, 200, 200, 200, 200)),
     ("doc page", "get", "/api/docs/", None, outcomes(200, 200, 200, 200, 200)),
+    ("catalog and schemas", "get", "/admin/resync/syncobject/", None, outcomes(200, 200, 403, 200, 302)),
     ("tool of A", "get", "/admin/resync/district/101/tool/", None, outcomes(200, 200, 200, 404, 302)),
     (
         "tool plan of A with parents",
