@@ -147,7 +147,6 @@ def test_it_records_opening_a_schema_to_extras(client, cast, person):
 
 def test_it_keeps_the_catalog_itself_read_only_for_a_state_admin(client, cast, person):
     client.force_login(cast.stella)
-    data = form_of(client, person)
     html = client.get(page(person)).content.decode()
     assert 'name="allows_extra"' in html and 'name="fields-0-max_length"' in html
     assert 'name="editions"' not in html and 'name="enabled"' not in html

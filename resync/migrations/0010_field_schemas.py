@@ -6,50 +6,124 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('resync', '0009_group_permissions'),
+        ("resync", "0009_group_permissions"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncobject',
-            name='allows_extra',
-            field=models.BooleanField(default=False, help_text='Accept payload fields the schema does not name (refused by default).'),
+            model_name="syncobject",
+            name="allows_extra",
+            field=models.BooleanField(
+                default=False,
+                help_text="Accept payload fields the schema does not name (refused by default).",
+            ),
         ),
         migrations.CreateModel(
-            name='SyncFieldChange',
+            name="SyncFieldChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('field', models.CharField(blank=True, max_length=64)),
-                ('action', models.CharField(choices=[('added', 'Added'), ('changed', 'Changed'), ('removed', 'Removed')], max_length=8)),
-                ('changes', models.JSONField(help_text='{attribute: [old, new]}')),
-                ('changed_at', models.DateTimeField(auto_now_add=True)),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('sync_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='field_changes', to='resync.syncobject')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("field", models.CharField(blank=True, max_length=64)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[("added", "Added"), ("changed", "Changed"), ("removed", "Removed")],
+                        max_length=8,
+                    ),
+                ),
+                ("changes", models.JSONField(help_text="{attribute: [old, new]}")),
+                ("changed_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "sync_object",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="field_changes",
+                        to="resync.syncobject",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
+                "ordering": ["-changed_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='SyncField',
+            name="SyncField",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64)),
-                ('type', models.CharField(choices=[('string', 'String'), ('integer', 'Integer'), ('number', 'Number'), ('boolean', 'Boolean'), ('date', 'Date (YYYY-MM-DD)'), ('datetime', 'Date and time (ISO 8601)'), ('code', 'Code from a list')], default='string', max_length=8)),
-                ('required', models.BooleanField(default=False)),
-                ('max_length', models.PositiveIntegerField(blank=True, help_text='For strings and codes.', null=True)),
-                ('codes', models.JSONField(blank=True, default=list, help_text='The allowed codes, for type code: ["09", "10"].')),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('owner', models.CharField(choices=[('district', 'District-owned'), ('state', 'State-locked')], default='district', help_text='State-locked: a district load may not change the value once the state holds it.', max_length=8)),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('sync_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fields', to='resync.syncobject')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("string", "String"),
+                            ("integer", "Integer"),
+                            ("number", "Number"),
+                            ("boolean", "Boolean"),
+                            ("date", "Date (YYYY-MM-DD)"),
+                            ("datetime", "Date and time (ISO 8601)"),
+                            ("code", "Code from a list"),
+                        ],
+                        default="string",
+                        max_length=8,
+                    ),
+                ),
+                ("required", models.BooleanField(default=False)),
+                (
+                    "max_length",
+                    models.PositiveIntegerField(blank=True, help_text="For strings and codes.", null=True),
+                ),
+                (
+                    "codes",
+                    models.JSONField(
+                        blank=True, default=list, help_text='The allowed codes, for type code: ["09", "10"].'
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=200)),
+                (
+                    "owner",
+                    models.CharField(
+                        choices=[("district", "District-owned"), ("state", "State-locked")],
+                        default="district",
+                        help_text="State-locked: a district load may not change the value once the state holds it.",
+                        max_length=8,
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "sync_object",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="fields",
+                        to="resync.syncobject",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['sync_object', 'position', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('sync_object', 'name'), name='sync_field_unique')],
+                "ordering": ["sync_object", "position", "name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("sync_object", "name"), name="sync_field_unique")
+                ],
             },
         ),
     ]
