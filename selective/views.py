@@ -15,8 +15,7 @@ from django.urls import reverse
 
 from core.errors import REFUSALS, log_refusal
 from resync import rights
-from tool.views import parse_year
-from verification.views import district_or_404, refused
+from tool.views import district_or_404, parse_year, refused
 
 from . import actions
 from .rights import may_use_selective
@@ -28,7 +27,7 @@ def selective_form(request: HttpRequest, admin_site) -> HttpResponse:
         log_refusal(request.user, "admin", "the Selective Sync form")
         raise PermissionDenied
     if request.method == "POST":
-        district = district_or_404(request.user, request.POST.get("district"))
+        district = district_or_404(request.user, request.POST.get("district"), "the Selective Sync form")
         try:
             checked = actions.check_selective_sync(
                 district,

@@ -27,20 +27,24 @@ from resync.models import District, ResyncRequest, SyncObject
 from . import actions
 
 
-def _district(request: HttpRequest, code: str) -> District:
-    # 404, not 403: a district user may not even learn another district's code exists.
-    district = rights.district_named(request.user, code)
+def district_or_404(user, code: str | None, what: str) -> District:
+    """The district `code` among the user's, for an admin page or form (`what` names it).
+
+    404, not 403: a district user may not even learn another district's code exists.
+    A code that does exist is a refused right, and logged as one."""
+    district = rights.district_named(user, code)
     if district is None:
-        if District.objects.filter(code=code).exists():
-            log_refusal(request.user, "admin", f"the Resync State Data tool of district {code}")
+        if code and District.objects.filter(code=code).exists():
+            log_refusal(user, "admin", f"{what} of district {code}")
         raise Http404("No such district.")
     return district
 
 
-def _refused(request: HttpRequest, error: Exception, what: str) -> None:
-    # A refusal for bad input is the user's mistake; one for a missing right is logged.
+def refused(user, error: Exception, what: str) -> None:
+    """Log a check_* refusal for a missing right; bad input is the user's mistake, and
+    names itself to them."""
     if isinstance(error, RightsError):
-        log_refusal(request.user, "admin", f"{what}: {error}")
+        log_refusal(user, "admin", f"{what}: {error}")
 
 
 def _year(request: HttpRequest, district: District) -> int:
@@ -76,7 +80,7 @@ def rows(user, district: District, year: int) -> list[dict]:
 
 @require_http_methods(["GET", "POST"])
 def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
-    district = _district(request, code)
+    district = district_or_404(request.user, code, "the Resync State Data tool")
     year = _year(request, district)
     if request.method == "POST":
         full = request.POST.get("full") == "1"
@@ -90,7 +94,7 @@ def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
             )
             req = actions.do_request_resync(checked)
         except REFUSALS as e:
-            _refused(request, e, f"a resync of district {district.code}")
+            refused(request.user, e, f"a resync of district {district.code}")
             if wants_json(request):
                 return JsonResponse({"error": str(e)}, status=status_for(e))
             messages.error(request, str(e))
@@ -116,7 +120,7 @@ def tool_state(request: HttpRequest, code: str, admin_site) -> JsonResponse:
     pushes sent while it was closed are lost, and this is what they would have shown.
     The same rows() as the page, so the same rights: never a state request's steps for a
     district user."""
-    district = _district(request, code)
+    district = district_or_404(request.user, code, "the Resync State Data tool")
     year = _year(request, district)
     steps = [
         {
@@ -155,7 +159,7 @@ def state_tool_state(request: HttpRequest, admin_site) -> JsonResponse:
 
 def plan_preview(request: HttpRequest, code: str, admin_site) -> JsonResponse:
     """What Send Resync would run, in order: the same check the send does."""
-    district = _district(request, code)
+    district = district_or_404(request.user, code, "the Resync State Data tool")
     year = _year(request, district)
     full = request.GET.get("full") == "1"
     try:
@@ -167,7 +171,7 @@ def plan_preview(request: HttpRequest, code: str, admin_site) -> JsonResponse:
             user=request.user,
         )
     except REFUSALS as e:
-        _refused(request, e, f"a resync plan of district {district.code}")
+        refused(request.user, e, f"a resync plan of district {district.code}")
         return JsonResponse({"error": str(e)}, status=status_for(e))
     return JsonResponse({"order": list(checked.plan.order), "added": list(checked.plan.added)})
 
@@ -208,7 +212,7 @@ def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
                 actions.do_request_resync(checked)
                 sent += 1
             except REFUSALS as e:
-                _refused(request, e, f"a state resync of district {d.code}")
+                refused(request.user, e, f"a state resync of district {d.code}")
                 messages.error(request, f"District {d.code}: {e}")
         if sent:
             messages.success(request, f"State resync requested for {sent} district(s).")

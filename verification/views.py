@@ -1,6 +1,5 @@
 """The admin pages of the Verification Summary that are not plain change lists: the
-form that runs one and the one-click resync. Selective Sync's form (selective.views)
-shares the district lookup and the refusal log below.
+form that runs one and the one-click resync.
 
 Views validate, call one action, respond.
 """
@@ -15,29 +14,14 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from core.errors import REFUSALS, RightsError, log_refusal
+from core.errors import REFUSALS, log_refusal
 from resync import rights
-from resync.models import District, SyncObject
-from tool.views import parse_year
+from resync.models import SyncObject
+from tool.views import district_or_404, parse_year, refused
 
 from . import actions as verify
 from .models import VerificationRun
 from .rights import may_run_verification, may_view_verification
-
-
-def refused(user, error: Exception, what: str) -> None:
-    """Log a refusal for a missing right (not for bad input, which names itself to the user)."""
-    if isinstance(error, RightsError):
-        log_refusal(user, "admin", f"{what}: {error}")
-
-
-def district_or_404(user, code: str | None) -> District:
-    """The form's district among the user's; 404, not 403: a district user may not even
-    learn another district's code exists."""
-    district = rights.district_named(user, code)
-    if district is None:
-        raise Http404("No such district.")
-    return district
 
 
 def run_or_404(user, pk) -> VerificationRun:
@@ -55,7 +39,7 @@ def run_form(request: HttpRequest, admin_site) -> HttpResponse:
         log_refusal(request.user, "admin", "the verification run form")
         raise PermissionDenied
     if request.method == "POST":
-        district = district_or_404(request.user, request.POST.get("district"))
+        district = district_or_404(request.user, request.POST.get("district"), "the verification form")
         try:
             checked = verify.check_verification(
                 district,
