@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alerts.models import ProcessAlert
-from core.api import Filters, Page, YesNoFilter, errors
+from core.api import Endpoint, YesNoFilter, errors
 from resync import rights
 
 
@@ -59,13 +59,10 @@ Marked = inline_serializer("Marked", {"marked": serializers.IntegerField()})
         summary="Your Process Alerts, newest first", responses={200: AlertSerializer, **errors(400, 404)}
     ),
 )
-class AlertViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class AlertViewSet(mixins.ListModelMixin, Endpoint):
     queryset = ProcessAlert.objects.none()  # the model, for the schema; rows come from get_queryset
     serializer_class = AlertSerializer
-    pagination_class = Page
     filterset_class = AlertFilter
-    filter_backends = [Filters]
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[ProcessAlert]:
         # Anyone's inbox is theirs alone: another user's alert is a 404.

@@ -4,6 +4,9 @@
   `Filters` backend) refuse what they cannot read with a 400 naming the
   parameter, where DRF and django-filter would quietly ignore it.
 - `Holds` is the 403 for a missing feature right (the view's `required_perm`).
+- `Endpoint` is the viewset every list endpoint builds on: those pages and
+  filters, numeric ids in its URLs, `valid()` for a body or query and
+  `created()` for the 201.
 - `errors()` documents an endpoint's error answers in the schema, one wording
   for every app; `refusals_answered` turns a check_* refusal into that answer
   (`core.errors.status_for`: 403 for a right, 400 for input); `not_found` is the
@@ -22,7 +25,7 @@ from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
-from rest_framework import permissions, serializers
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -195,3 +198,24 @@ def refusals_answered() -> Iterator[None]:
         yield
     except REFUSALS as e:
         raise api_error(e) from None
+
+
+class Endpoint(viewsets.GenericViewSet):
+    """What every StateSync endpoint over rows with numeric ids shares: strict pages and
+    filters (a parameter it cannot read is a 400 naming it), ids of digits only in its
+    URLs, and the two steps of every create: a valid body, a 201 with what was made."""
+
+    pagination_class = Page
+    filter_backends = [Filters]
+    lookup_value_regex = r"\d+"
+
+    @staticmethod
+    def valid(serializer_class: type[serializers.Serializer], data) -> dict:
+        """`data` as `serializer_class` validates it; a 400 naming each field in error."""
+        given = serializer_class(data=data)
+        given.is_valid(raise_exception=True)
+        return given.validated_data
+
+    @staticmethod
+    def created(answer: serializers.Serializer) -> Response:
+        return Response(answer.data, status=status.HTTP_201_CREATED)

@@ -12,11 +12,11 @@ from django.http import StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, renderers, serializers, viewsets
+from rest_framework import mixins, permissions, renderers, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 
-from core.api import Filters, Holds, IdFilter, MomentFilter, Page, errors
+from core.api import Endpoint, Holds, IdFilter, MomentFilter, errors
 from history.models import DISBatchHistory, ErrorLog
 from resync import rights
 from resync.rules import Reason
@@ -77,14 +77,11 @@ class HistoryFilter(filters.FilterSet):
     ),
     retrieve=extend_schema(summary="One step", responses={200: HistorySerializer, **errors(403, 404)}),
 )
-class HistoryViewSet(viewsets.ReadOnlyModelViewSet):
+class HistoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Endpoint):
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = "history.view_disbatchhistory"
     serializer_class = HistorySerializer
-    pagination_class = Page
     filterset_class = HistoryFilter
-    filter_backends = [Filters]
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[DISBatchHistory]:
         return DISBatchHistory.objects.visible_to(self.request.user).select_related("district", "sync_object")
@@ -141,13 +138,11 @@ class CSVRenderer(renderers.BaseRenderer):
         responses={200: ErrorLogSerializer, **errors(400, 403, 404)},
     ),
 )
-class ErrorLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class ErrorLogViewSet(mixins.ListModelMixin, Endpoint):
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = "history.view_errorlog"
     serializer_class = ErrorLogSerializer
-    pagination_class = Page
     filterset_class = ErrorLogFilter
-    filter_backends = [Filters]
 
     def get_queryset(self) -> QuerySet[ErrorLog]:
         qs = ErrorLog.objects.select_related("district", "sync_object", "step")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, permissions, serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import Filters, Holds, IdFilter, Page, errors, refusals_answered
+from core.api import Endpoint, Holds, IdFilter, errors, refusals_answered
 from core.parsers import StrictJSONParser
 from resync.models import ResyncRequest
 from tool.api import ResyncRequestDetailSerializer, district_named, visible_requests
@@ -78,32 +78,26 @@ class SelectiveSyncViewSet(
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    Endpoint,
 ):
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = SELECTIVE_VIEW
     serializer_class = SelectiveSerializer
-    pagination_class = Page
     parser_classes = [StrictJSONParser]
     filterset_class = SelectiveFilter
-    filter_backends = [Filters]
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:
         return visible_requests(self.request.user).filter(records__isnull=False)
 
     def create(self, request: Request) -> Response:
-        body = NewSelective(data=request.data)
-        body.is_valid(raise_exception=True)
-        b = body.validated_data
+        b = self.valid(NewSelective, request.data)
         district = district_named(request.user, b["district"])
         with refusals_answered():
             checked = actions.check_selective_sync(
                 district, b.get("year"), b["object"], b["records"], user=request.user
             )
         created = actions.do_selective_sync(checked)
-        answer = SelectiveSerializer(self.get_queryset().get(pk=created.pk))
-        return Response(answer.data, status=status.HTTP_201_CREATED)
+        return self.created(SelectiveSerializer(self.get_queryset().get(pk=created.pk)))
 
     def destroy(self, request: Request, pk: str) -> Response:
         sync = self.get_object()

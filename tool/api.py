@@ -15,13 +15,13 @@ from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import Filters, Holds, IdFilter, Page, errors, refusals_answered
+from core.api import Endpoint, Holds, IdFilter, Page, errors, refusals_answered
 from core.parsers import StrictJSONParser
 from history.api import StepSerializer
 from history.models import DISBatchHistory
@@ -238,13 +238,10 @@ def district_named(user, code: str, field: str = "district") -> District:
     ),
 )
 class ResyncRequestViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, Endpoint
 ):
-    pagination_class = Page
     parser_classes = [StrictJSONParser]
     filterset_class = RequestFilter
-    filter_backends = [Filters]
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:
         return visible_requests(self.request.user)
@@ -253,17 +250,14 @@ class ResyncRequestViewSet(
         return ResyncRequestSerializer if self.action == "list" else ResyncRequestDetailSerializer
 
     def create(self, request: Request) -> Response:
-        body = NewResync(data=request.data)
-        body.is_valid(raise_exception=True)
-        b = body.validated_data
+        b = self.valid(NewResync, request.data)
         district = district_named(request.user, b["district"])
         with refusals_answered():
             checked = actions.check_resync(
                 district, b.get("year"), b["objects"], b["check_dependencies"], user=request.user
             )
         created = actions.do_request_resync(checked)
-        answer = ResyncRequestDetailSerializer(self.get_queryset().get(pk=created.pk))
-        return Response(answer.data, status=status.HTTP_201_CREATED)
+        return self.created(ResyncRequestDetailSerializer(self.get_queryset().get(pk=created.pk)))
 
 
 # ---- state resync requests ---------------------------------------------------------------------
@@ -295,23 +289,19 @@ class StateSent(serializers.Serializer):
         responses={201: StateSent, **errors(400, 403)},
     ),
 )
-class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, Endpoint):
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = rights.STATE_VIEW
     refusal = "Only state users (state resync R) see state resync requests."
     serializer_class = ResyncRequestSerializer
-    pagination_class = Page
     parser_classes = [StrictJSONParser]
     filterset_class = RequestFilter
-    filter_backends = [Filters]
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:
         return visible_requests(self.request.user).filter(level=ResyncRequest.Level.STATE)
 
     def create(self, request: Request) -> Response:
-        body = NewStateResync(data=request.data)
-        body.is_valid(raise_exception=True)
-        b = body.validated_data
+        b = self.valid(NewStateResync, request.data)
         codes = list(dict.fromkeys(b["districts"]))
         districts = [district_named(request.user, code, "districts") for code in codes]
         checks = []
@@ -334,5 +324,6 @@ class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewse
                 ) from None
         with transaction.atomic():
             created = [actions.do_request_resync(c).pk for c in checks]
-        answer = StateSent({"requests": self.get_queryset().filter(pk__in=created).order_by("id")})
-        return Response(answer.data, status=status.HTTP_201_CREATED)
+        return self.created(
+            StateSent({"requests": self.get_queryset().filter(pk__in=created).order_by("id")})
+        )

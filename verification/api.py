@@ -11,13 +11,13 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, permissions, serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import Filters, Holds, IdFilter, Page, errors, refusals_answered, refuse_empty
+from core.api import Endpoint, Holds, IdFilter, Page, errors, refusals_answered, refuse_empty
 from core.parsers import StrictJSONParser
 from tool.api import ResyncRequestDetailSerializer, district_named, visible_requests
 
@@ -162,15 +162,12 @@ def visible_runs(user) -> QuerySet[VerificationRun]:
     ),
 )
 class VerificationViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, Endpoint
 ):
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = VERIFY_VIEW
-    pagination_class = Page
     parser_classes = [StrictJSONParser]
     filterset_class = RunFilter
-    filter_backends = [Filters]
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[VerificationRun]:
         return visible_runs(self.request.user)
@@ -179,15 +176,12 @@ class VerificationViewSet(
         return RunSerializer if self.action == "list" else RunDetailSerializer
 
     def create(self, request: Request) -> Response:
-        body = NewRun(data=request.data)
-        body.is_valid(raise_exception=True)
-        b = body.validated_data
+        b = self.valid(NewRun, request.data)
         district = district_named(request.user, b["district"])
         with refusals_answered():
             checked = verify.check_verification(district, b.get("year"), b.get("objects"), user=request.user)
         run = verify.do_request_verification(checked)
-        answer = RunDetailSerializer(self.get_queryset().get(pk=run.pk))
-        return Response(answer.data, status=status.HTTP_201_CREATED)
+        return self.created(RunDetailSerializer(self.get_queryset().get(pk=run.pk)))
 
     @extend_schema(
         summary="The records that differ, for drill-down",
@@ -223,5 +217,4 @@ class VerificationViewSet(
         with refusals_answered():
             checked = verify.check_verification_resync(run, request.user)
         created = verify.do_verification_resync(run, checked)
-        answer = ResyncRequestDetailSerializer(visible_requests(request.user).get(pk=created.pk))
-        return Response(answer.data, status=status.HTTP_201_CREATED)
+        return self.created(ResyncRequestDetailSerializer(visible_requests(request.user).get(pk=created.pk)))
