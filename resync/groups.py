@@ -65,6 +65,10 @@ TOOL_DISTRICT_PERMS = [
     "resync.switch_year",
 ]
 
+# District data W (loads.rights), made by loads 0001 and granted by loads 0002: a list of
+# its own, as resync 0009 runs before the loads app exists.
+LOAD_STATE_PERMS = ["loads.load_district_data"]
+
 # Every app whose permissions the lists name.
 APPS = ("resync", "history", "verification")
 

@@ -115,6 +115,7 @@ def seed() -> None:
     load_field_catalog(SyncObject, SyncField)
     groups.create_groups(Group, Permission, SyncObject, SyncObjectGroupObjectPermission)
     groups.grant_tool_perms(Group, Permission)
+    groups.grant(Group, Permission, {groups.STATE_ADMINS: groups.LOAD_STATE_PERMS})  # loads 0002
 
 
 @pytest.fixture

@@ -122,7 +122,9 @@ def test_it_changes_no_row_when_the_same_file_is_loaded_twice(schema, tmp_path):
     assert after[4].payload["name"] == "Adair Primary East"
 
 
-def test_it_writes_nothing_for_one_bad_row_and_names_its_line_and_field(schema, tmp_path):
+def test_it_writes_nothing_for_one_bad_row_and_names_its_line_and_field(schema, tmp_path, monkeypatch):
+    # Batches of two: the first two rows are written before line 5 is read, and undone.
+    monkeypatch.setattr("loads.actions.BATCH", 2)
     bad = SCHOOLS_CSV.replace("2010-08-10", "2010-13-45")
     with pytest.raises(CommandError, match="nothing was written") as e:
         load(write(tmp_path, "schools.csv", bad), district="101", object="School")
@@ -247,3 +249,15 @@ def test_it_deletes_what_a_snapshot_leaves_out_and_the_next_resync_removes_exact
     run_queue()
     assert sorted(state.values_list("record_id", flat=True)) == [1, 3]
     assert StateRecord.objects.filter(district_code="101", sync_object="District").count() == 1
+
+
+def test_it_refuses_a_nul_character_and_a_row_of_another_year(schema, tmp_path):
+    add(schema, "PersonIdentity", 7, {"ScheduleStructure": 1})
+    text = (
+        '{"record_id": 1, "parents": {"PersonIdentity": 7}, "start_date": "2026-08-12", "grade": "0\\u00009"}\n'
+        '{"record_id": 2, "school_year": 2028, "parents": {"PersonIdentity": 7}, "start_date": "2027-08-12"}\n'
+    )
+    with pytest.raises(CommandError) as e:
+        load(write(tmp_path, "enr.ndjson", text), district="101", object="Enrollment", year=2027)
+    assert "line 1, record 1: the string '09' holds a NUL character" in e.value.output
+    assert "line 2, record 2, field school_year: 2028 is not this load's year, 2027" in e.value.output

@@ -10,7 +10,7 @@ from resync import groups
 def grant(apps, schema_editor) -> None:
     groups.make_permissions(apps, ("loads",))
     Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
-    groups.grant(Group, Permission, {groups.STATE_ADMINS: ["loads.load_district_data"]})
+    groups.grant(Group, Permission, {groups.STATE_ADMINS: groups.LOAD_STATE_PERMS})
 
 
 class Migration(migrations.Migration):
