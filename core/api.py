@@ -5,8 +5,9 @@
   parameter, where DRF and django-filter would quietly ignore it.
 - `Holds` is the 403 for a missing feature right (the view's `required_perm`).
 - `Endpoint` is the viewset every list endpoint builds on: those pages and
-  filters, numeric ids in its URLs, `valid()` for a body or query and
-  `created()` for the 201.
+  filters, JSON bodies through the strict parser, numeric ids in its URLs, a
+  detail serializer apart from the list's, `valid()` for a body and `created()`
+  for the 201.
 - `errors()` documents an endpoint's error answers in the schema, one wording
   for every app; `refusals_answered` turns a check_* refusal into that answer
   (`core.errors.status_for`: 403 for a right, 400 for input); `not_found` is the
@@ -33,7 +34,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.errors import REFUSALS, ResyncError, RightsError, status_for
-from core.parsers import is_whole_number
+from core.parsers import StrictJSONParser, is_whole_number
 
 
 class Page(PageNumberPagination):
@@ -207,7 +208,15 @@ class Endpoint(viewsets.GenericViewSet):
 
     pagination_class = Page
     filter_backends = [Filters]
+    parser_classes = [StrictJSONParser]
     lookup_value_regex = r"\d+"
+    # A richer serializer for one row (and a create's answer) than for a list's rows.
+    detail_serializer_class: type[serializers.Serializer] | None = None
+
+    def get_serializer_class(self):
+        if self.detail_serializer_class is not None and self.action != "list":
+            return self.detail_serializer_class
+        return super().get_serializer_class()
 
     @staticmethod
     def valid(serializer_class: type[serializers.Serializer], data) -> dict:

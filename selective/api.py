@@ -16,7 +16,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import Endpoint, Holds, IdFilter, errors, refusals_answered
-from core.parsers import StrictJSONParser
 from resync.models import ResyncRequest
 from tool.api import ResyncRequestDetailSerializer, district_named, visible_requests
 from verification.models import SelectiveSync
@@ -83,7 +82,6 @@ class SelectiveSyncViewSet(
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = SELECTIVE_VIEW
     serializer_class = SelectiveSerializer
-    parser_classes = [StrictJSONParser]
     filterset_class = SelectiveFilter
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:

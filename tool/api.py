@@ -22,7 +22,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import Endpoint, Holds, IdFilter, Page, errors, refusals_answered
-from core.parsers import StrictJSONParser
 from history.api import StepSerializer
 from history.models import DISBatchHistory
 from resync import rights
@@ -240,14 +239,12 @@ def district_named(user, code: str, field: str = "district") -> District:
 class ResyncRequestViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, Endpoint
 ):
-    parser_classes = [StrictJSONParser]
+    serializer_class = ResyncRequestSerializer
+    detail_serializer_class = ResyncRequestDetailSerializer
     filterset_class = RequestFilter
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:
         return visible_requests(self.request.user)
-
-    def get_serializer_class(self):
-        return ResyncRequestSerializer if self.action == "list" else ResyncRequestDetailSerializer
 
     def create(self, request: Request) -> Response:
         b = self.valid(NewResync, request.data)
@@ -294,7 +291,6 @@ class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, Endpoi
     required_perm = rights.STATE_VIEW
     refusal = "Only state users (state resync R) see state resync requests."
     serializer_class = ResyncRequestSerializer
-    parser_classes = [StrictJSONParser]
     filterset_class = RequestFilter
 
     def get_queryset(self) -> QuerySet[ResyncRequest]:

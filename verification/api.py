@@ -18,7 +18,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import Endpoint, Holds, IdFilter, Page, errors, refusals_answered, refuse_empty
-from core.parsers import StrictJSONParser
 from tool.api import ResyncRequestDetailSerializer, district_named, visible_requests
 
 from . import actions as verify
@@ -166,14 +165,12 @@ class VerificationViewSet(
 ):
     permission_classes = [permissions.IsAuthenticated, Holds]
     required_perm = VERIFY_VIEW
-    parser_classes = [StrictJSONParser]
+    serializer_class = RunSerializer
+    detail_serializer_class = RunDetailSerializer
     filterset_class = RunFilter
 
     def get_queryset(self) -> QuerySet[VerificationRun]:
         return visible_runs(self.request.user)
-
-    def get_serializer_class(self):
-        return RunSerializer if self.action == "list" else RunDetailSerializer
 
     def create(self, request: Request) -> Response:
         b = self.valid(NewRun, request.data)
