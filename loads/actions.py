@@ -23,6 +23,7 @@ from .models import Load
 from .rights import check_load_right
 
 BATCH = 2000  # rows written per statement: flat memory, few round trips
+BIGINT = 2**63 - 1  # the largest record id the databases store
 SHOWN = 100  # problems a result keeps to show; the rest are counted
 # What a record is compared on: equal in all of them, it is unchanged and not written.
 CONTENT = ("school_year", "parent_ids", "payload", "state_excluded")
@@ -292,7 +293,12 @@ def do_load(
             problems = validator.problems(row)
             if not problems:
                 parts = validator.split(row)
-                if year is not None and parts[1] != year:
+                too_big = [k for k, v in [("record_id", parts[0]), *parts[2].items()] if v > BIGINT]
+                if too_big:
+                    # Not yet in the schema (it sets no maximum): the database would raise.
+                    name = too_big[0] if too_big[0] == "record_id" else f"parents.{too_big[0]}"
+                    problems = [Problem(name, f"a record id is at most {BIGINT}")]
+                elif year is not None and parts[1] != year:
                     problems = [Problem("school_year", f"{parts[1]} is not this load's year, {year}")]
                 elif parts[0] in seen:
                     problems = [Problem("record_id", f"record {parts[0]} appears earlier in this file")]

@@ -261,3 +261,10 @@ def test_it_refuses_a_nul_character_and_a_row_of_another_year(schema, tmp_path):
         load(write(tmp_path, "enr.ndjson", text), district="101", object="Enrollment", year=2027)
     assert "line 1, record 1: the string '09' holds a NUL character" in e.value.output
     assert "line 2, record 2, field school_year: 2028 is not this load's year, 2027" in e.value.output
+
+
+def test_it_refuses_a_record_id_past_the_databases_bigint(schema, tmp_path):
+    text = '{"record_id": 9223372036854775808, "parents": {"District": 1}, "name": "A"}\n'
+    with pytest.raises(CommandError) as e:
+        load(write(tmp_path, "schools.ndjson", text), district="101", object="School")
+    assert "field record_id: a record id is at most 9223372036854775807" in e.value.output
