@@ -9,6 +9,7 @@ from core.api import not_found
 from history.api import ErrorLogViewSet, HistoryViewSet
 from resync.api import SyncObjectViewSet
 from selective.api import SelectiveSyncViewSet
+from statecopy.api import StateRecordViewSet
 from tool.api import DistrictViewSet, ResyncRequestViewSet, StateRequestViewSet
 from verification.api import VerificationViewSet
 
@@ -22,6 +23,7 @@ router.register("error-log", ErrorLogViewSet, basename="errorlog")
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("verifications", VerificationViewSet, basename="verification")
 router.register("selective-syncs", SelectiveSyncViewSet, basename="selective-sync")
+router.register("state-records", StateRecordViewSet, basename="state-record")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "verification",
     "selective",
     "yearswitch",
+    "statecopy",
     "worker",
     "live",
 ]

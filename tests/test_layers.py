@@ -27,6 +27,7 @@ LAYERS = (
     "verification",
     "selective",
     "yearswitch",
+    "statecopy",
     "worker",
     "live",
     "statesync",

@@ -1,0 +1,87 @@
+"""One sync object's state records as CSV or NDJSON lines, pure functions over rows.
+
+The CSV reads like a district's load file (`parent:<Object>` columns, then the
+schema's fields in order), so a state user opens it in a spreadsheet with the
+columns the catalog documents; payload keys the schema does not name (an object
+that allows extras, or a field since removed) go in one final JSON `extra` column
+rather than being lost.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+from rest_framework.fields import DateTimeField
+
+from resync.models import StateRecord
+
+# As the list writes it (DRF: ISO 8601 in the project's time zone), so both read alike.
+_MOMENT = DateTimeField()
+
+
+def csv_columns(parents: Iterable[str], fields: Iterable[str]) -> list[str]:
+    return ["district", "record_id", "school_year", *(f"parent:{p}" for p in parents), *fields, "extra"]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def csv_row(record: StateRecord, parents: tuple[str, ...], fields: tuple[str, ...]) -> list[str]:
+    payload = record.payload or {}
+    extra = {k: v for k, v in payload.items() if k not in fields}
+    return [
+        record.district_code,
+        str(record.record_id),
+        _cell(record.school_year),
+        *(_cell((record.parent_ids or {}).get(p)) for p in parents),
+        *(_cell(payload.get(f)) for f in fields),
+        json.dumps(extra, sort_keys=True) if extra else "",
+    ]
+
+
+def as_csv(
+    records: Iterable[StateRecord], parents: tuple[str, ...], fields: tuple[str, ...]
+) -> Iterator[str]:
+    """The header line, then one line per record, each a string as it is written."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(cells: list[str]) -> str:
+        writer.writerow(cells)
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield line(csv_columns(parents, fields))
+    for record in records:
+        yield line(csv_row(record, parents, fields))
+
+
+def record_dict(record: StateRecord) -> dict:
+    """A record as the state-records API shows it (one NDJSON line, one list entry)."""
+    return {
+        "district": record.district_code,
+        "object": record.sync_object,
+        "record_id": record.record_id,
+        "school_year": record.school_year,
+        "parents": record.parent_ids,
+        "payload": record.payload,
+        "step": record.step,
+        "synced_at": _MOMENT.to_representation(record.synced_at),
+    }
+
+
+def as_ndjson(records: Iterable[StateRecord]) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(record_dict(record), sort_keys=True) + "\n"
