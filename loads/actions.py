@@ -19,6 +19,7 @@ from resync.models import District, DistrictRecord, School, State, SyncObject
 from resync.schemas import Problem, RecordValidator, validator_for
 
 from .files import Unreadable
+from .idset import IdSet
 from .models import Load
 from .rights import check_load_right
 
@@ -211,8 +212,8 @@ def do_load(
     """
     result = LoadResult()
     validator, district, obj, year = checked.validator, checked.district, checked.sync_object, checked.year
-    seen: set[int] = set()  # valid record ids: a later duplicate is refused
-    held: set[int] = set()  # ids of refused rows: a snapshot keeps their records
+    seen = IdSet()  # valid record ids: a later duplicate is refused
+    held = IdSet()  # ids of refused rows: a snapshot keeps their records
     batch: list[tuple[int, dict, tuple]] = []
 
     def refuse(line: int, row: dict | None, problems: list[Problem]) -> None:
@@ -320,7 +321,7 @@ def do_load(
                 [Problem("", "the file holds no records: a snapshot of nothing would delete them all")],
             )
         if snapshot and writing():
-            result.deleted = _delete_missing(checked, seen | held)
+            result.deleted = _delete_missing(checked, seen, held)
         if not writing():
             # Atomic: one problem refuses the whole file. Undo the batches written so far.
             transaction.set_rollback(True, using=using)
@@ -341,15 +342,15 @@ def do_load(
     return result
 
 
-def _delete_missing(checked: CheckedLoad, held: set[int]) -> int:
-    """Delete the district's records of the object (and year) whose ids are not `held`."""
+def _delete_missing(checked: CheckedLoad, *held: IdSet) -> int:
+    """Delete the district's records of the object (and year) whose ids no `held` holds."""
     scope = DistrictRecord.objects.filter(district=checked.district, sync_object=checked.sync_object)
     if checked.year is not None:
         scope = scope.filter(school_year=checked.year)
     gone = [
         rid
         for rid in scope.values_list("record_id", flat=True).iterator(chunk_size=10_000)
-        if rid not in held
+        if not any(rid in h for h in held)
     ]
     deleted = 0
     for start in range(0, len(gone), 1000):
