@@ -245,7 +245,7 @@ def do_load(
                 if locked:
                     refuse(line, row, locked)
                     continue
-                if old == (school_year, parents, payload, excluded):
+                if old[:2] == (school_year, parents) and old[3] == excluded and _same(old[2], payload):
                     result.unchanged += 1
                     continue
                 result.updated += 1
@@ -340,6 +340,12 @@ def do_load(
             },
         )
     return result
+
+
+def _same(old: dict, new: dict) -> bool:
+    """Equal payloads, a null value counting as absent (as the schema counts it): the
+    same record sent as NDJSON with `"end_date": null` and as CSV with an empty cell."""
+    return {k: v for k, v in old.items() if v is not None} == {k: v for k, v in new.items() if v is not None}
 
 
 def _delete_missing(checked: CheckedLoad, *held: IdSet) -> int:

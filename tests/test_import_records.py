@@ -122,6 +122,14 @@ def test_it_changes_no_row_when_the_same_file_is_loaded_twice(schema, tmp_path):
     assert after[4].payload["name"] == "Adair Primary East"
 
 
+def test_it_counts_a_null_as_the_empty_cell_it_is(schema, tmp_path):
+    text = '{"record_id": 2, "parents": {"District": 1}, "name": "Adair Middle", "opened": null, "state_number": "KY-2"}\n'
+    load(write(tmp_path, "one.ndjson", text), district="101", object="School")
+    before = schools(schema)[2].changed_at
+    out = load(write(tmp_path, "schools.csv", SCHOOLS_CSV), district="101", object="School")
+    assert "inserted 3, updated 0, unchanged 1" in out and schools(schema)[2].changed_at == before
+
+
 def test_it_writes_nothing_for_one_bad_row_and_names_its_line_and_field(schema, tmp_path, monkeypatch):
     # Batches of two: the first two rows are written before line 5 is read, and undone.
     monkeypatch.setattr("loads.actions.BATCH", 2)
