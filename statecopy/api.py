@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import Http404, StreamingHttpResponse
 from django_filters import rest_framework as filters
@@ -192,11 +193,13 @@ class StateRecordViewSet(mixins.ListModelMixin, Endpoint):
         name = f"state-{obj.name.lower()}" + (f"-{q['district']}" if "district" in q else "")
         name = re.sub(r"[^A-Za-z0-9_-]", "_", name)  # a code is the client's text: never in a header raw
         if request.accepted_renderer.format == "ndjson":
-            response = StreamingHttpResponse(export.as_ndjson(rows), content_type="application/x-ndjson")
-            response["Content-Disposition"] = f'attachment; filename="{name}.ndjson"'
-            return response
-        validator = validator_for(obj)
-        body = export.as_csv(rows, tuple(validator.parents), tuple(validator.fields))
-        response = StreamingHttpResponse(body, content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+            body, content_type, suffix = export.as_ndjson(rows), "application/x-ndjson", "ndjson"
+        else:
+            validator = validator_for(obj)
+            body = export.as_csv(rows, tuple(validator.parents), tuple(validator.fields))
+            content_type, suffix = "text/csv", "csv"
+        if isinstance(request._request, ASGIRequest):
+            body = export.in_thread(body)  # else Django's ASGI handler reads it whole first
+        response = StreamingHttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{name}.{suffix}"'
         return response

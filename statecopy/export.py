@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from itertools import islice
 
+from asgiref.sync import sync_to_async
 from rest_framework.fields import DateTimeField
 
 from resync.models import StateRecord
@@ -85,3 +87,18 @@ def record_dict(record: StateRecord) -> dict:
 def as_ndjson(records: Iterable[StateRecord]) -> Iterator[str]:
     for record in records:
         yield json.dumps(record_dict(record), sort_keys=True) + "\n"
+
+
+async def in_thread(lines: Iterator[str], batch: int = 500) -> AsyncIterator[str]:
+    """`lines` for an ASGI server, `batch` lines at a time from the request's thread.
+
+    Given a plain iterator, Django under ASGI reads it whole into a list before
+    sending a byte: the export would hold every record in memory. Thread-sensitive,
+    so the database cursor the records stream from is always used from one thread.
+    """
+
+    def take() -> list[str]:
+        return list(islice(lines, batch))
+
+    while chunk := await sync_to_async(take, thread_sensitive=True)():
+        yield "".join(chunk)

@@ -14,7 +14,7 @@ from django.db import connections
 from resync.models import StateRecord, SyncField, SyncObject
 from statecopy import sqlviews
 
-from .conftest import BOTH
+from .conftest import BOTH, COMMITTED
 from .test_api_resync import auth
 
 pytestmark = pytest.mark.django_db(databases=BOTH)
@@ -174,6 +174,31 @@ def test_it_exports_ndjson_one_record_a_line(client, copy):
     assert dt.datetime.fromisoformat(lines[0]["synced_at"]) == EARLY and lines[0]["parents"] == {
         "PersonIdentity": 1
     }
+
+
+@COMMITTED
+async def test_it_streams_the_export_under_asgi_without_reading_it_whole(async_client, cast):
+    from asgiref.sync import sync_to_async
+
+    @sync_to_async
+    def setup() -> dict:
+        for rid in range(1, 1202):
+            state("101", "Enrollment", rid, {"grade": "09"})
+        return auth(cast.stella)
+
+    headers = await setup()
+    try:
+        response = await async_client.get(f"{URL}export/", {"object": "Enrollment"}, headers=headers)
+        assert response.status_code == 200 and response.is_async
+        chunks = [chunk async for chunk in response.streaming_content]
+    finally:
+        # The request's thread holds its own connections (a server closes them at the
+        # request's end): closed here, so the test databases can be dropped.
+        await sync_to_async(connections.close_all)()
+    # Batches of 500 lines, the header line first: not one list of every line.
+    assert len(chunks) == 3
+    lines = b"".join(chunks).decode().splitlines()
+    assert len(lines) == 1202 and lines[1].startswith("101,1,2027,")
 
 
 def test_it_refuses_a_format_it_does_not_write_naming_it(client, copy):
