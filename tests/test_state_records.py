@@ -14,8 +14,9 @@ from django.db import connections
 from resync.models import StateRecord, SyncField, SyncObject
 from statecopy import sqlviews
 
-from .conftest import BOTH, COMMITTED
+from .conftest import BOTH, COMMITTED, run_queue
 from .test_api_resync import auth
+from .test_faults import district_less_refused, full_resync
 
 pytestmark = pytest.mark.django_db(databases=BOTH)
 
@@ -52,6 +53,39 @@ def copy(cast):
     state("202", "Enrollment", 1, {"grade": "11"}, {"PersonIdentity": 5}, year=2026)
     state("101", "PersonIdentity", 1, {"first": "Ann", "last": "Lee"}, year=None)
     return cast
+
+
+@COMMITTED
+def test_it_gives_a_state_user_exactly_what_a_resync_sent(client, demo_district, queue):
+    from django.contrib.auth.models import Group, User
+
+    from resync import groups
+
+    district, _expected = demo_district
+    request = full_resync(district)
+    run_queue()
+    reader = User.objects.create_user("reader", "r@example.org", "pw")
+    reader.groups.add(Group.objects.get(name=groups.STATE_ADMINS))
+    got, url = [], f"{URL}?district={district.code}&page_size=250"
+    while url:
+        body = client.get(url, headers=auth(reader)).json()
+        got += body["results"]
+        url = body["next"]
+    read = {
+        (r["object"], r["record_id"], r["school_year"], json.dumps(r["payload"], sort_keys=True)) for r in got
+    }
+    assert len(got) == len(read) > 250  # several pages, no record twice
+    assert read == district_less_refused(district, request)
+    steps = set(request.steps.values_list("pk", flat=True))
+    assert {r["step"] for r in got} <= steps
+
+
+def test_it_keeps_an_index_for_changed_since_on_the_state_side():
+    with connections["state"].cursor() as cursor:
+        found = connections["state"].introspection.get_constraints(cursor, StateRecord._meta.db_table)
+    assert found["state_record_synced"]["columns"] == ["synced_at"]
+    with connections["default"].cursor() as cursor:
+        assert StateRecord._meta.db_table not in connections["default"].introspection.table_names(cursor)
 
 
 def listed(client, user, **params) -> list[tuple]:
