@@ -56,23 +56,36 @@ def _extract(vendor: str, column: Column) -> str:
     return f"CAST(json_extract(payload, {_literal(path)}) AS {SQLITE_TYPES[column.type]})"
 
 
-def view_columns(fields: Iterable[Column]) -> list[str]:
-    """The view's column names, in order: a schema field after the fixed ones, synced_at last."""
-    return [*FIXED[:-1], *(f.name for f in fields), FIXED[-1]]
+def view_columns(fields: Iterable[Column], allows_extra: bool = False) -> list[str]:
+    """The view's column names, in order: a schema field after the fixed ones, then the
+    whole payload for an object open to extra fields, synced_at last."""
+    return [*FIXED[:-1], *(f.name for f in fields), *(["payload"] if allows_extra else []), FIXED[-1]]
 
 
 def view_statements(
-    vendor: str, quote: Callable[[str], str], table: str, object_name: str, fields: list[Column]
+    vendor: str,
+    quote: Callable[[str], str],
+    table: str,
+    object_name: str,
+    fields: list[Column],
+    allows_extra: bool = False,
 ) -> list[str]:
     """The statements that create or replace `object_name`'s view over `table`.
 
-    A field named like a fixed column would make two columns of one name: refused by
-    name (ValueError) rather than hidden.
+    An object whose schema allows extra fields (every object the shipped schemas do
+    not describe yet) also gets its whole `payload`: else its view would show none of
+    what the districts send. A field named like a fixed column would make two columns
+    of one name: refused by name (ValueError) rather than hidden.
     """
-    clash = [f.name for f in fields if f.name in FIXED]
+    fixed = (*FIXED, "payload") if allows_extra else FIXED
+    clash = [f.name for f in fields if f.name in fixed]
     if clash:
         raise ValueError(f"{object_name}: field {clash[0]!r} has the name of a fixed column of its view.")
-    parents = "parent_ids" if vendor == "postgresql" else "json(parent_ids)"
+    # SQLite stores JSON as text: json() hands it out minified and checked.
+    parents, payload = (
+        ("parent_ids", "payload") if vendor == "postgresql" else ("json(parent_ids)", "json(payload)")
+    )
+    extra = [f"{payload} AS {quote('payload')}"] if allows_extra else []
     select = ", ".join(
         [
             f"district_code AS {quote('district')}",
@@ -80,6 +93,7 @@ def view_statements(
             f"school_year AS {quote('school_year')}",
             f"{parents} AS {quote('parents')}",
             *(f"{_extract(vendor, f)} AS {quote(f.name)}" for f in fields),
+            *extra,
             f"synced_at AS {quote('synced_at')}",
         ]
     )

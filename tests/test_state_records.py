@@ -328,6 +328,15 @@ def test_it_replaces_a_view_after_a_schema_change(typed, capsys):
     assert float(rows[0][columns.index("tries")]) == 2.0
 
 
+def test_it_shows_the_whole_payload_of_an_object_open_to_extra_fields(typed, capsys):
+    typed.do_set_allows_extra(True)
+    call_command("state_views", "--object", "TestScore")
+    columns, rows = view_rows("state_testscore")
+    assert columns[-2:] == ["payload", "synced_at"] and "score" in columns
+    payload = rows[0][-2]
+    assert (json.loads(payload) if isinstance(payload, str) else payload)["form"] == "A"
+
+
 def test_it_creates_every_enabled_objects_view_by_default(typed, capsys):
     call_command("state_views")
     printed = capsys.readouterr().out.splitlines()

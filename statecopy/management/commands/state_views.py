@@ -39,11 +39,13 @@ class Command(BaseCommand):
                     for name, type_ in obj.fields.order_by("position", "name").values_list("name", "type")
                 ]
                 try:
-                    statements = sqlviews.view_statements(connection.vendor, quote, table, obj.name, fields)
+                    statements = sqlviews.view_statements(
+                        connection.vendor, quote, table, obj.name, fields, obj.allows_extra
+                    )
                 except ValueError as e:
                     raise CommandError(str(e)) from None
                 self.run(cursor, connection.vendor, obj.name, statements, quote)
-                columns = ", ".join(sqlviews.view_columns(fields))
+                columns = ", ".join(sqlviews.view_columns(fields, obj.allows_extra))
                 self.stdout.write(f"{sqlviews.view_name(obj.name)}: {columns}")
 
     @staticmethod
