@@ -89,13 +89,16 @@ class KeysetPage(CursorPagination):
         return int(raw)
 
     def decode_cursor(self, request: Request):
+        bad = ValidationError({"cursor": ["Not a cursor this API gave: follow the next or previous link."]})
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except NotFound:
             # A cursor is input, not a place: a bad one is a 400 naming it, not a 404.
-            raise ValidationError(
-                {"cursor": ["Not a cursor this API gave: follow the next or previous link."]}
-            ) from None
+            raise bad from None
+        # Decoded, the position is still the client's text: an id, else the query fails (a 500).
+        if cursor is not None and cursor.position is not None and not is_whole_number(cursor.position):
+            raise bad
+        return cursor
 
 
 class CSVRenderer(renderers.BaseRenderer):

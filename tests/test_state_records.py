@@ -1,6 +1,7 @@
 """Reading the state's copy: the state-records API, its CSV and NDJSON export, and the
 state_views reporting views, on real StateRecord rows in the state database."""
 
+import base64
 import csv
 import datetime as dt
 import io
@@ -134,6 +135,8 @@ def test_it_refuses_a_bad_changed_since_naming_it(client, copy):
 
 def test_it_refuses_a_bad_cursor_or_page_size_naming_it(client, copy):
     assert list(client.get(URL, {"cursor": "zz"}, headers=auth(copy.stella)).json()) == ["cursor"]
+    forged = base64.b64encode(b"p=abc").decode()  # well formed, but its position no id
+    assert list(client.get(URL, {"cursor": forged}, headers=auth(copy.stella)).json()) == ["cursor"]
     assert list(client.get(URL, {"page_size": "0"}, headers=auth(copy.stella)).json()) == ["page_size"]
 
 
