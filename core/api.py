@@ -37,9 +37,10 @@ from core.errors import REFUSALS, ResyncError, RightsError, status_for
 from core.parsers import StrictJSONParser, is_whole_number
 
 
-class Page(PageNumberPagination):
-    """Page numbers, with a page size the client may choose; a page or page size
-    that is not a whole number is a 400 naming it (DRF would quietly ignore it)."""
+class StrictPageSize:
+    """A page size the client may choose, from 1 to 1000; one that is not a whole number
+    in that range is a 400 naming it (DRF's paginators would quietly ignore it). Mixed
+    into every paginator of the API, numbered or keyset."""
 
     page_size_query_param = "page_size"
     max_page_size = 1000
@@ -51,6 +52,10 @@ class Page(PageNumberPagination):
         if not is_whole_number(raw) or not 1 <= int(raw) <= self.max_page_size:
             raise ValidationError({"page_size": [f"Expected a whole number from 1 to {self.max_page_size}."]})
         return int(raw)
+
+
+class Page(StrictPageSize, PageNumberPagination):
+    """Page numbers; a page that is not a whole number is a 400 naming it too."""
 
     def get_page_number(self, request: Request, paginator) -> int | str:
         raw = request.query_params.get(self.page_query_param)

@@ -24,7 +24,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
-from core.api import Endpoint, Holds, IdFilter, MomentFilter, errors
+from core.api import Endpoint, Holds, IdFilter, MomentFilter, StrictPageSize, errors
 from core.parsers import is_whole_number
 from resync import rights
 from resync.models import StateRecord, SyncObject
@@ -62,7 +62,7 @@ class StateRecordFilter(filters.FilterSet):
         fields = ["district", "object", "school_year", "changed_since"]
 
 
-class KeysetPage(CursorPagination):
+class KeysetPage(StrictPageSize, CursorPagination):
     """Keyset pages over the primary key.
 
     Why `id`: it is unique, indexed (the primary key) and never changes, so a walk
@@ -76,17 +76,6 @@ class KeysetPage(CursorPagination):
 
     ordering = "id"
     page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 1000
-
-    def get_page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        # A size DRF cannot read would be quietly ignored: a 400 naming it, as core.api.Page does.
-        if not is_whole_number(raw) or not 1 <= int(raw) <= self.max_page_size:
-            raise ValidationError({"page_size": [f"Expected a whole number from 1 to {self.max_page_size}."]})
-        return int(raw)
 
     def decode_cursor(self, request: Request):
         bad = ValidationError({"cursor": ["Not a cursor this API gave: follow the next or previous link."]})
