@@ -20,19 +20,6 @@ DISTRICT_ADMINS = "District Administrator"
 STATE_ADMINS = "State Administrator"
 
 # The base rights (resync and history), seeded when the groups are made (resync 0005).
-STATE_ADMIN_PERMS = [
-    "resync.resync_district",
-    "resync.resync_object",
-    "resync.view_state_resync",
-    "resync.send_state_resync",
-    "resync.view_district",
-    "resync.view_syncobject",
-    "resync.view_resyncrequest",
-    "history.view_disbatchhistory",
-    "history.delete_disbatchhistory",
-    "history.view_errorlog",
-    "history.delete_errorlog",
-]
 DISTRICT_ADMIN_PERMS = [
     "resync.view_syncobject",
     "resync.view_resyncrequest",
@@ -40,6 +27,16 @@ DISTRICT_ADMIN_PERMS = [
     "history.delete_disbatchhistory",
     "history.view_errorlog",
     "history.delete_errorlog",
+]
+# The state's administrators hold what the districts' do, and the district and object
+# rights everywhere, and the state's own (R and W).
+STATE_ADMIN_PERMS = [
+    "resync.resync_district",
+    "resync.resync_object",
+    "resync.view_state_resync",
+    "resync.send_state_resync",
+    "resync.view_district",
+    *DISTRICT_ADMIN_PERMS,
 ]
 
 # The tools' rights: Verification Summary (verification.rights), Selective Sync
