@@ -223,3 +223,17 @@ def tool_cast(cast):
 
     groups.grant_tool_perms(Group, Permission)
     return cast
+
+
+@pytest.fixture
+def back_to_the_latest():
+    """For a test that migrates an app back: every app forward again afterwards. Going back
+    also unapplies the later migrations of other apps that depend on it (verification 0003
+    takes resync's field schemas with it), and the tests after it would find their tables
+    and columns gone."""
+    yield
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())

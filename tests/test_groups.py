@@ -19,15 +19,6 @@ def migrate(target: tuple[str, str]) -> None:
     executor.migrate([target])
 
 
-@pytest.fixture
-def back_to_the_latest():
-    """A test here migrates resync back (to 0008, then 0009): migrate every app forward again,
-    or the tests after it find the later migrations' tables and columns gone."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 def permission(name: str) -> Permission:
     app, codename = name.split(".")
     return Permission.objects.get(content_type__app_label=app, codename=codename)

@@ -430,7 +430,7 @@ def test_it_pushes_a_state_run_to_the_states_verification_group_only_over_real_r
 
 
 @COMMITTED
-def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast):
+def test_it_gives_existing_runs_their_requesters_level_when_migrating(tool_cast, back_to_the_latest):
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
