@@ -10,6 +10,7 @@ itself, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -43,7 +44,7 @@ class StrictJSONParser(JSONParser):
         except (UnicodeDecodeError, LookupError):
             raise ParseError(f"JSON parse error - the body is not valid {encoding}.") from None
         try:
-            data = json.loads(text)
+            data = strict_loads(text)
         except RecursionError:
             raise ParseError(
                 f"JSON parse error - the body is nested deeper than {MAX_DEPTH} levels."
@@ -54,6 +55,16 @@ class StrictJSONParser(JSONParser):
         if problem:
             raise ParseError(f"JSON body refused - {problem}")
         return data
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON (no number can be NaN or infinite)")
+
+
+def strict_loads(text: str) -> Any:
+    """json.loads, refusing the NaN and Infinity Python's reader accepts: JSON has no such
+    numbers, and neither SQLite's JSON nor PostgreSQL's jsonb can store them."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def _unstorable(data) -> str | None:

@@ -24,7 +24,6 @@ from .models import Load
 from .rights import check_load_right
 
 BATCH = 2000  # rows written per statement: flat memory, few round trips
-BIGINT = 2**63 - 1  # the largest record id the databases store
 SHOWN = 100  # problems a result keeps to show; the rest are counted
 # What a record is compared on: equal in all of them, it is unchanged and not written.
 CONTENT = ("school_year", "parent_ids", "payload", "state_excluded")
@@ -139,6 +138,7 @@ class LoadResult:
     problems: list[RowProblem] = field(default_factory=list)  # the first SHOWN
     problem_count: int = 0
     written: bool = False  # False: the load was refused and nothing changed
+    kept: str = ""  # why a snapshot deleted nothing although it was loaded
     load: Load | None = None
 
 
@@ -241,6 +241,12 @@ def do_load(
         for line, row, (rid, school_year, parents, payload, excluded) in batch:
             old = existing.get(rid)
             if old is not None:
+                if old[0] != school_year:
+                    # The district's ids are unique across years: the record is another
+                    # year's, and rewriting its year would move it out of that year's
+                    # state copy without a deletion stamp.
+                    refuse(line, row, [Problem("record_id", f"record {rid} belongs to school year {old[0]}")])
+                    continue
                 locked = validator.locked_changes(old[2], payload)
                 if locked:
                     refuse(line, row, locked)
@@ -294,12 +300,7 @@ def do_load(
             problems = validator.problems(row)
             if not problems:
                 parts = validator.split(row)
-                too_big = [k for k, v in [("record_id", parts[0]), *parts[2].items()] if v > BIGINT]
-                if too_big:
-                    # Not yet in the schema (it sets no maximum): the database would raise.
-                    name = too_big[0] if too_big[0] == "record_id" else f"parents.{too_big[0]}"
-                    problems = [Problem(name, f"a record id is at most {BIGINT}")]
-                elif year is not None and parts[1] != year:
+                if year is not None and parts[1] != year:
                     problems = [Problem("school_year", f"{parts[1]} is not this load's year, {year}")]
                 elif parts[0] in seen:
                     problems = [Problem("record_id", f"record {parts[0]} appears earlier in this file")]
@@ -320,7 +321,17 @@ def do_load(
                 None,
                 [Problem("", "the file holds no records: a snapshot of nothing would delete them all")],
             )
-        if snapshot and writing():
+        if snapshot and writing() and result.rejected:
+            # A refused row may be a record the file meant to keep whose id could not be
+            # read (bad bytes, a truncated line, an id that is no integer), or the file may
+            # be another object's: deleting "what the file does not hold" would then
+            # delete records the district still has. With --skip-invalid a snapshot loads
+            # its valid rows and deletes nothing until a load has no refused row.
+            result.kept = (
+                f"Snapshot: nothing deleted, because {result.rejected} row(s) were refused; "
+                "load the file again without refused rows to delete what it does not hold."
+            )
+        elif snapshot and writing():
             result.deleted = _delete_missing(checked, seen, held)
         if not writing():
             # Atomic: one problem refuses the whole file. Undo the batches written so far.

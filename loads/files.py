@@ -10,13 +10,14 @@ an atomic load lists every problem, and --skip-invalid loads the rest.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from core.parsers import strict_loads
 
 FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
@@ -147,7 +148,7 @@ def read_ndjson(stream: BinaryIO) -> Rows:
             yield number, Unreadable("the line is not valid UTF-8.")
             continue
         try:
-            value = json.loads(text)
+            value = strict_loads(text)
         except RecursionError:
             yield number, Unreadable("the line nests too deep to be a record.")
             continue

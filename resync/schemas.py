@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, validators
 
 from .models import RESERVED_FIELD_NAMES, SyncField, SyncObject
 
@@ -59,9 +59,24 @@ class Problem:
         return f"{self.field}: {self.message}"
 
 
+# JSON Schema calls 1.0 an integer; a record id, a parent id or an integer field that
+# arrives as 1.0 would then be stored as a float (and break the state views' bigint
+# casts). Here an integer is a JSON integer, and booleans are not numbers.
+Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {
+            "integer": lambda _checker, v: isinstance(v, int) and not isinstance(v, bool),
+            "number": lambda _checker, v: isinstance(v, int | float) and not isinstance(v, bool),
+        }
+    ),
+)
+# What both databases store in a bigint column.
+BIGINT = {"minimum": -(2**63), "maximum": 2**63 - 1}
+
 _JSON_TYPES = {
     SyncField.Type.STRING: {"type": "string"},
-    SyncField.Type.INTEGER: {"type": "integer"},
+    SyncField.Type.INTEGER: {"type": "integer", **BIGINT},
     SyncField.Type.NUMBER: {"type": "number"},
     SyncField.Type.BOOLEAN: {"type": "boolean"},
     SyncField.Type.DATE: {"type": "string", "format": "date"},
@@ -98,12 +113,12 @@ def record_schema(
     """The JSON Schema of a whole record in the wire form."""
     parent_schema = {
         "type": "object",
-        "properties": {p: {"type": "integer", "minimum": 1} for p in parents},
+        "properties": {p: {"type": "integer", "minimum": 1, "maximum": BIGINT["maximum"]} for p in parents},
         "required": list(parents),
         "additionalProperties": False,
     }
     properties: dict[str, Any] = {
-        "record_id": {"type": "integer", "minimum": 1},
+        "record_id": {"type": "integer", "minimum": 1, "maximum": BIGINT["maximum"]},
         "school_year": {"type": "integer", "minimum": 1900, "maximum": 2999}
         if year_scoped
         # {"not": {}} rather than False: jsonschema's errors under a False schema lose their path.
@@ -144,8 +159,8 @@ class RecordValidator:
         self.allows_extra = allows_extra
         self.locked = tuple(f.name for f in fields if f.owner == SyncField.Owner.STATE)
         self.schema = record_schema(fields, parents, year_scoped, allows_extra)
-        Draft202012Validator.check_schema(self.schema)
-        self._validator = Draft202012Validator(self.schema, format_checker=FORMATS)
+        Validator.check_schema(self.schema)
+        self._validator = Validator(self.schema, format_checker=FORMATS)
 
     # ---- validating ---------------------------------------------------------
 
@@ -227,8 +242,11 @@ class RecordValidator:
         f = self.fields.get(name)
         # An optional field wraps its schema in anyOf [null, schema]: explain the inner one.
         if error.validator == "anyOf" and f is not None:
-            inner = Draft202012Validator(value_schema(f), format_checker=FORMATS).iter_errors(value)
+            inner = Validator(value_schema(f), format_checker=FORMATS).iter_errors(value)
             error = next(inner, error)
+        if error.validator == "maximum":
+            what = "a record id" if name == "record_id" or name.startswith("parents.") else "a value"
+            return f"{what} is at most {error.validator_value}, not {value!r}"
         if name == "record_id":
             return f"a record id is a positive integer, not {value!r}"
         if name == "state_excluded":
@@ -332,7 +350,9 @@ def _names(names: tuple[str, ...]) -> str:
     return ", ".join(names) or "none"
 
 
-_INTEGER = re.compile(r"[+-]?\d+")
+# At most 19 digits: anything longer is past bigint (the schema's maximum names it), and
+# int() of thousands of digits raises instead of parsing.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 
 
 def _integer(text: str) -> int | str:

@@ -276,3 +276,33 @@ def test_it_refuses_a_record_id_past_the_databases_bigint(schema, tmp_path):
     with pytest.raises(CommandError) as e:
         load(write(tmp_path, "schools.ndjson", text), district="101", object="School")
     assert "field record_id: a record id is at most 9223372036854775807" in e.value.output
+
+
+def test_it_deletes_nothing_when_a_snapshot_refused_a_row(schema, tmp_path):
+    # The refused row's id cannot be read (its bytes are not UTF-8): a snapshot that
+    # deleted "what the file does not hold" would delete record 2, which the district has.
+    load(write(tmp_path, "schools.csv", SCHOOLS_CSV), district="101", object="School")
+    kept = SCHOOLS_CSV.encode().replace(b"2,1,Adair Middle", b"2,1,Adair \xffMiddle")
+    kept = b"\n".join(line for line in kept.splitlines() if not line.startswith(b"4,")) + b"\n"
+    out = load(
+        write(tmp_path, "kept.csv", kept),
+        district="101",
+        object="School",
+        snapshot=True,
+        skip_invalid=True,
+        report=str(tmp_path / "refused.ndjson"),
+    )
+    assert (
+        "deleted 0, rejected 1" in out and "Snapshot: nothing deleted, because 1 row(s) were refused" in out
+    )
+    assert sorted(schools(schema)) == [1, 2, 3, 4]
+
+
+def test_it_refuses_to_move_a_record_to_another_year(schema, tmp_path):
+    add(schema, "PersonIdentity", 7, {"ScheduleStructure": 1})
+    add(schema, "Enrollment", 5, {"PersonIdentity": 7}, {"start_date": "2025-08-12"}, year=2026)
+    text = '{"record_id": 5, "school_year": 2027, "parents": {"PersonIdentity": 7}, "start_date": "2026-08-12"}\n'
+    with pytest.raises(CommandError) as e:
+        load(write(tmp_path, "enr.ndjson", text), district="101", object="Enrollment", year=2027)
+    assert "line 1, record 5, field record_id: record 5 belongs to school year 2026" in e.value.output
+    assert DistrictRecord.objects.get(sync_object__name="Enrollment", record_id=5).school_year == 2026

@@ -55,3 +55,9 @@ def test_it_tells_the_format_by_extension_or_refuses():
     for path in ("-", "a.txt"):
         with pytest.raises(FileError):
             format_for(path)
+
+
+def test_it_refuses_nan_and_infinity_which_json_has_not():
+    got = rows(read_ndjson, b'{"record_id": 1, "gpa": NaN}\n{"record_id": 2, "gpa": -Infinity}\n')
+    assert [(line, type(p)) for line, p in got] == [(1, Unreadable), (2, Unreadable)]
+    assert "NaN is not JSON" in got[0][1].message and "-Infinity is not JSON" in got[1][1].message

@@ -252,3 +252,26 @@ def test_it_sees_a_schema_edit_in_the_next_validator(catalog):
     assert [p.field for p in validator_for(obj).problems(row)] == ["motto"]
     SyncField.objects.create(sync_object=obj, name="motto", max_length=40)
     assert validator_for(obj).problems(row) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"record_id": 7.0}, "record_id"),
+        ({"parents": {"PersonIdentity": 3.0}}, "parents.PersonIdentity"),
+        ({"minutes": 5.0}, "minutes"),
+        ({"minutes": True}, "minutes"),
+        ({"gpa": True}, "gpa"),
+        ({"minutes": 2**63}, "minutes"),
+        ({"record_id": 2**63}, "record_id"),
+    ],
+)
+def test_it_takes_an_integer_only_as_a_json_integer_a_database_can_store(change, field):
+    # JSON Schema calls 7.0 an integer: stored, it would be a float at the state.
+    assert [p.field for p in problems({**GOOD, **change})] == [field]
+
+
+def test_it_leaves_a_csv_integer_of_thousands_of_digits_as_text_for_the_schema_to_refuse():
+    row = enrollment().from_csv({**GOOD_CSV, "record_id": "9" * 5000, "minutes": "1" * 5000})
+    assert row["record_id"] == "9" * 5000 and row["minutes"] == "1" * 5000
+    assert sorted(p.field for p in problems(row)) == ["minutes", "record_id"]

@@ -69,6 +69,8 @@ class Command(BaseCommand):
             f"read {result.read}, inserted {result.inserted}, updated {result.updated}, "
             f"unchanged {result.unchanged}, deleted {result.deleted}, rejected {result.rejected}"
         )
+        if result.kept:
+            self.stdout.write(result.kept)
         if skip_invalid:
             self.stdout.write(f"Refused rows and their reasons: {report}")
         if not result.written:
