@@ -198,6 +198,7 @@ def do_load(
     skip_invalid: bool = False,
     on_reject: Callable[[int, dict | None, list[RowProblem]], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    dry_run: bool = False,
 ) -> LoadResult:
     """Load `rows` (`(line, wire row)`, as wire_rows gives them) into the district.
 
@@ -208,7 +209,9 @@ def do_load(
     written, so it keeps its changed_at and the year-switch rule sees only real
     changes. `snapshot`: the district's records of that object (and year) the load
     did not hold are deleted, through DistrictRecord's QuerySet (stamping
-    records_deleted_at).
+    records_deleted_at). `dry_run`: everything is checked and counted as a load would
+    count it (what it would insert, update, leave and delete), then nothing is kept
+    (`written` stays False): the admin's preview before a confirmed upload.
     """
     result = LoadResult()
     validator, district, obj, year = checked.validator, checked.district, checked.sync_object, checked.year
@@ -337,6 +340,9 @@ def do_load(
             # Atomic: one problem refuses the whole file. Undo the batches written so far.
             transaction.set_rollback(True, using=using)
             result.inserted = result.updated = result.unchanged = result.deleted = 0
+            return result
+        if dry_run:
+            transaction.set_rollback(True, using=using)
             return result
         result.written = True
         result.load = Load.objects.using(using).create(

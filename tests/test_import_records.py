@@ -306,3 +306,22 @@ def test_it_refuses_to_move_a_record_to_another_year(schema, tmp_path):
         load(write(tmp_path, "enr.ndjson", text), district="101", object="Enrollment", year=2027)
     assert "line 1, record 5, field record_id: record 5 belongs to school year 2026" in e.value.output
     assert DistrictRecord.objects.get(sync_object__name="Enrollment", record_id=5).school_year == 2026
+
+
+def test_it_counts_a_dry_run_as_a_load_and_keeps_nothing(schema, tmp_path):
+    from loads.actions import do_load, wire_rows
+    from loads.files import read
+
+    load(write(tmp_path, "schools.csv", SCHOOLS_CSV), district="101", object="School")
+    before = {rid: (r.payload, r.changed_at) for rid, r in schools(schema).items()}
+    changed = (
+        SCHOOLS_CSV.replace("Adair Primary", "Adair Primary East").replace("2,1,Adair Middle,,KY-2\n", "")
+        + "5,1,Adair Annex,,\n"
+    )
+    checked = check_load("101", "School", None)
+    rows = wire_rows(checked, read(io.BytesIO(changed.encode()), "csv"), "csv")
+    result = do_load(checked, rows, snapshot=True, dry_run=True)
+    assert (result.inserted, result.updated, result.unchanged, result.deleted) == (1, 1, 2, 1)
+    assert not result.written and result.load is None
+    assert {rid: (r.payload, r.changed_at) for rid, r in schools(schema).items()} == before
+    assert Load.objects.count() == 1
