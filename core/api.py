@@ -92,6 +92,19 @@ _ERRORS = {
 }
 
 
+class WholeNumberField(serializers.IntegerField):
+    """An integer as JSON writes one (2027), or its ASCII digits as text. DRF's own
+    IntegerField also takes 2027.0, '２０２７', ' 2027' and '2_027', which the admin's
+    forms (tool.views.parse_year) and the commands refuse: the doors refuse alike."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and is_whole_number(data[1:] if data[:1] == "-" else data):
+            data = int(data)
+        if not isinstance(data, int) or isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """The documented error responses of an endpoint (401 applies to all)."""
     return {c: OpenApiResponse(response=_ERRORS[c][0], description=_ERRORS[c][1]) for c in (401, *codes)}

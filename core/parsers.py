@@ -9,6 +9,7 @@ itself, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check).
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -29,6 +30,14 @@ def is_whole_number(raw: str) -> bool:
     Not resync.rules.whole_number, which reads a record id out of
     stored JSON (an int or digits as text, signed, any bigint) and returns it."""
     return raw.isascii() and raw.isdigit() and len(raw) <= 18
+
+
+def whole_number_arg(text: str) -> int:
+    """argparse's type for a command's year or count: ASCII digits, as the admin's
+    forms and the API read them (type=int would also take '２０２７' and '2_027')."""
+    if not is_whole_number(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 class StrictJSONParser(JSONParser):
@@ -61,10 +70,25 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON (no number can be NaN or infinite)")
 
 
+class DuplicateKey(ValueError):
+    """An object names a key twice: json.loads keeps the last value silently, so which
+    one the sender meant is unknown (a record's `grade` sent twice, say)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise DuplicateKey(f"the key {twice!r} appears twice in one object")
+    return found
+
+
 def strict_loads(text: str) -> Any:
-    """json.loads, refusing the NaN and Infinity Python's reader accepts: JSON has no such
-    numbers, and neither SQLite's JSON nor PostgreSQL's jsonb can store them."""
-    return json.loads(text, parse_constant=_no_constant)
+    """json.loads, refusing the NaN and Infinity Python's reader accepts (JSON has no such
+    numbers, and neither SQLite's JSON nor PostgreSQL's jsonb can store them) and an
+    object naming a key twice (DuplicateKey, naming it)."""
+    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
 
 
 def _unstorable(data) -> str | None:

@@ -24,10 +24,16 @@ def parse_record_ids(raw) -> list[int]:
     items = raw.replace(",", " ").split() if isinstance(raw, str) else list(raw or [])
     ids = []
     for item in items:
-        try:
-            value = int(str(item).strip())
-        except ValueError:
-            raise ResyncError(f"Record id {item!r} is not a whole number.", "records") from None
+        # An id is a JSON integer or ASCII digits: int() would also take True, 7.9,
+        # '٣' and '1_000', none of which names a record.
+        text = item.strip() if isinstance(item, str) else item
+        digits = text[1:] if isinstance(text, str) and text[:1] in "+-" else text
+        if isinstance(digits, str) and digits.isascii() and digits.isdigit() and len(digits) < 100:
+            value = int(text)
+        elif isinstance(text, int) and not isinstance(text, bool):
+            value = text
+        else:
+            raise ResyncError(f"Record id {item!r} is not a whole number.", "records")
         if value <= 0:
             raise ResyncError(f"Record id {value} is not a positive number.", "records")
         if value >= 2**63:

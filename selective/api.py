@@ -15,7 +15,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import Endpoint, Holds, IdFilter, errors, refusals_answered
+from core.api import Endpoint, Holds, IdFilter, WholeNumberField, errors, refusals_answered
 from resync.models import ResyncRequest
 from tool.api import ResyncRequestDetailSerializer, district_named, visible_requests
 from verification.models import SelectiveSync
@@ -33,12 +33,12 @@ class SelectiveSerializer(ResyncRequestDetailSerializer):
 
 class NewSelective(serializers.Serializer):
     district = serializers.CharField(max_length=16, help_text="District code.")
-    year = serializers.IntegerField(
+    year = WholeNumberField(
         required=False, allow_null=True, help_text="Ending year (2027 is 2026-27); the scoped year if absent."
     )
     object = serializers.ChoiceField(choices=list(actions.SELECTIVE_OBJECTS))
     records = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        child=WholeNumberField(min_value=1, max_value=2**63 - 1),
         allow_empty=False,
         help_text="District person ids (PersonIdentity) or enrollment ids (Enrollment).",
     )

@@ -13,6 +13,8 @@ import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
+from resync.models import ResyncRequest
+
 from .conftest import BOTH, COMMITTED
 from .servers import ROOT, child_env, free_port, wait_for_port
 
@@ -302,3 +304,57 @@ def test_it_still_serves_an_ordinary_request_from_a_real_daphne(daphne_port):
     )
     assert answer.startswith(b"HTTP/1.1 40"), answer[:200]  # 401: no credentials
     assert b"application/json" in answer
+
+
+@pytest.mark.parametrize("year", ["２０２７", "2027.0", 2027.0, " 2027", "2_027", True, "+2027"])
+def test_it_refuses_a_year_that_is_no_whole_number_at_every_api_door(client, tool_cast, year):
+    # DRF's IntegerField reads all of these as 2027; the admin's year box refused them.
+    bodies = {
+        "/api/v1/requests/": {"district": "101", "year": year, "all": True},
+        "/api/v1/verifications/": {"district": "101", "year": year},
+        "/api/v1/selective-syncs/": {
+            "district": "101",
+            "year": year,
+            "object": "Enrollment",
+            "records": [1],
+        },
+    }
+    for url, body in bodies.items():
+        response = client.post(url, body, content_type="application/json", headers=auth(tool_cast.stella))
+        assert response.status_code == 400, (url, response.content)
+        assert "year" in response.json(), (url, response.json())
+
+
+@pytest.mark.parametrize("record", [True, 7.0, "٣", "1_000", "7.9"])
+def test_it_refuses_a_record_id_that_is_no_whole_number(client, tool_cast, record):
+    body = {"district": "101", "object": "Enrollment", "records": [record]}
+    response = client.post(
+        "/api/v1/selective-syncs/", body, content_type="application/json", headers=auth(tool_cast.stella)
+    )
+    assert response.status_code == 400 and "records" in response.json(), response.content
+    client.force_login(tool_cast.stella)
+    form = client.post(
+        "/admin/verification/selectivesync/add/",
+        {"district": "101", "object": "Enrollment", "records": str(record)},
+        follow=True,
+    )
+    assert b"is not a whole number" in form.content, form.content[:2000]
+
+
+@pytest.mark.parametrize("year", ["２０２７", "2_027", "+2027", "٢٠٢٧"])
+def test_it_refuses_a_year_that_is_no_whole_number_in_the_admin_tool(client, tool_cast, year):
+    client.force_login(tool_cast.alice)
+    response = client.post(
+        "/admin/resync/district/101/tool/", {"objects": ["District"], "year": year}, follow=True
+    )
+    assert b"is not a number" in response.content, response.content[:2000]
+    assert not ResyncRequest.objects.exists()
+
+
+@pytest.mark.parametrize("command", ["resync_run", "resync_plan"])
+def test_it_refuses_a_year_that_is_no_whole_number_in_a_command(tool_cast, command, capsys):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="not a whole number"):
+        call_command(command, "District", "--district", "101", "--year", "２０２７")
+    assert not ResyncRequest.objects.exists()

@@ -21,7 +21,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import Endpoint, Holds, IdFilter, Page, errors, refusals_answered
+from core.api import Endpoint, Holds, IdFilter, Page, WholeNumberField, errors, refusals_answered
 from history.api import StepSerializer
 from history.models import DISBatchHistory
 from resync import rights
@@ -44,7 +44,7 @@ class DistrictSerializer(serializers.ModelSerializer):
 
 
 class ResyncParams(serializers.Serializer):
-    year = serializers.IntegerField(
+    year = WholeNumberField(
         required=False, allow_null=True, help_text="Ending year (2027 is 2026-27); the scoped year if absent."
     )
     objects = serializers.ListField(

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods
 from rq import Worker
 
 from core.errors import REFUSALS, ResyncError, RightsError, log_refusal, status_for
+from core.parsers import is_whole_number
 from history.models import DISBatchHistory
 from resync import rights
 from resync.models import District, ResyncRequest, SyncObject
@@ -177,12 +178,14 @@ def plan_preview(request: HttpRequest, code: str, admin_site) -> JsonResponse:
 
 
 def parse_year(raw: str | None) -> int | None:
+    """A form's year: blank for none, else ASCII digits (int() would also take '２０２７',
+    '+2027' and '2_027', which no year box means)."""
     if raw in (None, ""):
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ResyncError(f"Year {raw!r} is not a number.", "year") from None
+    text = raw.strip()
+    if not is_whole_number(text):
+        raise ResyncError(f"Year {raw!r} is not a number.", "year")
+    return int(text)
 
 
 @require_http_methods(["GET", "POST"])

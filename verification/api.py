@@ -17,7 +17,16 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import Endpoint, Holds, IdFilter, Page, errors, refusals_answered, refuse_empty
+from core.api import (
+    Endpoint,
+    Holds,
+    IdFilter,
+    Page,
+    WholeNumberField,
+    errors,
+    refusals_answered,
+    refuse_empty,
+)
 from tool.api import ResyncRequestDetailSerializer, district_named, visible_requests
 
 from . import actions as verify
@@ -100,7 +109,7 @@ class DifferenceSerializer(serializers.ModelSerializer):
 
 class NewRun(serializers.Serializer):
     district = serializers.CharField(max_length=16, help_text="District code.")
-    year = serializers.IntegerField(
+    year = WholeNumberField(
         required=False, allow_null=True, help_text="Ending year (2027 is 2026-27); the scoped year if absent."
     )
     objects = serializers.ListField(

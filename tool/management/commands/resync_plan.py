@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ResyncError
+from core.parsers import whole_number_arg
 from resync.models import District, SyncObject
 from resync.planner import Plan, PlanError
 from tool import actions
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--year",
-            type=int,
+            type=whole_number_arg,
             help="With --district: the school year (ending year); its scoped year by default.",
         )
         parser.add_argument(

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ResyncError
+from core.parsers import whole_number_arg
 from history.models import FINISHED, DISBatchHistory, StepStatus
 from resync.models import District, ResyncRequest
 from runner.recovery import recover_stale_steps
@@ -17,7 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("objects", nargs="*", help="Sync objects (any case).")
         parser.add_argument("--district", required=True, help="District code.")
-        parser.add_argument("--year", type=int, help="School year (ending year); the scoped year by default.")
+        parser.add_argument(
+            "--year", type=whole_number_arg, help="School year (ending year); the scoped year by default."
+        )
         parser.add_argument("--all", action="store_true", help="Full resync.")
         parser.add_argument("--check-dependencies", action="store_true")
         parser.add_argument("--state", action="store_true", help="Send it as a state resync request.")
