@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.utils import as_text
+from rq.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ def worker_dead(worker: str, heartbeat_at: datetime | None, now: datetime) -> bo
         except PermissionError:
             pass
     return heartbeat_at is None or (now - heartbeat_at).total_seconds() > STALE_AFTER_SECONDS
+
+
+def listening_workers(queue_name: str) -> int:
+    """How many RQ workers listen on `queue_name` now (RQ drops a worker from its
+    registry when its heartbeat lapses, so a killed one stops counting)."""
+    return len(Worker.all(queue=django_rq.get_queue(queue_name)))
 
 
 def job_lost(job_id: str) -> bool:

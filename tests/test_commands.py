@@ -1,7 +1,14 @@
+import io
 import json
+import threading
+import time
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connections
+
+from .conftest import BOTH, COMMITTED, add, run_queue
 
 
 @pytest.mark.django_db
@@ -83,3 +90,54 @@ def test_it_prints_a_working_demo_login(capsys, client):
     assert "http://127.0.0.1:8123/admin/ as admin / " in out
     password = out.strip().rsplit(" / ", 1)[1]
     assert client.login(username="admin", password=password)
+
+
+@pytest.mark.django_db(databases=BOTH)
+def test_it_says_no_worker_listens_instead_of_waiting_forever(district):
+    from resync.models import ResyncRequest
+
+    add(district, "District", 1)  # a step with records waits for a worker; an empty one ends at once
+    with pytest.raises(CommandError) as refused:
+        call_command("resync_run", "District", "--district", district.code, "--wait")
+    message = str(refused.value)
+    assert f"No worker is listening on queue {settings.RQ_QUEUE!r}" in message
+    assert "--work" in message and "--wait-for-worker" in message and "rqworker" in message
+    request = ResyncRequest.objects.get()
+    assert f"request {request.pk} stays queued" in message
+    assert request.status != ResyncRequest.Status.FINISHED
+
+
+@COMMITTED
+def test_it_keeps_waiting_for_a_worker_when_asked_and_finishes_when_one_runs(district):
+    add(district, "District", 1)
+    err, out, done = io.StringIO(), io.StringIO(), []
+
+    def wait() -> None:
+        try:
+            call_command(
+                "resync_run",
+                "District",
+                "--district",
+                district.code,
+                "--wait",
+                "--wait-for-worker",
+                stdout=out,
+                stderr=err,
+            )
+            done.append("finished")
+        except Exception as e:  # noqa: BLE001 (reported by the assertion below)
+            done.append(e)
+        finally:
+            connections.close_all()
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    deadline = time.monotonic() + 30
+    while "No worker is listening" not in err.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Waiting for one (--wait-for-worker)" in err.getvalue()
+    assert waiting.is_alive()  # it did not give up
+    run_queue()  # a worker now runs the request (in the main thread: RQ installs signal handlers)
+    waiting.join(30)
+    assert done == ["finished"], done
+    assert "Overall: Green" in out.getvalue()

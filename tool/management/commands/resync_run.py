@@ -8,8 +8,11 @@ from core.errors import ResyncError
 from core.parsers import whole_number_arg
 from history.models import FINISHED, DISBatchHistory, StepStatus
 from resync.models import District, ResyncRequest
+from runner.jobs import listening_workers
 from runner.recovery import recover_stale_steps
 from tool import actions
+
+WORKER_CHECK_SECONDS = 5  # how often --wait asks Redis whether a worker still listens
 
 
 class Command(BaseCommand):
@@ -30,8 +33,26 @@ class Command(BaseCommand):
             action="store_true",
             help="Run the queue in this process (no separate worker); implies --wait.",
         )
+        parser.add_argument(
+            "--wait-for-worker",
+            action="store_true",
+            help="With --wait: keep waiting while no worker listens on the queue (default: stop and say so).",
+        )
 
-    def handle(self, *args, objects, district, year, all, check_dependencies, state, wait, work, **options):
+    def handle(
+        self,
+        *args,
+        objects,
+        district,
+        year,
+        all,
+        check_dependencies,
+        state,
+        wait,
+        work,
+        wait_for_worker,
+        **options,
+    ):
         if all == bool(objects):
             raise CommandError("Name the sync objects to resync, or pass --all (not both).")
         found = District.objects.select_related("state").filter(code=district).first()
@@ -53,8 +74,19 @@ class Command(BaseCommand):
             return
         if work:
             worker = django_rq.get_worker(settings.RQ_QUEUE)
-        shown = -1
+        shown, warned, checked_at = -1, False, 0.0
         while True:
+            if not work and time.monotonic() - checked_at >= WORKER_CHECK_SECONDS:
+                checked_at = time.monotonic()
+                if listening_workers(settings.RQ_QUEUE):
+                    warned = False
+                elif not wait_for_worker:
+                    raise CommandError(
+                        self.no_worker(request) + " Or pass --wait-for-worker to keep waiting."
+                    )
+                elif not warned:
+                    warned = True
+                    self.stderr.write(self.no_worker(request) + " Waiting for one (--wait-for-worker).")
             if work:
                 worker.work(burst=True, logging_level="WARNING")
             request.refresh_from_db()
@@ -74,6 +106,14 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Resync {request.pk} finished {request.outcome}: {bad.count()} step(s) red or failed."
             )
+
+    def no_worker(self, request: ResyncRequest) -> str:
+        # Without a worker the steps stay queued and --wait would print "0/N" forever.
+        return (
+            f"No worker is listening on queue {settings.RQ_QUEUE!r}: request {request.pk} stays queued "
+            f"until one starts. Start one with `python manage.py rqworker {settings.RQ_QUEUE}`, "
+            "or run the request in this process with --work."
+        )
 
     def print_table(self, request: ResyncRequest) -> None:
         rows = (
