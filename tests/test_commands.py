@@ -141,3 +141,50 @@ def test_it_keeps_waiting_for_a_worker_when_asked_and_finishes_when_one_runs(dis
     waiting.join(30)
     assert done == ["finished"], done
     assert "Overall: Green" in out.getvalue()
+
+
+@pytest.mark.django_db(databases=BOTH)
+def test_it_creates_a_district_administrator_who_can_log_in_with_the_printed_password(district, client):
+    from django.contrib.auth.models import User
+
+    from resync import rights
+
+    out = io.StringIO()
+    call_command(
+        "grant_district",
+        "dana",
+        district.code,
+        "--admin",
+        "--create",
+        "--email",
+        "dana@adair.k12.ky.us",
+        stdout=out,
+    )
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Created user dana with password: ")
+    password = lines[0].rsplit(" ", 1)[1]
+    assert lines[-1] == f"dana may resync district {district.code}."
+    dana = User.objects.get(username="dana")
+    assert dana.is_staff and dana.email == "dana@adair.k12.ky.us" and rights.may_resync(dana, district)
+    assert dana.groups.filter(name="District Administrator").exists()
+    login = client.post("/admin/login/?next=/admin/", {"username": "dana", "password": password})
+    assert login.status_code == 302 and login.headers["location"] == "/admin/"
+    assert client.get(f"/admin/resync/district/{district.code}/tool/").status_code == 200
+
+
+@pytest.mark.django_db(databases=BOTH)
+def test_it_refuses_to_create_a_user_that_exists_or_a_bad_name_and_writes_nothing(district, cast):
+    from django.contrib.auth.models import User
+
+    with pytest.raises(CommandError, match="'alice' exists already"):
+        call_command("grant_district", "alice", district.code, "--create")
+    with pytest.raises(CommandError, match="No user named 'dana': add --create"):
+        call_command("grant_district", "dana", district.code)
+    for bad in ("da na", "dana\x00", "d" * 151):
+        with pytest.raises(CommandError, match="username|150 characters"):
+            call_command("grant_district", bad, district.code, "--create")
+    with pytest.raises(CommandError, match="valid email"):
+        call_command("grant_district", "dana", district.code, "--create", "--email", "not-an-address")
+    with pytest.raises(CommandError, match="No district with code '999'"):
+        call_command("grant_district", "dana", "999", "--create")
+    assert not User.objects.filter(username__startswith="d").exists()
