@@ -194,13 +194,18 @@ def enrolled_students(step: DISBatchHistory) -> set[int]:
     students are enrolled read every enrollment once a chunk; one read per step
     costs a set of ids (a few MB for 50,000 students) instead.
     """
-    active = DistrictRecord.objects.filter(
-        district_id=step.district_id,
-        sync_object__name="Enrollment",
-        school_year=step.school_year,
-        state_excluded=False,
-        payload__end_date=None,
-    ).values_list("parent_ids__PersonIdentity", flat=True)
+    # An open enrollment's end_date is JSON null (the demo) or absent (a loaded CSV's
+    # empty cell): `payload__end_date=None` alone matches only the null.
+    active = (
+        DistrictRecord.objects.filter(
+            district_id=step.district_id,
+            sync_object__name="Enrollment",
+            school_year=step.school_year,
+            state_excluded=False,
+        )
+        .filter(Q(payload__end_date=None) | Q(payload__end_date__isnull=True))
+        .values_list("parent_ids__PersonIdentity", flat=True)
+    )
     # A student id is a whole number as the rules read one (rules.whole_number:
     # an integer, or digits as text; SQLite hands "12" over as 12 anyway).
     # Anything else there (null, a boolean, a fraction) enrolls nobody: its own
