@@ -175,7 +175,9 @@ def test_it_switches_and_reminds_the_district_to_run_the_start_of_year_resync(to
         "District 101 Adair County now syncs school year 2027-2028: run the start-of-year full resync of 2028."
     )
     assert yearswitch.start_of_year_resync(switched) is None
-    with pytest.raises(ResyncError, match="no finished full resync of 2028"):
+    with pytest.raises(
+        ResyncError, match="switched to 2028 on .*: run the start-of-year full resync of 2028"
+    ):
         yearswitch.check_year_switch(switched)  # the next switch needs a full resync of 2028
     start = resync(switched)
     assert yearswitch.start_of_year_resync(District.objects.get(pk=tool_cast.district.pk)) == start
@@ -219,13 +221,77 @@ def test_the_command_checks_and_switches(district, queue, capsys):
         call_command("year_switch", district="999")
 
 
+@COMMITTED
+def test_the_command_asks_on_a_terminal_and_switches_only_on_yes(district, queue, monkeypatch, capsys):
+    chain(district)
+    resync(district)
+    asked = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "no")
+    with pytest.raises(CommandError, match="Not switched."):
+        call_command("year_switch", district="101")
+    assert "will sync 2028 from now on; this cannot be undone" in asked[0]
+    assert District.objects.get(pk=district.pk).scope_year == 2027
+    monkeypatch.setattr("builtins.input", lambda prompt: "yes")
+    call_command("year_switch", district="101")
+    assert District.objects.get(pk=district.pk).scope_year == 2028
+
+
 # ---- the admin page: the state's overview and the action ---------------------------------
 
 
-def action(client, *districts):
-    return client.post(
-        PAGE, {"action": "switch_year", "_selected_action": [d.pk for d in districts]}, follow=True
+def action(client, *districts, confirmed=True):
+    """The switch action on the overview; `confirmed`: as its confirmation page's Yes posts it."""
+    data = {"action": "switch_year", "_selected_action": [d.pk for d in districts]}
+    return client.post(PAGE, {**data, "post": "yes"} if confirmed else data, follow=True)
+
+
+@COMMITTED
+def test_it_asks_before_switching_and_says_what_will_happen(client, tool_cast, queue):
+    chain(tool_cast.district)
+    chain(tool_cast.other)
+    end = resync(tool_cast.district)
+    client.force_login(tool_cast.stella)
+    page = action(client, tool_cast.district, tool_cast.other, confirmed=False)
+    html = page.content.decode()
+    assert page.status_code == 200 and "cannot be undone" in html
+    assert "101 Adair County: 2027 &rarr; <strong>2028</strong>" in html
+    assert f"end-of-year full resync {end.pk} of 2027" in html
+    assert "start-of-year full resync" in html
+    assert "202 Boone County: <strong>not switched</strong>. District 202 has no finished full resync" in html
+    assert "Yes, switch 1 district" in html
+    # The confirmation's form posts back only the district that may switch.
+    form = re.search(r'<form method="post">(.*?)</form>', html, re.S)[1]
+    assert re.findall(r'name="_selected_action" value="(\d+)"', form) == [str(tool_cast.district.pk)]
+    assert not District.objects.filter(scope_year=2028).exists()  # asking changed nothing
+    assert not ProcessAlert.objects.filter(name="Start-of-Year Resync Needed").exists()
+    done = client.post(
+        PAGE,
+        {"action": "switch_year", "_selected_action": [tool_cast.district.pk], "post": "yes"},
+        follow=True,
     )
+    assert "District 101 now syncs 2028: alert sent." in done.content.decode()
+
+
+@COMMITTED
+def test_it_refuses_a_second_switch_before_the_start_of_year_resync(client, tool_cast, queue):
+    chain(tool_cast.district)
+    tool_cast.district.sync_next_year = True
+    tool_cast.district.save()
+    resync(tool_cast.district, year=2028)  # the next year, synced ahead, before the switch
+    resync(tool_cast.district)
+    switch(tool_cast.district)
+    district = District.objects.get(pk=tool_cast.district.pk)
+    with pytest.raises(
+        ResyncError, match=r"District 101 switched to 2028 on .*: run the start-of-year full resync of 2028"
+    ):
+        yearswitch.check_year_switch(district)
+    client.force_login(tool_cast.stella)
+    html = client.get(PAGE).content.decode()
+    assert html.count('alt="True"') == 0  # the overview says the same
+    start = resync(district)
+    assert yearswitch.check_year_switch(district).end_of_year == start
+    assert 'alt="True"' in client.get(PAGE).content.decode()
 
 
 @COMMITTED

@@ -118,7 +118,24 @@ def start_of_year_resync(district: District) -> ResyncRequest | None:
     return start_of_year_resyncs(district, district.scope_year, district.year_switched_at).first()
 
 
+def may_switch(end_of_year_id: int | None, switched_at, start_of_year_id: int | None) -> bool:
+    """The whole rule, on what with_year_resyncs annotates: an end-of-year full resync,
+    and after an earlier switch also the start-of-year full resync of the year it began.
+    Without the second, a district that switched could switch again at once on a full
+    resync of the new year that ran before the switch (sync_next_year)."""
+    return end_of_year_id is not None and (switched_at is None or start_of_year_id is not None)
+
+
 def _end_of_year_or_refuse(district: District) -> ResyncRequest:
+    if district.year_switched_at is not None and start_of_year_resync(district) is None:
+        year = district.scope_year
+        raise ResyncError(
+            f"District {district.code} switched to {year} on "
+            f"{timezone.localtime(district.year_switched_at):%Y-%m-%d %H:%M}: run the start-of-year "
+            f"full resync of {year} (then, at the end of the year, the end-of-year one) before "
+            f"switching to {year + 1}.",
+            "year",
+        )
     request = end_of_year_resync(district)
     if request is None:
         year, changed = district.scope_year, last_change(district)

@@ -6,6 +6,8 @@ Its page keeps the URL of the SchoolYearSwitch proxy it has always had
 """
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -65,8 +67,8 @@ class SchoolYearSwitchAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="Ready to switch", boolean=True)
     def ready(self, obj) -> bool:
-        """A full resync of the scoped year started after the last data change."""
-        return obj.end_of_year_id is not None
+        """The rule the switch applies (yearswitch.actions.may_switch)."""
+        return actions.may_switch(obj.end_of_year_id, obj.year_switched_at, obj.start_of_year_id)
 
     @admin.display(description="End-of-year resync (before the switch)")
     def end_of_year(self, obj):
@@ -89,6 +91,11 @@ class SchoolYearSwitchAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
     @admin.action(description="Switch to the next school year (needs the end-of-year full resync)")
     def switch_year(self, request, queryset):
+        """Irreversible, so first a confirmation page (as Django's delete action has) that
+        says, district by district, what the switch does or why it is refused; the
+        switch happens only on its POST, and each district is checked again then."""
+        if request.POST.get("post") != "yes":
+            return self.confirm_switch(request, queryset)
         for district in queryset:
             try:
                 switch = actions.check_year_switch(district, request.user)
@@ -105,3 +112,25 @@ class SchoolYearSwitchAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
                 messages.success(
                     request, f"District {district.code} now syncs {switch.from_year + 1}: alert sent."
                 )
+
+    def confirm_switch(self, request, queryset) -> TemplateResponse:
+        rows = []
+        for district in queryset.order_by("code"):
+            try:
+                switch = actions.check_year_switch(district, request.user)
+            except REFUSALS as e:
+                rows.append({"district": district, "refused": str(e)})
+            else:
+                rows.append(
+                    {"district": district, "end_of_year": switch.end_of_year, "to": district.scope_year + 1}
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Switch to the next school year?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "allowed": [r for r in rows if "refused" not in r],
+            "queryset": queryset,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/yearswitch/confirm_switch.html", context)

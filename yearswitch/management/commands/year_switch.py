@@ -1,3 +1,5 @@
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ResyncError
@@ -14,8 +16,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--district", required=True, help="District code.")
         parser.add_argument("--check", action="store_true", help="Only say whether the switch may go ahead.")
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation on a terminal.",
+        )
 
-    def handle(self, *args, district, check, **options):
+    def handle(self, *args, district, check, interactive=True, **options):
         found = District.objects.filter(code=district).first()
         if found is None:
             raise CommandError(f"No district with code {district!r}.")
@@ -28,6 +37,8 @@ class Command(BaseCommand):
                     f"full resync {end.pk} of {end.school_year} finished {end.finished_at:%Y-%m-%d %H:%M}."
                 )
                 return
+            if interactive and sys.stdin.isatty() and not self.confirmed(switch):
+                raise CommandError("Not switched.")
             switched = actions.do_year_switch(switch)
         except ResyncError as e:
             raise CommandError(str(e)) from None
@@ -35,3 +46,12 @@ class Command(BaseCommand):
             f"District {switched.code} now syncs {switched.scope_year}; its users were reminded "
             f"to run the start-of-year full resync."
         )
+
+    def confirmed(self, switch: actions.YearSwitch) -> bool:
+        # Irreversible, as the admin's confirmation page says: ask as `flush` does.
+        d, year = switch.district, switch.from_year + 1
+        answer = input(
+            f"District {d.code} {d.name} will sync {year} from now on; this cannot be undone, and the "
+            f"start-of-year full resync of {year} becomes mandatory. Type 'yes' to switch: "
+        )
+        return answer.strip().lower() == "yes"
