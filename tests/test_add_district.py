@@ -67,3 +67,77 @@ def test_it_refuses_bad_input_naming_it(args, message):
     with pytest.raises(CommandError, match=message):
         add_district(*BASE, *args)
     assert not District.objects.exists() and not State.objects.exists()
+
+
+# ---- The same from the admin: Resync › Districts › Add district ----------------------
+
+ADD_URL = "/admin/resync/district/add/"
+FORM = {"state": "KY", "code": "205", "name": "Franklin County", "year": "2027", "schools": ""}
+
+
+def test_it_adds_a_district_with_its_schools_from_the_admin(cast, client, django_assert_max_num_queries):
+    client.force_login(cast.stella)
+    with django_assert_max_num_queries(7):
+        page = client.get(ADD_URL)
+    assert page.status_code == 200 and b'name="schools"' in page.content
+    r = client.post(
+        ADD_URL,
+        {**FORM, "schools": "001:Franklin High\r\n\r\n002: Elkhorn\r\n"},
+        follow=True,
+    )
+    assert r.redirect_chain == [("/admin/resync/district/", 302)]
+    assert b"District 205 Franklin County of KY, scoped to 2027, with 2 schools." in r.content
+    d = District.objects.select_related("state").get(code="205")
+    assert (d.name, d.scope_year, d.state.code) == ("Franklin County", 2027, "KY")
+    assert sorted(School.objects.filter(district=d).values_list("number", "name")) == [
+        ("001", "Franklin High"),
+        ("002", "Elkhorn"),
+    ]
+
+
+def test_it_creates_a_new_state_from_the_admin(cast, client):
+    client.force_login(cast.stella)
+    client.post(ADD_URL, {**FORM, "state": "OH", "state_name": "Ohio", "edition": "OH"})
+    assert State.objects.filter(code="OH", name="Ohio", edition="OH").exists()
+    assert District.objects.get(code="205").state.code == "OH"
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "message", "args"),
+    [
+        ({"year": "27"}, "year", "School year 27 is not a year", ["--year", "27"]),
+        ({"year": "２０２７"}, "year", "is not a year: give its ending year", None),
+        ({"schools": "Franklin High"}, "schools", "A school is NUMBER:NAME", ["--school", "Franklin High"]),
+        (
+            {"schools": "001:A\n001:B"},
+            "schools",
+            "A school number is given twice: 001.",
+            ["--school", "001:A", "--school", "001:B"],
+        ),
+        ({"code": ""}, "code", "A district code has 1 to 16 characters", ["--code", ""]),
+        ({"code": "101"}, "code", "District 101 exists already: nothing was changed.", ["--code", "101"]),
+    ],
+)
+def test_it_refuses_in_the_admin_what_the_command_refuses(cast, client, form, field, message, args):
+    client.force_login(cast.stella)
+    before = (District.objects.count(), State.objects.count(), School.objects.count())
+    r = client.post(ADD_URL, {**FORM, **form})
+    assert r.status_code == 200
+    assert any(message in e for e in r.context["form"].errors[field])
+    assert (District.objects.count(), State.objects.count(), School.objects.count()) == before
+    if args is not None:  # the command refuses it for the same reason (argparse itself a fullwidth year)
+        with pytest.raises(CommandError, match=message):
+            add_district(*BASE, *args)
+        assert (District.objects.count(), State.objects.count(), School.objects.count()) == before
+
+
+def test_it_shows_district_users_no_add_page_and_adds_nothing(cast, client):
+    for user in (cast.alice, cast.bob, cast.charlie):
+        client.force_login(user)
+        assert client.get(ADD_URL).status_code == 403
+        assert client.post(ADD_URL, FORM).status_code == 403
+        assert b"Add district" not in client.get("/admin/resync/district/").content
+    assert not District.objects.filter(code="205").exists()
+    client.logout()
+    assert client.post(ADD_URL, FORM).status_code == 302  # to the login page
+    assert not District.objects.filter(code="205").exists()

@@ -19,7 +19,7 @@ from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
 from resync.models import District, ResyncRequest
 
-from . import views
+from . import districts, views
 
 
 class AdminPages:
@@ -78,6 +78,14 @@ class DistrictAdmin(AdminPages, NotFoundNotRedirected, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(pk__in=rights.districts(request.user).values("pk"))
+
+    def has_add_permission(self, request):
+        return districts.may_add_districts(request.user)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # The district, its state and schools through do_add_district, as add_district
+        # makes them: the model's own form would skip the schools and the command's checks.
+        return districts.add_district(request, self)
 
     def has_view_permission(self, request, obj=None):
         return rights.active(request.user) and (
