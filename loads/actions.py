@@ -379,3 +379,71 @@ def _delete_missing(checked: CheckedLoad, *held: IdSet) -> int:
     for start in range(0, len(gone), 1000):
         deleted += scope.filter(record_id__in=gone[start : start + 1000]).delete()[0]
     return deleted
+
+
+# ---- Deleting records by id (the load API's delete) ------------------------------------
+
+MAX_IDS = 10_000  # ids one delete takes, as a batch upsert takes records
+
+
+def check_record_ids(ids: object) -> list[int]:
+    """The ids a delete names: a list of positive integers (within bigint), at most
+    MAX_IDS; one named twice counts once. Anything else is refused, naming why."""
+    if not isinstance(ids, list) or not ids:
+        raise ResyncError("record_ids is a non-empty list of record ids.", "record_ids")
+    if len(ids) > MAX_IDS:
+        raise ResyncError(
+            f"{len(ids)} record ids: one call deletes at most {MAX_IDS:,}; split the list.", "record_ids"
+        )
+    bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool) or not 1 <= i <= 2**63 - 1]
+    if bad:
+        raise ResyncError(f"A record id is a positive integer, not {_shown(bad[0])}.", "record_ids")
+    return list(dict.fromkeys(ids))
+
+
+def _shown(value: object) -> str:
+    import json  # here, not at the top: this section is appended to a module others edit
+
+    return json.dumps(value)[:40]
+
+
+@dataclass
+class DeleteResult:
+    read: int = 0  # distinct ids named
+    deleted: int = 0
+    unknown: list[int] = field(default_factory=list)  # the first SHOWN ids not found
+    unknown_count: int = 0
+    load: Load | None = None
+
+
+def do_delete(checked: CheckedLoad, ids: list[int]) -> DeleteResult:
+    """Delete the district's records of the object (and year) with these ids
+    (check_record_ids), through DistrictRecord's QuerySet, which stamps the district's
+    records_deleted_at as a snapshot's deletions do: the next resync removes them at the
+    state. An id the district does not hold is reported, not refused (it may be gone
+    already: a retried call deletes nothing the second time). A Load row records it."""
+    result = DeleteResult(read=len(ids))
+    scope = DistrictRecord.objects.filter(district=checked.district, sync_object=checked.sync_object)
+    if checked.year is not None:
+        scope = scope.filter(school_year=checked.year)
+    using = router.db_for_write(DistrictRecord)
+    with transaction.atomic(using=using):
+        # The district's row lock, as do_load takes it: no resync starts half-way through.
+        District.objects.using(using).select_for_update().get(pk=checked.district.pk)
+        for start in range(0, len(ids), 1000):
+            part = ids[start : start + 1000]
+            found = set(scope.filter(record_id__in=part).values_list("record_id", flat=True))
+            missing = [i for i in part if i not in found]
+            result.unknown_count += len(missing)
+            result.unknown.extend(missing[: SHOWN - len(result.unknown)])
+            if found:
+                result.deleted += scope.filter(record_id__in=found).delete()[0]
+        result.load = Load.objects.using(using).create(
+            district=checked.district,
+            sync_object=checked.sync_object,
+            school_year=checked.year,
+            loaded_by=checked.user,
+            read=result.read,
+            deleted=result.deleted,
+        )
+    return result

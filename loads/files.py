@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from core.parsers import strict_loads
+from core.parsers import DuplicateKey, strict_loads
 
 FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
@@ -151,6 +151,9 @@ def read_ndjson(stream: BinaryIO) -> Rows:
             value = strict_loads(text)
         except RecursionError:
             yield number, Unreadable("the line nests too deep to be a record.")
+            continue
+        except DuplicateKey as e:
+            yield number, Unreadable(f"{e}: send each key once.")
             continue
         except ValueError as e:
             yield number, Unreadable(f"not a JSON object (truncated?): {e}.")

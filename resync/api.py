@@ -11,9 +11,24 @@ from rest_framework import serializers, viewsets
 
 from core.api import Page, errors
 from resync import planner, rights
-from resync.models import SyncObject
+from resync.models import SyncField, SyncObject
 
 # ---- the catalog -----------------------------------------------------------------
+
+
+class SyncFieldSerializer(serializers.ModelSerializer):
+    codes = serializers.ListField(
+        child=serializers.CharField(), help_text="The allowed codes, for type code."
+    )
+    owner = serializers.ChoiceField(
+        choices=SyncField.Owner.choices,
+        help_text="district: the district owns the value; state: locked at the state, a district "
+        "load may not change it once the state holds it.",
+    )
+
+    class Meta:
+        model = SyncField
+        fields = ["name", "type", "required", "max_length", "codes", "description", "owner"]
 
 
 class SyncObjectSerializer(serializers.ModelSerializer):
@@ -23,6 +38,9 @@ class SyncObjectSerializer(serializers.ModelSerializer):
         help_text="Every object it depends on, top level first (the article's Parent Objects)."
     )
     may_resync = serializers.SerializerMethodField(help_text="You hold the tool right for it.")
+    schema = SyncFieldSerializer(
+        source="fields", many=True, read_only=True, help_text="Its payload fields, in order."
+    )
 
     class Meta:
         model = SyncObject
@@ -37,6 +55,8 @@ class SyncObjectSerializer(serializers.ModelSerializer):
             "enabled",
             "note",
             "may_resync",
+            "schema",
+            "allows_extra",
         ]
 
     def get_ancestors(self, obj: SyncObject) -> list[str]:
@@ -55,7 +75,8 @@ class SyncObjectSerializer(serializers.ModelSerializer):
 class SyncObjectViewSet(viewsets.ReadOnlyModelViewSet):
     """The catalog is the same for everyone; `may_resync` says which objects you may resync."""
 
-    queryset = SyncObject.objects.prefetch_related("parents", "children")
+    # The schemas' fields in their order (SyncField's Meta), one query for every object.
+    queryset = SyncObject.objects.prefetch_related("parents", "children", "fields")
     serializer_class = SyncObjectSerializer
     lookup_field = "name"
     pagination_class = Page

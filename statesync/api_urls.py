@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from alerts.api import AlertViewSet
 from core.api import not_found
 from history.api import ErrorLogViewSet, HistoryViewSet
+from loads.api import DistrictRecords, DistrictRecordsDelete, LoadViewSet
 from resync.api import SyncObjectViewSet
 from selective.api import SelectiveSyncViewSet
 from statecopy.api import StateRecordViewSet
@@ -24,9 +25,16 @@ router.register("alerts", AlertViewSet, basename="alert")
 router.register("verifications", VerificationViewSet, basename="verification")
 router.register("selective-syncs", SelectiveSyncViewSet, basename="selective-sync")
 router.register("state-records", StateRecordViewSet, basename="state-record")
+router.register("loads", LoadViewSet, basename="load")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path("v1/district-records/<str:code>/<str:object>/", DistrictRecords.as_view(), name="district-records"),
+    path(
+        "v1/district-records/<str:code>/<str:object>/delete/",
+        DistrictRecordsDelete.as_view(),
+        name="district-records-delete",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

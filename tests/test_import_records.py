@@ -325,3 +325,27 @@ def test_it_counts_a_dry_run_as_a_load_and_keeps_nothing(schema, tmp_path):
     assert not result.written and result.load is None
     assert {rid: (r.payload, r.changed_at) for rid, r in schools(schema).items()} == before
     assert Load.objects.count() == 1
+
+
+def test_it_loads_as_a_user_checked_with_their_rights(schema, tmp_path):
+    path = write(tmp_path, "schools.csv", SCHOOLS_CSV)
+    bob = User.objects.create_user("bob", password="pw")
+    assign_perm(rights.DISTRICT, bob, schema)
+    with pytest.raises(CommandError, match="district data W"):
+        load(path, district="101", object="School", user="bob")
+    assert schools(schema) == {} and not Load.objects.exists()
+    bob.user_permissions.add(Permission.objects.get(codename="load_district_data"))
+    load(path, district="101", object="School", user="bob")
+    assert Load.objects.get().loaded_by == bob and len(schools(schema)) == 4
+    with pytest.raises(CommandError, match="No user named 'ghost'."):
+        load(path, district="101", object="School", user="ghost")
+
+
+def test_it_refuses_a_key_given_twice_on_an_ndjson_line_naming_it(schema, tmp_path):
+    text = '{"record_id": 1, "parents": {"District": 1}, "name": "A", "name": "B"}\n'
+    with pytest.raises(CommandError) as e:
+        load(write(tmp_path, "schools.ndjson", text), district="101", object="School")
+    assert (
+        "line 1, record ?: the key 'name' appears twice in one object: send each key once." in e.value.output
+    )
+    assert schools(schema) == {}

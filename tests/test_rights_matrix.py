@@ -96,7 +96,6 @@ DOORS = [
     ),
     ("tool of B", "get", "/admin/resync/district/202/tool/", None, outcomes(200, 404, 404, 200, 302)),
     ("state tool", "get", "/admin/resync/district/state-tool/", None, outcomes(200, 404, 404, 404, 302)),
-    ("add a district", "get", "/admin/resync/district/add/", None, outcomes(200, 403, 403, 403, 302)),
     ("RQ dashboard", "get", "/admin/django_rq/dashboard/", None, outcomes(200, 404, 404, 404, 302)),
     ("RQ's jobs", "get", "/admin/django_rq/dashboard/queues/0/", None, outcomes(200, 404, 404, 404, 302)),
     ("RQ's workers", "get", "/admin/django_rq/dashboard/workers/0/", None, outcomes(200, 404, 404, 404, 302)),
@@ -435,3 +434,73 @@ def test_it_opens_each_live_state_door_to_the_right_people_only(
 ):
     got = {actor: knock(client, world["users"][actor], method, url, body) for actor in ACTORS}
     assert got == expected
+
+
+# ---- The load API (issue 13): district data W on top of the district right ------------
+# stella holds it through her group (loads 0002), alice and charlie one by one; bob sees
+# district A without it (403); charlie may not know A exists (404).
+DISTRICT_A = {"name": "Adair County", "code": "101"}
+LOAD_DOORS = [
+    (
+        "upsert A's records",
+        "post",
+        "/api/v1/district-records/101/District/",
+        [{"record_id": 2, **DISTRICT_A}],
+        outcomes(200, 200, 403, 404, 401),
+    ),
+    (
+        "snapshot of A's object",
+        "put",
+        "/api/v1/district-records/101/District/",
+        [{"record_id": 2, **DISTRICT_A}],
+        outcomes(200, 200, 403, 404, 401),
+    ),
+    (
+        "delete A's records by id",
+        "post",
+        "/api/v1/district-records/101/District/delete/",
+        {"record_ids": [3]},
+        outcomes(200, 200, 403, 404, 401),
+    ),
+    (
+        "upsert B's records",
+        "post",
+        "/api/v1/district-records/202/District/",
+        [{"record_id": 2, "name": "Boone County", "code": "202"}],
+        outcomes(200, 404, 404, 200, 401),
+    ),
+    ("loads", "get", "/api/v1/loads/", None, outcomes(200, 200, 200, 200, 401)),
+    ("A's load", "get", "/api/v1/loads/{load_a}/", None, outcomes(200, 200, 200, 404, 401)),
+]
+
+
+@pytest.fixture
+def load_world(world, cast) -> dict:
+    from django.contrib.auth.models import Group, Permission
+
+    from loads.models import Load
+    from resync import groups
+    from resync.models import SyncObject
+
+    groups.grant(Group, Permission, {groups.STATE_ADMINS: groups.LOAD_STATE_PERMS})
+    for user in (cast.alice, cast.charlie):
+        user.user_permissions.add(Permission.objects.get(codename="load_district_data"))
+    load = Load.objects.create(district=cast.district, sync_object=SyncObject.objects.get(name="District"))
+    return world | {"ids": world["ids"] | {"load_a": load.pk}}
+
+
+@pytest.mark.parametrize("door, method, url, body, expected", LOAD_DOORS, ids=[d[0] for d in LOAD_DOORS])
+def test_it_lets_only_district_data_w_holders_load_their_districts(
+    client, load_world, door, method, url, body, expected
+):
+    from loads.models import Load
+
+    got, logged = {}, {}
+    for actor in ACTORS:
+        before = Load.objects.count()
+        got[actor] = knock(client, load_world["users"][actor], method, url.format(**load_world["ids"]), body)
+        logged[actor] = Load.objects.count() - before
+    assert got == expected
+    # A load call that is let in is recorded as a Load row; a refused one leaves nothing.
+    writes = method != "get"
+    assert logged == {actor: int(writes and status == 200) for actor, status in got.items()}

@@ -1,6 +1,7 @@
 import json
 import sys
 
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import REFUSALS
@@ -35,11 +36,23 @@ class Command(BaseCommand):
         parser.add_argument(
             "--report", help="Where --skip-invalid writes refused rows (default: beside FILE)."
         )
+        parser.add_argument(
+            "--user",
+            help="Load as this user: checked with their rights (district data W) and recorded as "
+            "loaded_by. Without it the operator loads, unchecked.",
+        )
 
-    def handle(self, *args, file, district, object, year, format, snapshot, skip_invalid, report, **options):
+    def handle(
+        self, *args, file, district, object, year, format, snapshot, skip_invalid, report, user, **options
+    ):
+        loader = None
+        if user is not None:
+            loader = User.objects.filter(username=user).first()
+            if loader is None:
+                raise CommandError(f"No user named {user!r}.")
         try:
             fmt = format_for(file, format)
-            checked = check_load(district, object, year)
+            checked = check_load(district, object, year, loader)
         except (FileError, *REFUSALS) as e:
             raise CommandError(str(e)) from None
         if skip_invalid and report is None:
