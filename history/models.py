@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from django.db import models
 
+from core import spreadsheet
 from resync import status
 from resync.rules import Reason
 
@@ -126,7 +127,8 @@ class ErrorLogQuerySet(models.QuerySet):
             "step_id",
         )
         for row in rows.iterator(chunk_size=2000):
-            writer.writerow([row[0].isoformat(), *row[1:]])
+            # A message quotes the district's data: text cells are made safe to open (CSV injection).
+            writer.writerow([row[0].isoformat(), *map(spreadsheet.cell, row[1:])])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

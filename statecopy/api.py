@@ -10,9 +10,7 @@ query there.
 from __future__ import annotations
 
 import json
-import re
 
-from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import Http404, StreamingHttpResponse
 from django_filters import rest_framework as filters
@@ -28,7 +26,6 @@ from core.api import Endpoint, Holds, IdFilter, MomentFilter, StrictPageSize, er
 from core.parsers import is_whole_number
 from resync import rights
 from resync.models import StateRecord, SyncObject
-from resync.schemas import validator_for
 
 from . import export
 
@@ -177,21 +174,5 @@ class StateRecordViewSet(mixins.ListModelMixin, Endpoint):
         obj = SyncObject.objects.filter(name__iexact=q["object"]).first()
         if obj is None:
             raise ValidationError({"object": [f"No sync object named {q['object']!r} in the catalog."]})
-        records = StateRecord.objects.filter(sync_object=obj.name)
-        if "district" in q:
-            records = records.filter(district_code=q["district"])
-        # Server-side chunks of 2,000 (a named cursor on PostgreSQL): memory stays flat.
-        rows = records.order_by("district_code", "record_id").iterator(chunk_size=2000)
-        name = f"state-{obj.name.lower()}" + (f"-{q['district']}" if "district" in q else "")
-        name = re.sub(r"[^A-Za-z0-9_-]", "_", name)  # a code is the client's text: never in a header raw
-        if request.accepted_renderer.format == "ndjson":
-            body, content_type, suffix = export.as_ndjson(rows), "application/x-ndjson", "ndjson"
-        else:
-            validator = validator_for(obj)
-            body = export.as_csv(rows, tuple(validator.parents), tuple(validator.fields))
-            content_type, suffix = "text/csv", "csv"
-        if isinstance(request._request, ASGIRequest):
-            body = export.in_thread(body)  # else Django's ASGI handler reads it whole first
-        response = StreamingHttpResponse(body, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="{name}.{suffix}"'
-        return response
+        fmt = "ndjson" if request.accepted_renderer.format == "ndjson" else "csv"
+        return export.response(request._request, obj, q.get("district"), fmt)
