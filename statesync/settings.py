@@ -271,6 +271,10 @@ RESYNC_WRITE = env_str("RESYNC_WRITE", "sql")
 if RESYNC_WRITE not in ("sql", "orm"):
     raise ImproperlyConfigured(f"RESYNC_WRITE={RESYNC_WRITE!r} is not one of sql, orm.")
 
+# Files uploaded in the admin for a load (loads.Upload): the web process writes them and
+# a worker reads them, so in production the two must share this folder.
+UPLOAD_DIR = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads"))).resolve()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

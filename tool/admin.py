@@ -40,6 +40,7 @@ class DistrictAdmin(AdminPages, NotFoundNotRedirected, admin.ModelAdmin):
         "sync_previous_year",
         "sync_next_year",
         "tool_link",
+        "upload_link",
     ]
     list_select_related = ["state"]
     list_filter = ["state", "scope_year"]
@@ -95,6 +96,12 @@ class DistrictAdmin(AdminPages, NotFoundNotRedirected, admin.ModelAdmin):
     @admin.display(description="Resync State Data")
     def tool_link(self, obj: District):
         return format_html('<a href="{}">Open tool</a>', reverse("admin:resync_tool", args=[obj.code]))
+
+    @admin.display(description="Records")
+    def upload_link(self, obj: District):
+        return format_html(
+            '<a href="{}">Upload records</a>', reverse("admin:loads_upload_new", args=[obj.code])
+        )
 
 
 @admin.register(ResyncRequest)
