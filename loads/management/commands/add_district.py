@@ -15,7 +15,10 @@ class Command(BaseCommand):
         parser.add_argument("--code", required=True, help="State district number, as 205.")
         parser.add_argument("--name", required=True)
         parser.add_argument(
-            "--year", required=True, type=whole_number_arg, help="Scoped school year by its end: 2027 is 2026-27."
+            "--year",
+            required=True,
+            type=whole_number_arg,
+            help="Scoped school year by its end: 2027 is 2026-27.",
         )
         parser.add_argument(
             "--school", action="append", default=[], metavar="NUMBER:NAME", help="A school (repeat for more)."
