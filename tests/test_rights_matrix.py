@@ -10,6 +10,8 @@ something the user may know of, 400 for a district code the user may not name.
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Group, Permission
+from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
@@ -18,8 +20,9 @@ from alerts.models import ProcessAlert
 from core import events
 from history.models import DISBatchHistory
 from live.consumers import LiveConsumer
-from resync import rights
-from resync.models import ResyncRequest
+from loads.models import Upload
+from resync import groups, rights
+from resync.models import ResyncRequest, SyncObject
 from statesync.asgi import application
 from tool import actions
 
@@ -120,11 +123,38 @@ DOORS = [
         None,
         outcomes(200, 404, 404, 404, 302),
     ),
+    # The admin's upload (loads.views): district data W on the district; the world's stella
+    # holds it (loads 0002), alice, bob and charlie do not. Every upload list shows one's own.
+    ("upload form of A", "get", "/admin/loads/upload/new/101/", None, outcomes(200, 403, 403, 404, 302)),
+    ("upload form of B", "get", "/admin/loads/upload/new/202/", None, outcomes(200, 404, 404, 403, 302)),
+    (
+        "A's upload page",
+        "get",
+        "/admin/loads/upload/{upload_a}/change/",
+        None,
+        outcomes(200, 403, 403, 404, 302),
+    ),
+    (
+        "A's upload progress",
+        "get",
+        "/admin/loads/upload/{upload_a}/progress/",
+        None,
+        outcomes(200, 403, 403, 404, 302),
+    ),
+    ("uploads", "get", "/admin/loads/upload/", None, outcomes(200, 200, 200, 200, 302)),
+    ("loads", "get", "/admin/loads/load/", None, outcomes(200, 200, 200, 200, 302)),
+    (
+        "state's copy export page",
+        "get",
+        "/admin/resync/staterecord/?object=District",
+        None,
+        outcomes(200, 404, 404, 404, 302),
+    ),
 ]
 
 
 @pytest.fixture
-def world(cast, queue) -> dict:
+def world(cast, queue, settings, tmp_path) -> dict:
     """A district request of A, a state request to A and a district request of B (not run)."""
 
     def resync(district, user, level="district"):
@@ -136,6 +166,15 @@ def world(cast, queue) -> dict:
     req_a = resync(cast.district, cast.alice)
     req_state = resync(cast.district, cast.stella, ResyncRequest.Level.STATE)
     req_b = resync(cast.other, cast.charlie)
+    groups.grant(Group, Permission, {groups.STATE_ADMINS: groups.LOAD_STATE_PERMS})  # loads 0002
+    settings.UPLOAD_DIR = tmp_path  # the upload's file
+    upload_a = Upload.objects.create(
+        district=cast.district,
+        sync_object=SyncObject.objects.get(name="District"),
+        name="district.csv",
+        file=ContentFile(b"record_id\n1\n", name="district.csv"),
+        uploaded_by=cast.stella,
+    )
     step = lambda r: DISBatchHistory.objects.get(request=r).pk  # noqa: E731
     return {
         "users": {
@@ -152,6 +191,7 @@ def world(cast, queue) -> dict:
             "step_a": step(req_a),
             "step_state": step(req_state),
             "alert_a": ProcessAlert.objects.get(user=cast.alice).pk,
+            "upload_a": upload_a.pk,
         },
     }
 
