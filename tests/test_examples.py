@@ -7,8 +7,11 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,6 +164,27 @@ def test_it_gives_the_state_exactly_the_example_less_the_not_allowed(
     assert "read 810, inserted 0, updated 0, unchanged 810, deleted 2, rejected 0" in out
     run("resync_run", "--district", CODE, "Day", "--work")
     assert state_copy(client, token) == {k: v for k, v in want.items() if k not in {("Day", r) for r in gone}}
+
+
+def test_it_loads_the_examples_with_load_sh_on_a_fresh_install(tmp_path):
+    """examples/load.sh itself, as a newcomer runs it: bash, a fresh SQLite install of its own
+    (the test databases are not the commands'), then the same script again."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    env |= {"DATA_DIR": str(tmp_path), "PYTHON": sys.executable}
+
+    def sh(*args: str) -> str:
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    sh(sys.executable, "manage.py", "migrate", "-v0")
+    sh(sys.executable, "manage.py", "migrate", "--database", "state", "-v0")
+    first = sh("bash", "examples/load.sh")
+    assert "District 001 Adair County of KY, scoped to 2027, with 4 schools." in first
+    assert first.count("updated 0, unchanged 0, deleted 0, rejected 0") == len(ORDER)
+    again = sh("bash", "examples/load.sh")
+    assert "District 001 exists already: loading into it." in again
+    assert again.count("inserted 0, updated 0, unchanged") == len(ORDER)
 
 
 PROBLEMS = {
