@@ -247,6 +247,12 @@ def test_it_runs_every_command_of_the_readme_walkthrough(client, catalog, queue,
             )
             assert r.status_code == 200, (line, r.content)
             printed = b"".join(r.streaming_content).decode() if r.streaming else r.content.decode()
+            if "/error-log/" in line:  # the 15 records the state refused, with their reasons
+                assert r.json()["count"] == 15
+            elif "/export/" in line:  # a header and the 21 scores the state holds
+                assert len(printed.splitlines()) == 1 + 21
+            else:
+                assert [e["record_id"] for e in r.json()["results"]] == [1, 2, 3, 4, 5]
         elif args[0] == "sqlite3":
             with connections["state"].cursor() as cursor:
                 cursor.execute(args[2])
