@@ -12,7 +12,7 @@ from resync import groups
 from resync.models import District, DistrictRecord, SyncField, SyncObject
 
 from .conftest import BOTH, add
-from .test_import_records import SCHOOLS_CSV, load, schema, schools, write  # noqa: F401 (schema: a fixture)
+from .test_import_records import load, schema, schools, write  # noqa: F401 (schema: a fixture)
 
 pytestmark = pytest.mark.django_db(databases=BOTH)
 
@@ -47,7 +47,7 @@ def grant_loads(cast) -> None:
 
 
 @pytest.fixture
-def loaders(cast, schema):
+def loaders(cast, schema):  # noqa: F811 (the fixture imported above)
     grant_loads(cast)
     return cast
 
