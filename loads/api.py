@@ -15,6 +15,7 @@ field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from itertools import chain
 
@@ -148,15 +149,62 @@ def _json(request: Request):
     if not raw.strip():
         raise bad_input("The body is empty: send a JSON array of records, or NDJSON.")
     try:
-        return strict_loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        return strict_loads(text)
     except UnicodeDecodeError:
         raise bad_input("The body is not valid UTF-8.") from None
     except RecursionError:
         raise bad_input("The body nests too deep to be records.") from None
     except DuplicateKey as e:
-        raise bad_input(f"The body is refused: {e}; send each key once.") from None
+        raise _doubled(text, e) from None
     except ValueError as e:
         raise bad_input(f"The body is not JSON: {e}.") from None
+
+
+class _Doubled(dict):
+    """An object that named `key` twice, marked so that its record can be named."""
+
+    key = ""
+
+
+def _marked(pairs: list[tuple[str, object]]) -> dict:
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    seen: set[str] = set()
+    doubled = _Doubled(found)
+    doubled.key = next(k for k, _ in pairs if k in seen or seen.add(k))
+    return doubled
+
+
+def _doubled(text: str, error: DuplicateKey) -> Problem:
+    """strict_loads refused a key named twice: which records? The body is read again,
+    marking such objects, and each record holding one is listed as an NDJSON line
+    would be (read_ndjson words it so), so both bodies name it alike."""
+    body = json.loads(text, object_pairs_hook=_marked)
+    if not isinstance(body, list):
+        return bad_input(f"The body is refused: {error}; send each key once.")
+    found = []
+    for index, row in enumerate(body):
+        stack, key = [row], None
+        while stack and key is None:
+            value = stack.pop()
+            if isinstance(value, _Doubled):
+                key = value.key
+            stack.extend(
+                value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+            )
+        if key is not None:
+            message = f"the key {key!r} appears twice in one object: send each key once."
+            found.append({"index": index, "record_id": None, "field": "", "message": message})
+    return Problem(
+        400,
+        "invalid-records",
+        "Invalid records",
+        f"{len(found)} record(s) name a key twice: nothing was written.",
+        found[:SHOWN],
+        len(found),
+    )
 
 
 def _rows(request: Request, media: str, most: int | None) -> Iterator[tuple[int, dict | Unreadable]]:

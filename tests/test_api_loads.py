@@ -206,7 +206,7 @@ def test_it_skips_the_invalid_records_when_asked(client, loaders):
         ("a JSON object, not an array", '{"record_id": 1}', "application/json", 400, "JSON array"),
         ("empty body", "", "application/json", 400, "empty"),
         ("empty NDJSON body", "\n\n", "application/x-ndjson", 400, "empty"),
-        ("duplicate key", '[{"record_id": 1, "name": "A", "name": "B"}]', "application/json", 400, "'name'"),
+        ("duplicate key", '{"record_ids": 1, "record_ids": 2}', "application/json", 400, "'record_ids'"),
         ("not UTF-8", b'[{"record_id": 1, "name": "\xff"}]', "application/json", 400, "UTF-8"),
         ("NaN", '[{"record_id": NaN}]', "application/json", 400, "NaN"),
         ("wrong content type", "record_id,name\n1,A\n", "text/csv", 415, "application/json"),
@@ -216,6 +216,28 @@ def test_it_skips_the_invalid_records_when_asked(client, loaders):
 def test_it_refuses_a_body_it_cannot_read(client, loaders, what, body, content_type, status, words):
     got = problem(send(client, loaders.alice, body, content_type=content_type), status)
     assert words in got["detail"] and not DistrictRecord.objects.filter(sync_object__name="School").exists()
+
+
+def test_it_names_each_record_giving_a_key_twice_in_an_array(client, loaders):
+    text = json.dumps(SCHOOLS[:2])[:-1] + ', {"record_id": 3, "parents": {"District": 1, "District": 2}}]'
+    body = problem(send(client, loaders.alice, text, content_type="application/json"))
+    assert pairs(body) == [
+        (2, None, "", "the key 'District' appears twice in one object: send each key once.")
+    ]
+    assert not DistrictRecord.objects.filter(sync_object__name="School").exists()
+
+
+def test_it_reads_an_ndjson_snapshot_as_a_stream_never_whole(client, loaders, monkeypatch):
+    from django.http import HttpRequest
+
+    def whole(self, *args):
+        raise AssertionError("the body was read whole")
+
+    monkeypatch.setattr(HttpRequest, "read", whole)  # line by line (readline) only
+    monkeypatch.setattr(HttpRequest, "body", property(whole))
+    r = send(client, loaders.alice, ndjson(SCHOOLS), method="put")
+    assert r.status_code == 200, r.content
+    assert r.json()["inserted"] == 4
 
 
 def test_it_names_a_duplicate_key_on_its_ndjson_line(client, loaders):
