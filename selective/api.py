@@ -94,7 +94,7 @@ class SelectiveSyncViewSet(
             checked = actions.check_selective_sync(
                 district, b.get("year"), b["object"], b["records"], user=request.user
             )
-        created = actions.do_selective_sync(checked)
+            created = actions.do_selective_sync(checked)
         return self.created(SelectiveSerializer(self.get_queryset().get(pk=created.pk)))
 
     def destroy(self, request: Request, pk: str) -> Response:

@@ -276,3 +276,23 @@ def test_it_needs_state_w_to_send_a_state_request(client, cast):
     response = post(client, cast.alice, "/api/v1/state-requests/", {"districts": ["101"], "all": True})
     assert response.status_code == 403
     assert not ResyncRequest.objects.exists()
+
+
+def test_it_refuses_the_same_request_sent_twice_within_seconds(client, cast, monkeypatch):
+    from tool import actions
+
+    chain(cast.district)  # records to move: the request does not end at once
+    body = {"district": "101", "objects": ["District"]}
+    first = post(client, cast.alice, "/api/v1/requests/", body)
+    assert first.status_code == 201, first.content
+    again = post(client, cast.alice, "/api/v1/requests/", body)
+    assert again.status_code == 400
+    assert f"seconds ago (request {first.json()['id']}); it was not sent twice" in again.json()["objects"][0]
+    assert ResyncRequest.objects.count() == 1
+    # Another choice, another user, or the same later: each is a request of its own.
+    assert (
+        post(client, cast.alice, "/api/v1/requests/", {**body, "check_dependencies": True}).status_code == 201
+    )
+    assert post(client, cast.stella, "/api/v1/requests/", body).status_code == 201
+    monkeypatch.setattr(actions, "REPEAT_SECONDS", 0)
+    assert post(client, cast.alice, "/api/v1/requests/", body).status_code == 201

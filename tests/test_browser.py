@@ -127,6 +127,34 @@ def test_it_turns_the_dots_gray_then_green_without_a_reload(browser, cast, queue
         assert page.text_content('tr[data-object="School"] .processed') == "1"
 
 
+def test_it_asks_with_the_real_plan_sends_once_on_a_double_click_and_refuses_an_empty_send(
+    browser, cast, queue
+):
+    from resync.models import ResyncRequest
+
+    chain(cast.district)
+    with serve() as base:
+        page = login(browser, base, "alice")
+        page.goto(f"{base}/admin/resync/district/101/tool/")
+        page.wait_for_selector("body[data-live=open]")
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+        page.click("#send")  # nothing ticked: said at once, nothing asked
+        page.wait_for_function("document.getElementById('send-result').textContent !== ''")
+        assert (
+            page.text_content("#send-result") == "Tick at least one object, or Select all for a full resync."
+        )
+        assert dialogs == []
+        page.check('input.pick[value="Calendar"]')  # Check Dependencies adds District and School
+        page.dblclick("#send")
+        page.wait_for_function("document.getElementById('send-result').textContent.startsWith('Resync')")
+        assert dialogs == ["Send 3 objects: District, School, Calendar?"]
+        assert ResyncRequest.objects.count() == 1
+        assert not page.is_checked('input.pick[value="Calendar"]')  # unticked once sent
+        assert page.is_enabled("#send")
+        page.wait_for_selector('tr[data-object="Calendar"] .status-green', timeout=30000)
+
+
 def test_it_raises_the_alert_counter_in_an_open_district_page(browser, cast, queue):
     chain(cast.district)
     with serve() as base:

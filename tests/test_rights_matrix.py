@@ -7,6 +7,8 @@ Enrollment and PersonIdentity tool rights; charlie: district B admin; anon: nobo
 something the user may know of, 400 for a district code the user may not name.
 """
 
+from datetime import timedelta
+
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -14,6 +16,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from alerts.models import ProcessAlert
@@ -166,6 +169,8 @@ def world(cast, queue, settings, tmp_path) -> dict:
     req_a = resync(cast.district, cast.alice)
     req_state = resync(cast.district, cast.stella, ResyncRequest.Level.STATE)
     req_b = resync(cast.other, cast.charlie)
+    # Sent a minute ago: a door's own send of the same is a new request, not a double click.
+    ResyncRequest.objects.update(created_at=timezone.now() - timedelta(minutes=1))
     groups.grant(Group, Permission, {groups.STATE_ADMINS: groups.LOAD_STATE_PERMS})  # loads 0002
     settings.UPLOAD_DIR = tmp_path  # the upload's file
     upload_a = Upload.objects.create(

@@ -1,8 +1,11 @@
 """The Verification Summary's admin pages: run, drill down, one-click resync, the state's
 switch; outsiders and constant queries."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from resync.models import ResyncRequest
 from tool import actions
@@ -210,6 +213,9 @@ def test_it_keeps_the_states_runs_and_its_resyncs_from_the_district(client, tool
     state_difference = DISVerificationDifference.objects.get(result=calendar)
     # The state resyncs its run's differences, and those of the district's run too.
     client.post(f"{RUNS}{state_run.pk}/resync/")
+    # Both runs differ in Enrollment alone: the second click, seconds later, would be
+    # refused as the same request sent twice (tool.actions.refuse_repeat) but for this.
+    ResyncRequest.objects.update(created_at=timezone.now() - timedelta(minutes=1))
     client.post(f"{RUNS}{own.pk}/resync/")
     state_request = ResyncRequest.objects.latest("id")
     assert state_request.level == "state"

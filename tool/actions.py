@@ -10,10 +10,12 @@ runs through runner.lifecycle (its map says how).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
 from core.errors import ResyncError
@@ -102,12 +104,45 @@ def check_resync(
     return Checked(district, year, names, check_dependencies, plan, level, user)
 
 
+# A person's identical request within this many seconds of their last one is a double
+# click, a resent form or a client's retry, not a wish to run it twice.
+REPEAT_SECONDS = 10
+
+
+def refuse_repeat(checked: Checked) -> None:
+    """Refuse a user's request identical to one of theirs sent REPEAT_SECONDS ago or less
+    that has not finished (the district's row lock is held: two clicks cannot both pass).
+    Operators' commands (no user) and the benchmark are not people double-clicking."""
+    if checked.user is None:
+        return
+    recent = ResyncRequest.objects.filter(
+        district=checked.district,
+        school_year=checked.year,
+        level=checked.level,
+        requested_by=checked.user,
+        created_at__gte=timezone.now() - timedelta(seconds=REPEAT_SECONDS),
+    ).exclude(status=ResyncRequest.Status.FINISHED)
+    for earlier in recent.only("objects_asked", "records", "check_dependencies"):
+        same = (earlier.objects_asked, earlier.records, earlier.check_dependencies) == (
+            checked.objects,
+            checked.records,
+            checked.check_dependencies,
+        )
+        if same:
+            raise ResyncError(
+                f"You sent the same resync of district {checked.district.code} for {checked.year} "
+                f"seconds ago (request {earlier.pk}); it was not sent twice.",
+                "objects",
+            )
+
+
 def do_request_resync(checked: Checked) -> ResyncRequest:
     """Store the request and its steps; start it unless the district and year are busy."""
     by_name = {o.name: o for o in SyncObject.objects.filter(name__in=checked.plan.order)}
     with transaction.atomic():
         # One request at a time per district: lock its row while deciding.
         District.objects.select_for_update().get(pk=checked.district.pk)
+        refuse_repeat(checked)
         request = ResyncRequest.objects.create(
             district=checked.district,
             school_year=checked.year,

@@ -253,7 +253,7 @@ class ResyncRequestViewSet(
             checked = actions.check_resync(
                 district, b.get("year"), b["objects"], b["check_dependencies"], user=request.user
             )
-        created = actions.do_request_resync(checked)
+            created = actions.do_request_resync(checked)
         return self.created(ResyncRequestDetailSerializer(self.get_queryset().get(pk=created.pk)))
 
 
@@ -318,7 +318,7 @@ class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, Endpoi
                 raise ValidationError(
                     {field: [f"District {district.code}: {m}" for m in ms] for field, ms in e.detail.items()}
                 ) from None
-        with transaction.atomic():
+        with refusals_answered(), transaction.atomic():  # one refused: none is sent
             created = [actions.do_request_resync(c).pk for c in checks]
         return self.created(
             StateSent({"requests": self.get_queryset().filter(pk__in=created).order_by("id")})

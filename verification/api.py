@@ -222,5 +222,5 @@ class VerificationViewSet(
         run = self.get_object()
         with refusals_answered():
             checked = verify.check_verification_resync(run, request.user)
-        created = verify.do_verification_resync(run, checked)
+            created = verify.do_verification_resync(run, checked)
         return self.created(ResyncRequestDetailSerializer(visible_requests(request.user).get(pk=created.pk)))

@@ -38,20 +38,23 @@
       return picks().filter((c) => c.checked).map((c) => c.value);
     }
 
-    async function preview() {
+    // The plan the server would run for the boxes ticked now: {order} or {error}; null
+    // when nothing is ticked.
+    async function planned() {
       const all = selectAll.checked;
       full.value = all ? "1" : "0";
       const names = chosen();
-      if (!all && names.length === 0) {
-        plan.textContent = "";
-        return;
-      }
+      if (!all && names.length === 0) return null;
       const q = new URLSearchParams({ year: root.dataset.year, full: all ? "1" : "0", check_dependencies: checkDeps.checked ? "1" : "0" });
       names.forEach((n) => q.append("objects", n));
       const response = await fetch(root.dataset.planUrl + "?" + q.toString(), { credentials: "same-origin" });
-      const body = await response.json();
-      plan.textContent = body.error ? body.error : "Will run, in this order: " + body.order.join(" → ");
-      plan.className = body.error ? "errornote" : "";
+      return response.json();
+    }
+
+    async function preview() {
+      const body = await planned();
+      plan.textContent = body === null ? "" : body.error ? body.error : "Will run, in this order: " + body.order.join(" → ");
+      plan.className = body && body.error ? "errornote" : "";
     }
 
     selectAll.addEventListener("change", () => {
@@ -65,21 +68,46 @@
     }));
     const form = document.getElementById("send-form");
     const note = document.getElementById("send-result");
+    const send = document.getElementById("send");
+    let sending = false;
+    function say(text, error) {
+      note.textContent = text;
+      note.className = error ? "errornote" : "success";
+    }
     form.addEventListener("submit", async (event) => {
-      // Send without leaving the page: the rows then turn Gray and Green live.
+      // Send without leaving the page: the rows then turn Queued, Gray and Green live.
       event.preventDefault();
-      full.value = selectAll.checked ? "1" : "0";
-      const what = selectAll.checked ? "a full resync" : chosen().length + " object(s)";
-      if (!window.confirm("Send " + what + " to the state?")) return;
-      const response = await fetch(window.location.pathname, {
-        method: "POST",
-        body: new FormData(form),
-        headers: { Accept: "application/json" },
-        credentials: "same-origin",
-      });
-      const body = await response.json();
-      note.textContent = body.error || body.message;
-      note.className = body.error ? "errornote" : "success";
+      if (sending) return; // a second click while the first is asked or sent
+      sending = true;
+      send.disabled = true;
+      try {
+        // Ask with what will really run (Check Dependencies adds parents), by name.
+        const body = await planned();
+        if (body === null) return say("Tick at least one object, or Select all for a full resync.", true);
+        if (body.error) return say(body.error, true);
+        const count = body.order.length;
+        const what = (selectAll.checked ? "a full resync, " : "") + count + " object" + (count === 1 ? "" : "s");
+        if (!window.confirm("Send " + what + ": " + body.order.join(", ") + "?")) return;
+        const response = await fetch(window.location.pathname, {
+          method: "POST",
+          body: new FormData(form),
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+        });
+        const sent = await response.json();
+        say(sent.error || sent.message, Boolean(sent.error));
+        if (!sent.error) {
+          // Sent: untick, so the next click cannot send the same again by mistake.
+          selectAll.checked = false;
+          picks().forEach((c) => (c.checked = false));
+          plan.textContent = "";
+        }
+      } catch (error) {
+        say("Not sent: " + error.message, true);
+      } finally {
+        sending = false;
+        send.disabled = false;
+      }
     });
 
     function showStep(step) {
