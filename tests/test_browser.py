@@ -192,10 +192,16 @@ def test_it_turns_the_state_tools_outcome_gray_then_green_without_a_reload(brows
         sender = stella.context.new_page()
         sender.goto(f"{base}/admin/resync/district/state-tool/")
         sender.check('input[name=districts][value="101"]')
+        asked = []
+        sender.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+        sender.click("#send-state")  # no object chosen: said at once, nothing asked
+        assert sender.text_content("#state-send-result") == "Choose objects, or tick Full resync."
         sender.select_option("#state-objects", ["District", "School"])
-        sender.on("dialog", lambda dialog: dialog.accept())
         sender.click("#send-state")
         sender.wait_for_selector(".messagelist .success")
+        assert asked == [
+            "Send a state resync request of District, School to 1 district (101)? They cannot stop it."
+        ]
 
         stella.wait_for_selector(f"{row} .status .status-green", timeout=30000)
         stella.screenshot(path=str(ARTIFACTS / "state-tool-green.png"), full_page=True)

@@ -149,6 +149,28 @@
   function stateTool(table) {
     const rowOf = (district) => table.querySelector('tr[data-district="' + district + '"]');
 
+    // Ask with what will be sent, refuse an empty choice before asking, and send once.
+    const form = document.getElementById("state-form");
+    const send = document.getElementById("send-state");
+    form.addEventListener("submit", (event) => {
+      const codes = Array.from(form.querySelectorAll('input[name="districts"]:checked')).map((c) => c.value);
+      const objects = Array.from(form.querySelector("#state-objects").selectedOptions).map((o) => o.value);
+      const full = form.querySelector("#state-full").checked;
+      const note = document.getElementById("state-send-result");
+      let problem = "";
+      if (codes.length === 0) problem = "Tick at least one district.";
+      else if (!full && objects.length === 0) problem = "Choose objects, or tick Full resync.";
+      const what = full ? "a full resync" : objects.join(", ");
+      const districts = codes.length + " district" + (codes.length === 1 ? "" : "s") + " (" + codes.join(", ") + ")";
+      if (problem || send.disabled || !window.confirm("Send a state resync request of " + what + " to " + districts + "? They cannot stop it.")) {
+        event.preventDefault();
+        note.textContent = problem;
+        note.className = problem ? "errornote" : "";
+        return;
+      }
+      send.disabled = true; // the page is leaving: a second click sends nothing
+    });
+
     function follow(row, request, statusText) {
       const shown = Number(row.dataset.request || 0);
       if (request < shown || request <= Number(row.dataset.finished || 0)) return false;
