@@ -26,6 +26,7 @@ from rq import get_current_job
 
 from core import spreadsheet
 from core.errors import REFUSALS, ResyncError, RightsError
+from runner.jobs import job_lost, requeue_job
 
 from .actions import CheckedLoad, LoadResult, RowProblem, check_load, do_load, wire_rows
 from .files import FileError, Unreadable, format_for, read
@@ -67,8 +68,10 @@ def do_upload(checked: CheckedLoad, file: UploadedFile, snapshot: bool, skip_inv
             uploaded_by=checked.user,
         )
         # django-rq's COMMIT_MODE on_db_commit: enqueued when this transaction commits,
-        # so the job never looks for a row that is not there yet.
-        queue().enqueue(check_job, upload.pk, job_id=job_id(upload.pk, "check"))
+        # so the job never looks for a row that is not there yet. requeue_job first deletes
+        # a job left under the same id (a database reset, another site on this Redis), whose
+        # status and progress the page would otherwise read.
+        requeue_job(check_job, upload.pk, job_id(upload.pk, "check"))
     return upload
 
 
@@ -91,21 +94,38 @@ def do_confirm(upload: Upload) -> None:
         )
         if not taken:
             raise ResyncError(f"Upload {upload.pk} was confirmed already.", "status")
-        queue().enqueue(load_job, upload.pk, job_id=job_id(upload.pk, "load"))
+        requeue_job(load_job, upload.pk, job_id(upload.pk, "load"))
 
 
 def queue():
     return django_rq.get_queue(settings.RQ_QUEUE)
 
 
+RUNNING = {Upload.Status.CHECKING: "check", Upload.Status.LOADING: "load"}
+
+
+def do_fail_if_lost(upload: Upload) -> None:
+    """A checking or loading upload whose RQ job will never run (Redis lost it, or it died
+    outside the job's own error handling) is failed, saying so, rather than shown as
+    running forever. Only from its running status: a job that ends meanwhile wins."""
+    phase = RUNNING.get(upload.status)
+    if phase is None or not job_lost(job_id(upload.pk, phase)):
+        return
+    error = "Its job was lost before it ended (a worker stopped?): nothing was loaded; upload the file again."
+    if Upload.objects.filter(pk=upload.pk, status=upload.status).update(
+        status=Upload.Status.FAILED, error=error
+    ):
+        upload.status, upload.error = Upload.Status.FAILED, error
+
+
 def progress_of(upload: Upload) -> int:
     """Rows read so far: the running job's count (the job's meta in Redis; the Upload row is
     written only when the job ends, as do_load holds one transaction), else the row's."""
-    phase = {Upload.Status.CHECKING: "check", Upload.Status.LOADING: "load"}.get(upload.status)
+    phase = RUNNING.get(upload.status)
     if phase is None:
         return upload.progress
     job = queue().fetch_job(job_id(upload.pk, phase))
-    return int(job.meta.get("progress", 0)) if job is not None else 0
+    return int(job.meta.get("progress", 0)) if job is not None and job.is_started else 0
 
 
 def check_job(upload_id: int) -> None:

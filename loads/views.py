@@ -119,6 +119,7 @@ def upload_form(request: HttpRequest, code: str, admin_site) -> HttpResponse:
 
 def upload_page(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
     upload = upload_or_404(request.user, pk)
+    jobs.do_fail_if_lost(upload)
     verdict = upload.verdict or {}
     preview = verdict.get("preview") or {"columns": [], "rows": []}
     columns = preview["columns"]
@@ -149,6 +150,7 @@ def upload_page(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
 def upload_progress(request: HttpRequest, pk: int, admin_site) -> JsonResponse:
     """What the upload's page polls while a job runs: its status and the rows read."""
     upload = upload_or_404(request.user, pk)
+    jobs.do_fail_if_lost(upload)
     running = upload.status in (Upload.Status.CHECKING, Upload.Status.LOADING)
     return JsonResponse({"status": upload.status, "progress": jobs.progress_of(upload), "running": running})
 

@@ -214,6 +214,20 @@ def test_it_fails_a_job_whose_uploader_lost_the_right_meanwhile(client, loaders)
     assert schools(loaders.district) == []
 
 
+def test_it_fails_an_upload_whose_job_was_lost_instead_of_showing_it_running(client, loaders, queue):
+    upload(client, loaders.alice, SCHOOLS_CSV)
+    up = Upload.objects.get()
+    assert client.get(f"{UPLOADS}{up.pk}/progress/").json()["running"]  # queued: not lost
+    queue.empty()  # Redis lost the job
+    assert client.get(f"{UPLOADS}{up.pk}/progress/").json() == {
+        "status": "failed",
+        "progress": 0,
+        "running": False,
+    }
+    page = client.get(f"{UPLOADS}{up.pk}/change/").content.decode()
+    assert "Its job was lost" in page and "upload-poll" not in page
+
+
 def test_it_names_what_the_form_refuses(client, loaders):
     response = upload(client, loaders.alice, SCHOOLS_CSV, name="schools.txt")
     assert response.status_code == 200 and b"Cannot tell the format of schools.txt" in response.content
