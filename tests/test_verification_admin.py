@@ -71,6 +71,19 @@ def test_it_runs_drills_down_and_resyncs_the_differences_in_one_click(client, to
         in refused
     )
 
+    before = ResyncRequest.objects.count()
+    asked = client.get(f"{RUNS}{run.pk}/resync/").content.decode()  # the page's link asks first
+    assert ResyncRequest.objects.count() == before
+    assert '<ul id="differing"><li>Enrollment</li></ul>' in asked
+    assert (
+        "<li>District</li><li>School</li><li>Calendar</li><li>ScheduleStructure</li><li>PersonIdentity</li>"
+        in asked
+    )
+    assert (
+        "6 objects will run, in this order: District → School → Calendar → ScheduleStructure → "
+        "PersonIdentity → Enrollment." in asked
+    )
+    assert 'value="Yes, send 6 objects"' in asked
     response = client.post(f"{RUNS}{run.pk}/resync/", follow=True)
     request = ResyncRequest.objects.latest("id")
     assert (request.objects_asked, request.check_dependencies, request.requested_by) == (
@@ -146,6 +159,7 @@ def test_it_keeps_every_page_from_outsiders(client, tool_cast, queue):
     for url in pages:
         assert client.get(url).status_code == 403, url
     assert client.post(f"{RUNS}{run.pk}/resync/").status_code == 403
+    assert client.get(f"{RUNS}{run.pk}/resync/").status_code == 403
     assert client.post(RUNS + "add/", {"district": "101"}).status_code == 403
     client.force_login(tool_cast.charlie)  # another district's administrator
     for url in (
@@ -155,6 +169,7 @@ def test_it_keeps_every_page_from_outsiders(client, tool_cast, queue):
     ):
         assert client.get(url).status_code == 404, url
     assert client.post(f"{RUNS}{run.pk}/resync/").status_code == 404
+    assert client.get(f"{RUNS}{run.pk}/resync/").status_code == 404
     assert client.post(f"{RUNS}{run.pk}/delete/", {"post": "yes"}).status_code == 404
     assert client.post(RUNS + "add/", {"district": "101"}).status_code == 404
     for url in (RUNS, RESULTS, DIFFERENCES):

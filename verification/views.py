@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from core.errors import REFUSALS, log_refusal
 from resync import rights
@@ -64,15 +64,27 @@ def run_form(request: HttpRequest, admin_site) -> HttpResponse:
     return TemplateResponse(request, "admin/verification/run_form.html", context)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def run_resync(request: HttpRequest, pk: int, admin_site) -> HttpResponse:
-    """The one-click resync of exactly the objects a verification found different."""
+    """The resync of exactly the objects a verification found different: GET asks
+    (what will be sent, in order, and which parents Check Dependencies adds), POST sends."""
     if not may_view_verification(request.user):
         log_refusal(request.user, "admin", f"the one-click resync of verification {pk}")
         raise PermissionDenied
     run = run_or_404(request.user, pk)
     try:
         checked = verify.check_verification_resync(run, request.user)
+        if request.method == "GET":
+            context = {
+                **admin_site.each_context(request),
+                "title": f"Resync what verification {run.pk} found different?",
+                "opts": VerificationRun._meta,
+                "run": run,
+                "differing": [n for n in checked.plan.order if n not in checked.plan.added],
+                "added": [n for n in checked.plan.order if n in checked.plan.added],  # run order
+                "order": checked.plan.order,
+            }
+            return TemplateResponse(request, "admin/verification/confirm_resync.html", context)
         req = verify.do_verification_resync(run, checked)
     except REFUSALS as e:
         refused(request.user, e, f"the one-click resync of verification {run.pk}")
