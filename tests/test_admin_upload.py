@@ -128,6 +128,10 @@ def test_it_checks_previews_and_loads_an_upload_once_confirmed(client, loaders, 
     )
     page = client.get(f"{UPLOADS}{up.pk}/change/").content.decode()
     assert f'href="{LOADS}{load.pk}/change/"' in page and 'id="upload-confirm"' not in page
+    assert b"Adair County" in client.get(f"{LOADS}{load.pk}/change/").content  # read-only history
+    client.force_login(loaders.charlie)
+    assert client.get(f"{LOADS}{load.pk}/change/").status_code == 404  # another district's
+    assert client.get(f"{LOADS}{load.pk}/delete/").status_code in (403, 404)
 
 
 def test_it_refuses_a_file_with_a_bad_row_and_cannot_confirm_it(client, loaders):
