@@ -7,26 +7,36 @@ every door (and each record through resync.schemas, the one validation home).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import User
 from django.db import router, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from core.errors import ResyncError
 from core.parsers import _unstorable
+from history.models import DISBatchHistory, StepStatus
 from resync.models import District, DistrictRecord, School, State, SyncObject
 from resync.schemas import Problem, RecordValidator, validator_for
+from runner.engine import DISTRICT_READS
 
+from . import staging
 from .files import Unreadable
 from .idset import IdSet
 from .models import Load
 from .rights import check_load_right
 
-BATCH = 2000  # rows written per statement: flat memory, few round trips
+BATCH = 2000  # rows staged per statement: flat memory, few round trips
 SHOWN = 100  # problems a result keeps to show; the rest are counted
 # What a record is compared on: equal in all of them, it is unchanged and not written.
 CONTENT = ("school_year", "parent_ids", "payload", "state_excluded")
+# How long a load's merge waits for a running resync step that reads its records
+# (a step of a large object runs for minutes), asking again every POLL seconds.
+WAIT = 60.0
+POLL = 0.5
 
 
 # ---- Creating districts ----------------------------------------------------------------
@@ -173,7 +183,7 @@ def check_load(
     offered = SyncObject.objects.offered(district, year or district.scope_year)
     if not offered.filter(pk=obj.pk).exists():
         raise ResyncError(f"{obj.name} is not offered to district {district.code}.", "object")
-    return CheckedLoad(district, obj, year, validator_for(obj, district), user)
+    return CheckedLoad(district, obj, year, validator_for(obj), user)
 
 
 def wire_rows(checked: CheckedLoad, rows: Iterable[tuple[int, dict | Unreadable]], fmt: str):
@@ -204,20 +214,24 @@ def do_load(
 
     Atomic unless `skip_invalid`: one problem anywhere and nothing is written; the
     result lists the first SHOWN problems and counts them all. With `skip_invalid` the
-    valid rows are loaded and each refused one is passed to `on_reject`. Rows are
-    upserted BATCH at a time; a record whose content (CONTENT) did not change is not
-    written, so it keeps its changed_at and the year-switch rule sees only real
-    changes. `snapshot`: the district's records of that object (and year) the load
-    did not hold are deleted, through DistrictRecord's QuerySet (stamping
-    records_deleted_at). `dry_run`: everything is checked and counted as a load would
-    count it (what it would insert, update, leave and delete), then nothing is kept
-    (`written` stays False): the admin's preview before a confirmed upload.
+    valid rows are loaded and each refused one is passed to `on_reject`. A record
+    whose content (CONTENT) did not change is not written, so it keeps its
+    changed_at and the year-switch rule sees only real changes. `snapshot`: the
+    district's records of that object (and year) the load did not hold are deleted,
+    stamping records_deleted_at. `dry_run`: everything is checked and counted as a
+    load would count it (what it would insert, update, leave and delete), then
+    nothing is kept (`written` stays False): the admin's preview before a confirmed
+    upload.
+
+    The rows are checked and staged with no lock held (loads.staging); the merge
+    runs in one short transaction under the District row lock, and only while no
+    resync step that reads these records is running (it waits up to WAIT seconds,
+    then refuses, naming the step): a step sees a load all or not at all.
     """
     result = LoadResult()
-    validator, district, obj, year = checked.validator, checked.district, checked.sync_object, checked.year
+    validator, district, year = checked.validator, checked.district, checked.year
     seen = IdSet()  # valid record ids: a later duplicate is refused
     held = IdSet()  # ids of refused rows: a snapshot keeps their records
-    batch: list[tuple[int, dict, tuple]] = []
 
     def refuse(line: int, row: dict | None, problems: list[Problem]) -> None:
         rid = None if row is None else _record_id(row)
@@ -233,152 +247,173 @@ def do_load(
     def writing() -> bool:
         return skip_invalid or result.problem_count == 0
 
-    def flush() -> None:
-        existing = {
-            r[0]: r[1:]
-            for r in DistrictRecord.objects.filter(
-                district=district, sync_object=obj, record_id__in=[b[2][0] for b in batch]
-            ).values_list("record_id", *CONTENT)
-        }
-        out = []
-        for line, row, (rid, school_year, parents, payload, excluded) in batch:
-            old = existing.get(rid)
-            if old is not None:
-                if old[0] != school_year:
-                    # The district's ids are unique across years: the record is another
-                    # year's, and rewriting its year would move it out of that year's
-                    # state copy without a deletion stamp.
-                    refuse(line, row, [Problem("record_id", f"record {rid} belongs to school year {old[0]}")])
-                    continue
-                locked = validator.locked_changes(old[2], payload)
-                if locked:
-                    refuse(line, row, locked)
-                    continue
-                if old[:2] == (school_year, parents) and old[3] == excluded and _same(old[2], payload):
-                    result.unchanged += 1
-                    continue
-                result.updated += 1
-            else:
-                result.inserted += 1
-            out.append(
-                DistrictRecord(
-                    district=district,
-                    sync_object=obj,
-                    record_id=rid,
-                    school_year=school_year,
-                    parent_ids=parents,
-                    payload=payload,
-                    state_excluded=excluded,
-                )
-            )
-        batch.clear()
-        if out and writing():
-            # changed_at is auto_now: bulk_create stamps it on the rows it writes, and
-            # only those (unchanged records were left out above).
-            DistrictRecord.objects.bulk_create(
-                out,
-                update_conflicts=True,
-                unique_fields=["district", "sync_object", "record_id"],
-                update_fields=[*CONTENT, "changed_at"],
-            )
+    def refused() -> LoadResult:
+        result.inserted = result.updated = result.unchanged = result.deleted = 0
+        return result
 
     using = router.db_for_write(DistrictRecord)
-    with transaction.atomic(using=using):
-        # The district's row lock, as do_request_resync takes it: no resync request of
-        # this district is stored (nor started) while the load runs, so none starts
-        # half-way through it. A step already running reads what is committed; it sees
-        # the load all at once when it commits, or not at all.
-        District.objects.using(using).select_for_update().get(pk=district.pk)
+    problems, since = validator.problems, 0
+    with staging.Stage(using, keep_rows=skip_invalid and on_reject is not None) as stage:
         for line, row in rows:
             result.read += 1
             if isinstance(row, Unreadable):
                 refuse(line, None, [Problem("", row.message)])
                 continue
-            unstorable = _unstorable(row)
+            unstorable = None if _plain(row) else _unstorable(row)
             if unstorable:
                 refuse(line, row, [Problem("", unstorable.replace("the body", "the row"))])
                 continue
             if year is not None and row.get("school_year") in (None, ""):
                 row = {**row, "school_year": year}  # the load's year, for a row that names none
-            problems = validator.problems(row)
-            if not problems:
+            found = problems(row)
+            if not found:
                 parts = validator.split(row)
                 if year is not None and parts[1] != year:
-                    problems = [Problem("school_year", f"{parts[1]} is not this load's year, {year}")]
+                    found = [Problem("school_year", f"{parts[1]} is not this load's year, {year}")]
                 elif parts[0] in seen:
-                    problems = [Problem("record_id", f"record {parts[0]} appears earlier in this file")]
-            if problems:
-                refuse(line, row, problems)
+                    found = [Problem("record_id", f"record {parts[0]} appears earlier in this file")]
+            if found:
+                refuse(line, row, found)
                 continue
             seen.add(parts[0])
-            batch.append((line, row, parts))
-            if len(batch) >= BATCH:
-                flush()
+            if writing():  # an atomic load that refused a row stages nothing more
+                stage.add(line, parts, row)
+            since += 1
+            if since >= BATCH:
+                since = 0
+                stage.flush()
                 if on_progress is not None:
                     on_progress(result.read)
-        if batch:
-            flush()
         if snapshot and not seen and not held:
             refuse(
                 0,
                 None,
                 [Problem("", "the file holds no records: a snapshot of nothing would delete them all")],
             )
-        if snapshot and writing() and result.rejected:
-            # A refused row may be a record the file meant to keep whose id could not be
-            # read (bad bytes, a truncated line, an id that is no integer), or the file may
-            # be another object's: deleting "what the file does not hold" would then
-            # delete records the district still has. With --skip-invalid a snapshot loads
-            # its valid rows and deletes nothing until a load has no refused row.
-            result.kept = (
-                f"Snapshot: nothing deleted, because {result.rejected} row(s) were refused; "
-                "load the file again without refused rows to delete what it does not hold."
-            )
-        elif snapshot and writing():
-            result.deleted = _delete_missing(checked, seen, held)
         if not writing():
-            # Atomic: one problem refuses the whole file. Undo the batches written so far.
-            transaction.set_rollback(True, using=using)
-            result.inserted = result.updated = result.unchanged = result.deleted = 0
-            return result
-        if dry_run:
-            transaction.set_rollback(True, using=using)
-            return result
-        result.written = True
-        result.load = Load.objects.using(using).create(
-            district=district,
-            sync_object=obj,
-            school_year=year,
-            snapshot=snapshot,
-            loaded_by=checked.user,
-            **{
-                k: getattr(result, k)
-                for k in ("read", "inserted", "updated", "unchanged", "deleted", "rejected")
-            },
+            return refused()  # Atomic: one problem refuses the whole file, before any lock.
+        stage.index()
+        deadline = time.monotonic() + WAIT
+        while True:
+            with transaction.atomic(using=using):
+                # The district's row lock, as do_request_resync and a step's claim take it:
+                # no step starts while the merge runs, and none of those found running
+                # is reading these records (see running_readers).
+                District.objects.using(using).select_for_update().get(pk=district.pk)
+                running = running_readers(checked)
+                if running is None:
+                    _merge(checked, stage, result, refuse, writing, snapshot, dry_run, using)
+                    return result
+            if time.monotonic() >= deadline:
+                refuse(0, None, [Problem("", _busy(running))])
+                return refused()
+            _wait(running)
+
+
+def _merge(checked, stage, result, refuse, writing, snapshot, dry_run, using) -> None:
+    """The merge, in the load's transaction: refusals by join, then the writes."""
+    district, obj = checked.district, checked.sync_object
+    refused = []
+    for line, rid, problems, row in staging.refusals(stage, district.pk, obj.pk, checked.validator):
+        refused.append(rid)
+        if row is None:
+            row = {"record_id": rid}  # enough for the problem to name its record
+        refuse(line, row, problems)
+    if not writing():
+        result.inserted = result.updated = result.unchanged = result.deleted = 0
+        return
+    staging.skip(stage, refused, 1)
+    now = timezone.now()
+    result.inserted, result.updated = staging.write(stage, district.pk, obj.pk, now, _same)
+    result.unchanged = stage.count - len(refused) - result.inserted - result.updated
+    if snapshot and result.rejected:
+        # A refused row may be a record the file meant to keep whose id could not be
+        # read (bad bytes, a truncated line, an id that is no integer), or the file may
+        # be another object's: deleting "what the file does not hold" would then
+        # delete records the district still has. With --skip-invalid a snapshot loads
+        # its valid rows and deletes nothing until a load has no refused row.
+        result.kept = (
+            f"Snapshot: nothing deleted, because {result.rejected} row(s) were refused; "
+            "load the file again without refused rows to delete what it does not hold."
         )
-    return result
+    elif snapshot:
+        result.deleted = staging.delete_missing(stage, district.pk, obj.pk, checked.year)
+        if result.deleted:
+            # As DistrictRecord's QuerySet delete stamps it: the next resync removes them at the state.
+            District.objects.using(using).filter(pk=district.pk).update(records_deleted_at=now)
+    if dry_run:
+        transaction.set_rollback(True, using=using)
+        return
+    result.written = True
+    result.load = Load.objects.using(using).create(
+        district=district,
+        sync_object=obj,
+        school_year=checked.year,
+        snapshot=snapshot,
+        loaded_by=checked.user,
+        **{
+            k: getattr(result, k) for k in ("read", "inserted", "updated", "unchanged", "deleted", "rejected")
+        },
+    )
+
+
+def running_readers(checked: CheckedLoad) -> DISBatchHistory | None:
+    """A running resync step that reads the records this load writes, or None: a step
+    of the object (and year), or of an object whose step reads it as it runs
+    (runner.engine.DISTRICT_READS: a TestScore step reads Tests chunk by chunk)."""
+    readers = [name for name, read in DISTRICT_READS.items() if checked.sync_object.name in read]
+    own = Q(sync_object=checked.sync_object)
+    if checked.year is not None:
+        own &= Q(school_year=checked.year)
+    return (
+        DISBatchHistory.objects.filter(district=checked.district, status=StepStatus.RUNNING)
+        .filter(own | Q(sync_object__name__in=readers))
+        .select_related("sync_object")
+        .order_by("pk")
+        .first()
+    )
+
+
+def _busy(step: DISBatchHistory) -> str:
+    return (
+        f"resync step {step.pk} ({step.sync_object.name}, {step.school_year}) of request "
+        f"{step.request_id} is still reading these records after {WAIT:g} s: nothing was "
+        "written; load the file again once it has ended."
+    )
+
+
+def _wait(step: DISBatchHistory) -> None:
+    """Let the running step go on (the lock is released) before asking again."""
+    time.sleep(POLL)
+
+
+def _plain(row: dict) -> bool:
+    """True for a row surely storable, as nearly every CSV row is: ASCII text without
+    NUL, numbers, booleans, parents as integers. Any other row core.parsers._unstorable
+    walks; this is only its fast path for the common row."""
+    keys = "".join(row)
+    if not keys.isascii() or "\x00" in keys:
+        return False
+    for value in row.values():
+        kind = type(value)
+        if kind is str:
+            if not value.isascii() or "\x00" in value:
+                return False
+        elif kind is dict:
+            for v in value.values():
+                if type(v) is not int:
+                    return False
+            if not "".join(value).isascii():
+                return False
+        elif kind is not int and kind is not bool and kind is not float and value is not None:
+            return False
+    return True
 
 
 def _same(old: dict, new: dict) -> bool:
     """Equal payloads, a null value counting as absent (as the schema counts it): the
     same record sent as NDJSON with `"end_date": null` and as CSV with an empty cell."""
     return {k: v for k, v in old.items() if v is not None} == {k: v for k, v in new.items() if v is not None}
-
-
-def _delete_missing(checked: CheckedLoad, *held: IdSet) -> int:
-    """Delete the district's records of the object (and year) whose ids no `held` holds."""
-    scope = DistrictRecord.objects.filter(district=checked.district, sync_object=checked.sync_object)
-    if checked.year is not None:
-        scope = scope.filter(school_year=checked.year)
-    gone = [
-        rid
-        for rid in scope.values_list("record_id", flat=True).iterator(chunk_size=10_000)
-        if not any(rid in h for h in held)
-    ]
-    deleted = 0
-    for start in range(0, len(gone), 1000):
-        deleted += scope.filter(record_id__in=gone[start : start + 1000]).delete()[0]
-    return deleted
 
 
 # ---- Deleting records by id (the load API's delete) ------------------------------------

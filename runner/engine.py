@@ -58,6 +58,10 @@ ANALYZE_ROWS = 5_000
 # fields at these positions: the parent ids decoded, the payload as JSON text,
 # and the parent ids also as text (what the state side writes).
 ID, RECORD_ID, PARENT_IDS, PAYLOAD, STATE_EXCLUDED, SCHOOL_YEAR, PARENT_IDS_TEXT = range(7)
+# The district records of other objects a step of an object reads while it runs
+# (blocked_tests, enrolled_students, context): a load of those waits for the step
+# too (loads.actions.running_readers), so the step sees none of it or all of it.
+DISTRICT_READS = {"TestScore": ("Test", "Enrollment")}
 
 
 def scope(step: DISBatchHistory) -> tuple[QuerySet[DistrictRecord], QuerySet[StateRecord]]:

@@ -221,16 +221,25 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
 
 def claim(step_id: int, worker: str) -> DISBatchHistory | None:
     """Take a queued step for this worker; None if another took it or it is no longer queued."""
-    now = timezone.now()
-    taken = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
-        status=StepStatus.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        worker=worker,
-        processed=0,
-        errors=0,
-        attempts=F("attempts") + 1,
-    )
+    queued = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.QUEUED)
+    district_id = queued.values_list("district_id", flat=True).first()
+    if district_id is None:
+        return None
+    with transaction.atomic():
+        # The district's row lock, as a load's merge holds it (loads.actions.do_load): a
+        # step starts before a merge, which then waits for it, or after it has committed,
+        # never during it, so the step reads the load all or not at all.
+        list(District.objects.select_for_update().filter(pk=district_id).values_list("pk"))
+        now = timezone.now()
+        taken = queued.update(
+            status=StepStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker,
+            processed=0,
+            errors=0,
+            attempts=F("attempts") + 1,
+        )
     if not taken:
         return None
     return DISBatchHistory.objects.select_related(

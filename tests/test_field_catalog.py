@@ -18,7 +18,7 @@ def test_it_ships_a_schema_for_every_object_the_demo_fills(demo_district):
 @pytest.mark.django_db
 def test_it_finds_every_tiny_demo_record_valid(demo_district):
     district, _expected = demo_district
-    validators = {o.pk: validator_for(o, district) for o in SyncObject.objects.all()}
+    validators = {o.pk: validator_for(o) for o in SyncObject.objects.all()}
     bad = []
     records = DistrictRecord.objects.filter(district=district).select_related("sync_object")
     for r in records:
