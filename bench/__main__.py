@@ -1,5 +1,7 @@
 """`python -m bench --records N [--workers K] [--json PATH] …`: the benchmark, with the project's settings.
 
+`python -m bench import --records N …` benchmarks a file's import instead (bench/imports.py).
+
 bench is not in INSTALLED_APPS, so `manage.py` has no bench command and
 production never imports it: this entry point sets Django up and runs it.
 """
@@ -13,6 +15,18 @@ def main() -> None:
     import django
 
     django.setup()
+    if sys.argv[1:2] == ["import-once"]:  # the import benchmark's child process
+        import json
+
+        from bench.imports import import_once
+
+        print(json.dumps(import_once(sys.argv[2])))
+        return
+    if sys.argv[1:2] == ["import"]:
+        from bench.imports import Command as ImportCommand
+
+        ImportCommand().run_from_argv(["python -m", "bench import", *sys.argv[2:]])
+        return
     from bench.command import Command
 
     # run_from_argv prints usage and CommandError messages and exits non-zero, as manage.py would.

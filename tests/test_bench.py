@@ -81,3 +81,33 @@ def test_it_measures_a_tiny_district_through_real_workers_and_writes_json(groups
 def test_it_refuses_a_size_too_small_to_mean_anything(catalog):
     with pytest.raises(CommandError, match="--records 10: give at least 1000"):
         call_command(Command(), "--records", "10")
+
+
+def test_it_measures_a_tiny_import_against_copy_and_writes_json(catalog, tmp_path, capsys):
+    from bench import imports
+
+    path = tmp_path / "import.json"
+    call_command(imports.Command(), "--records", "1000", "--repeat", "1", "--json", str(path))
+    figures = json.loads(path.read_text())
+
+    assert figures["records"] == 1000 and figures["repeat"] == 1
+    # The rates and ratios follow from the times measured (rounded in the JSON).
+    assert figures["ratio_first"] == pytest.approx(
+        figures["import_first_rps"] / figures["copy_rps"], rel=0.01
+    )
+    assert figures["ratio_reload"] == pytest.approx(
+        figures["import_reload_rps"] / figures["copy_rps"], rel=0.01
+    )
+    assert 20 < figures["peak_rss_mib"] < 2000  # the child process was measured
+    # The last import (the reload) left the file's records, changed by nothing.
+    district = District.objects.get(code=imports.CODE)
+    assert DistrictRecord.objects.filter(district=district).count() == 1000
+    out = capsys.readouterr().out
+    assert "import / COPY" in out and "Importer's peak RSS" in out
+
+
+def test_it_refuses_an_import_too_small_to_mean_anything(catalog):
+    from bench import imports
+
+    with pytest.raises(CommandError, match="--records 10: give at least 1000"):
+        call_command(imports.Command(), "--records", "10")
