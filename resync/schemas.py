@@ -186,6 +186,7 @@ class RecordValidator:
         )
         # Where jsonschema_rs takes 1.0 as an integer and rounds a Python int past
         # bigint to a float before comparing: these values are checked here again.
+        self._columns: dict[str, tuple[str, Any]] = {}  # from_csv's typing, by column
         self._integers = tuple(name for name, f in self.fields.items() if f.type == SyncField.Type.INTEGER)
 
     # ---- validating ---------------------------------------------------------
@@ -326,25 +327,43 @@ class RecordValidator:
         """
         out: dict[str, Any] = {}
         parents: dict[str, Any] = {}
+        columns = self._columns
         for key, text in row.items():
             if key is None:  # more cells than the header names
                 out[EXTRA_CELLS] = text
                 continue
             if text is None or text == "":
                 continue  # a short row, or an empty cell: absent
-            if key.startswith(PARENT_COLUMN):
-                parents[key[len(PARENT_COLUMN) :]] = _integer(text)
-            elif key in ("record_id", "school_year"):
-                out[key] = _integer(text)
-            elif key == "state_excluded":
-                out[key] = _boolean(text)
-            elif key in self.fields:
-                out[key] = _typed(self.fields[key].type, text)
+            how = columns.get(key)
+            if how is None:
+                how = columns[key] = self._column(key)
+            parent, typed = how
+            if parent:
+                parents[parent] = typed(text)
             else:
-                out[key] = text
+                out[key] = text if typed is None else typed(text)
         if parents:
             out["parents"] = parents
         return out
+
+    def _column(self, key: str) -> tuple[str, Any]:
+        """How a CSV column's text is typed: (parent name or "", function or None for text as is).
+        Worked out once a column, then kept (from_csv runs for every row of a file)."""
+        if key.startswith(PARENT_COLUMN):
+            return key[len(PARENT_COLUMN) :], _integer
+        if key in ("record_id", "school_year"):
+            return "", _integer
+        if key == "state_excluded":
+            return "", _boolean
+        f = self.fields.get(key)
+        if f is None or f.type in (
+            SyncField.Type.STRING,
+            SyncField.Type.CODE,
+            SyncField.Type.DATE,
+            SyncField.Type.DATETIME,
+        ):
+            return "", None
+        return "", lambda text, kind=f.type: _typed(kind, text)
 
     def split(self, row: dict) -> tuple[int, int | None, dict[str, int], dict, bool]:
         """(record_id, school_year, parent_ids, payload, state_excluded) of a valid row."""
@@ -398,6 +417,8 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 
 
 def _integer(text: str) -> int | str:
+    if text.isascii() and text.isdigit() and len(text) < 20:
+        return int(text)  # the common cell, as the pattern below would take it
     t = text.strip()
     return int(t) if _INTEGER.fullmatch(t) else text
 
