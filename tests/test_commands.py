@@ -155,6 +155,7 @@ def test_it_creates_a_district_administrator_who_can_log_in_with_the_printed_pas
         "dana",
         district.code,
         "--admin",
+        "--load",
         "--create",
         "--email",
         "dana@adair.k12.ky.us",
@@ -163,10 +164,16 @@ def test_it_creates_a_district_administrator_who_can_log_in_with_the_printed_pas
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("Created user dana with password: ")
     password = lines[0].rsplit(" ", 1)[1]
-    assert lines[-1] == f"dana may resync district {district.code}."
+    assert lines[-2:] == [
+        f"dana may resync district {district.code}.",
+        "dana may load district records (district data W).",
+    ]
     dana = User.objects.get(username="dana")
     assert dana.is_staff and dana.email == "dana@adair.k12.ky.us" and rights.may_resync(dana, district)
     assert dana.groups.filter(name="District Administrator").exists()
+    from loads.rights import may_load
+
+    assert may_load(User.objects.get(pk=dana.pk), district)
     login = client.post("/admin/login/?next=/admin/", {"username": "dana", "password": password})
     assert login.status_code == 302 and login.headers["location"] == "/admin/"
     assert client.get(f"/admin/resync/district/{district.code}/tool/").status_code == 200

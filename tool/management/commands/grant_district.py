@@ -1,6 +1,6 @@
 import secrets
 
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -28,10 +28,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--email", default="", help="With --create: the user's email address.")
         parser.add_argument(
+            "--load",
+            action="store_true",
+            help="Also give district data W: loading the district's records (files, upload, API).",
+        )
+        parser.add_argument(
             "--objects", nargs="+", default=[], help="Tool rights for these sync objects only."
         )
 
-    def handle(self, *args, username, district, admin, objects, create, email, **options):
+    def handle(self, *args, username, district, admin, objects, create, email, load=False, **options):
         user = User.objects.filter(username=username).first()
         if user is None and not create:
             raise CommandError(f"No user named {username!r}: add --create to create them.")
@@ -53,6 +58,10 @@ class Command(BaseCommand):
             if create:
                 user = User.objects.create_user(username, email, password)
             self.grant(user, found, names, admin)
+            if load:
+                user.user_permissions.add(
+                    Permission.objects.get(content_type__app_label="loads", codename="load_district_data")
+                )
         if create:
             self.stdout.write(f"Created user {username} with password: {password}")
             self.stdout.write(
@@ -61,6 +70,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{username} may resync district {found.code}" + (f": {', '.join(names)}" if names else ".")
         )
+        if load:
+            self.stdout.write(f"{username} may load district records (district data W).")
 
     def checked_new_user(self, username: str, email: str) -> str:
         """A new user's password, after the checks the admin's add-user form makes."""
