@@ -444,6 +444,11 @@ class ResyncRequest(models.Model):
         WAITING = "waiting", "Waiting for another request of this district and year"
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
+        # Withdrawn while it waited (tool.actions.do_cancel): none of its steps ran.
+        CANCELLED = "cancelled", "Cancelled before it started"
+
+    # Still to run or running: what holds a district and year, and what may repeat a send.
+    ACTIVE = (Status.WAITING, Status.RUNNING)
 
     district = models.ForeignKey(District, on_delete=models.PROTECT, related_name="requests")
     school_year = models.PositiveSmallIntegerField()
@@ -461,7 +466,7 @@ class ResyncRequest(models.Model):
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.WAITING)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.WAITING)
     current_layer = models.SmallIntegerField(default=-1, help_text="The layer now running; -1 before start.")
     outcome = models.CharField(max_length=8, blank=True, help_text="Worst step colour once finished.")
     # Written when the request finishes, for the end-of-year rule: it must not change
@@ -471,6 +476,10 @@ class ResyncRequest(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True, help_text="When it was cancelled, waiting.")
 
     class Meta:
         ordering = ["-id"]
