@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Iterator
 
 import ujson
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from resync.models import DistrictRecord
 from resync.schemas import Problem, RecordValidator
@@ -60,11 +60,17 @@ class Stage:
             )
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if self.connection.connection is None:
             return  # the connection is gone, and its temporary table with it
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        except DatabaseError:
+            # In a transaction the failure broke, the table goes with its rollback (or
+            # the next load's DROP): the failure that got here is the one to tell.
+            if exc_type is None:
+                raise
 
     def add(self, line: int, parts: tuple, row: dict) -> None:
         rid, year, parents, payload, excluded = parts
