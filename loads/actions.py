@@ -300,7 +300,8 @@ def do_load(
                 # no step starts while the merge runs, and none of those found running
                 # is reading these records (see running_readers).
                 District.objects.using(using).select_for_update().get(pk=district.pk)
-                running = running_readers(checked)
+                # A dry run keeps nothing, so it need not wait for the step.
+                running = None if dry_run else running_readers(checked)
                 if running is None:
                     _merge(checked, stage, result, refuse, writing, snapshot, dry_run, using)
                     return result

@@ -167,6 +167,9 @@ def test_it_refuses_a_load_while_a_step_of_its_object_keeps_running(district, mo
             "payload__title", flat=True
         )
     ) == {"old"}
+    # A dry run (the admin's preview) keeps nothing: it counts without waiting.
+    preview = loads.do_load(loads.check_load(district, "CourseCode", None), course_rows("new"), dry_run=True)
+    assert preview.problems == [] and preview.updated == len(IDS) and not preview.written
 
 
 def test_it_lets_a_load_through_while_only_other_objects_steps_run(district, monkeypatch):
