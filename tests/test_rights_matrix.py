@@ -549,3 +549,46 @@ def test_it_lets_only_district_data_w_holders_load_their_districts(
     # A load call that is let in is recorded as a Load row; a refused one leaves nothing.
     writes = method != "get"
     assert logged == {actor: int(writes and status == 200) for actor, status in got.items()}
+
+
+# ---- Cancelling a waiting request (issue 14, item 4) ------------------------------------
+# In `world` A's request runs and the state's request to A waits; wait_a is alice's, waiting
+# behind it. Each actor knocks on a fresh world: a cancel done cannot be done again.
+CANCEL_DOORS = [
+    ("cancel A's waiting request", "/api/v1/requests/{wait_a}/cancel/", outcomes(200, 200, 403, 404, 401)),
+    ("cancel A's running request", "/api/v1/requests/{req_a}/cancel/", outcomes(400, 400, 400, 404, 401)),
+    (
+        "cancel the state request by requests/",
+        "/api/v1/requests/{req_state}/cancel/",
+        outcomes(200, 404, 404, 404, 401),
+    ),
+    (
+        "cancel the state request",
+        "/api/v1/state-requests/{req_state}/cancel/",
+        outcomes(200, 403, 403, 403, 401),
+    ),
+    (
+        "cancel page of A's waiting request",
+        "/admin/resync/resyncrequest/{wait_a}/cancel/",
+        outcomes(303, 303, 403, 404, 302),
+    ),
+    (
+        "cancel page of the state request",
+        "/admin/resync/resyncrequest/{req_state}/cancel/",
+        outcomes(303, 404, 404, 404, 302),
+    ),
+]
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("door, url, expected", CANCEL_DOORS, ids=[d[0] for d in CANCEL_DOORS])
+def test_it_lets_only_the_right_people_cancel_a_waiting_request(
+    client, world, cast, door, url, expected, actor
+):
+    checked = actions.check_resync(cast.district, None, ["District"], True, user=cast.alice)
+    wait_a = actions.do_request_resync(checked)
+    ids = world["ids"] | {"wait_a": wait_a.pk}
+    got = knock(client, world["users"][actor], "post", url.format(**ids), None)
+    assert got == expected[actor]
+    cancelled = ResyncRequest.objects.filter(status=ResyncRequest.Status.CANCELLED).count()
+    assert cancelled == int(got in (200, 303))

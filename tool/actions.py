@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
-from core.errors import ResyncError
-from history.models import DISBatchHistory
+from core.errors import ResyncError, RightsError
+from history.models import DISBatchHistory, StepStatus
 from resync import planner, rights
 from resync.catalog import ALIASES
 from resync.models import District, ResyncRequest, SyncObject
@@ -121,7 +121,8 @@ def refuse_repeat(checked: Checked) -> None:
         level=checked.level,
         requested_by=checked.user,
         created_at__gte=timezone.now() - timedelta(seconds=REPEAT_SECONDS),
-    ).exclude(status=ResyncRequest.Status.FINISHED)
+        status__in=ResyncRequest.ACTIVE,
+    )
     for earlier in recent.only("objects_asked", "records", "check_dependencies"):
         same = (earlier.objects_asked, earlier.records, earlier.check_dependencies) == (
             checked.objects,
@@ -186,6 +187,86 @@ def alert_state_request(request: ResyncRequest) -> None:
         category=ProcessAlert.VERTICAL_INTEROPERABILITY,
         message=f"The state requested a resync of district {district.code} {district.name} for {request.school_year}.",
         link=reverse("admin:resync_tool", args=[district.code]),
+        district=district,
+        request=request,
+    )
+
+
+# ---- cancelling a waiting request (issue 14, item 4) --------------------------------
+
+
+def check_cancel(request: ResyncRequest, user: User | None = None) -> None:
+    """May `user` cancel `request` now? Only a waiting request (none of its steps has run).
+
+    `user=None` is an operator's command. A state administrator (state R and W) may
+    cancel any request; at the district, a request of the district level, by the user
+    who sent it or one holding the tool right for each of its objects (who could have
+    sent it). A district user never learns a state request exists: the doors look it
+    up among what the user may see (404); this refuses it too, in the same words.
+    """
+    if user is not None and not rights.may_see_request(user, request):
+        raise RightsError(f"No resync request {request.pk} among those you may see.")
+    if request.status != ResyncRequest.Status.WAITING:
+        raise ResyncError(
+            f"Request {request.pk} is {request.get_status_display().lower()}: only a waiting request "
+            "(none of its steps started) can be cancelled.",
+            "request",
+        )
+    if user is None or (rights.is_state(user) and rights.may_send_state(user)):
+        return
+    if request.level == ResyncRequest.Level.STATE:
+        raise RightsError("Cancelling a state resync request needs the state resync R and W rights.")
+    if request.requested_by_id == user.pk:
+        return
+    names = set(request.steps.values_list("sync_object__name", flat=True))
+    missing = sorted(names - rights.object_names(user))
+    if missing:
+        raise RightsError(
+            f"Only the user who sent request {request.pk}, or one with the tool right for each of its "
+            "objects, may cancel it: you have none for " + ", ".join(missing) + "."
+        )
+
+
+def do_cancel(request: ResyncRequest, user: User | None = None) -> ResyncRequest:
+    """Cancel a waiting request: it is kept (status cancelled, who and when, what it asked)
+    and its steps, which never ran, are deleted, so the tool shows no pending row for
+    them and no worker can take one. Checked again under the district's lock, the one
+    start() runs under: a request that started meanwhile is refused, never half-cancelled.
+    """
+    with transaction.atomic():
+        District.objects.select_for_update().only("pk").get(pk=request.district_id)
+        request = ResyncRequest.objects.select_related("district", "requested_by").get(pk=request.pk)
+        check_cancel(request, user)
+        DISBatchHistory.objects.filter(request=request, status=StepStatus.PENDING).delete()
+        request.status = ResyncRequest.Status.CANCELLED
+        request.cancelled_by = user
+        request.cancelled_at = timezone.now()
+        request.save(update_fields=["status", "cancelled_by", "cancelled_at"])
+        # A waiting request waits for a running one, which starts the next when it ends.
+        # One waiting with nothing running (its wake-up lost) must not hold the others.
+        running = ResyncRequest.objects.filter(
+            district_id=request.district_id,
+            school_year=request.school_year,
+            status=ResyncRequest.Status.RUNNING,
+        )
+        if not running.exists():
+            lifecycle.start_next(request.district_id, request.school_year)
+        if request.requested_by_id and request.requested_by_id != getattr(user, "pk", None):
+            alert_cancelled(request)
+    return request
+
+
+def alert_cancelled(request: ResyncRequest) -> None:
+    """Tell the requester someone else withdrew their request (a state administrator, an
+    operator, a colleague at the district)."""
+    district = request.district
+    who = request.cancelled_by.username if request.cancelled_by else "an operator"
+    ProcessAlert.objects.notify(
+        [request.requested_by],
+        name=AlertName.RESYNC_FINISHED,
+        category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+        message=f"{request} was cancelled by {who} before it started.",
+        link=reverse("admin:resync_resyncrequest_change", args=[request.pk]),
         district=district,
         request=request,
     )

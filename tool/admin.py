@@ -10,16 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from core.admin import NotFoundNotRedirected, ReadOnly
+from core.errors import REFUSALS
 from resync import rights
 from resync.models import District, ResyncRequest
 
-from . import districts, views
+from . import actions, districts, views
+
+
+def cancel_refusal(req: ResyncRequest, user) -> str:
+    """Why `user` may not cancel `req` now, or "": the request's page offers Cancel only then."""
+    try:
+        actions.check_cancel(req, user)
+    except REFUSALS as e:
+        return str(e)
+    return ""
 
 
 class AdminPages:
@@ -121,9 +132,56 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
     list_filter = ["status", "level", "outcome", "school_year"]
     search_fields = ["district__code", "district__name"]
     date_hierarchy = "created_at"
+    # The request's page: what was asked, by whom, how it went; its steps below (the template).
+    fields = [
+        "district",
+        "school_year",
+        "level",
+        "asked",
+        "requested_by",
+        "created_at",
+        "status",
+        "outcome",
+        "started_at",
+        "finished_at",
+        "cancelled",
+    ]
+    readonly_fields = fields
+    actions = ["cancel_waiting"]
 
     def get_queryset(self, request):
-        return rights.visible(request.user, super().get_queryset(request), level="level")
+        qs = super().get_queryset(request).select_related("district", "requested_by", "cancelled_by")
+        return rights.visible(request.user, qs, level="level")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # get_object first: an id the user may not see is a 404 before any step is read.
+        req = self.get_object(request, object_id)
+        steps = req.steps.select_related("sync_object").order_by("layer", "sync_object__name")
+        extra = {"steps": steps, "may_cancel": cancel_refusal(req, request.user) == ""}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Cancel a waiting request: a page saying what will happen (GET), then the cancel (POST)."""
+        return views.cancel_request(request, self.get_object(request, object_id), self)
+
+    @admin.action(description="Cancel the selected waiting requests")
+    def cancel_waiting(self, request: HttpRequest, queryset) -> None:
+        for req in queryset:
+            try:
+                actions.check_cancel(req, request.user)
+                actions.do_cancel(req, request.user)
+            except REFUSALS as e:
+                views.refused(request.user, e, f"cancelling request {req.pk}")
+                messages.error(request, f"Request {req.pk}: {e}")
+            else:
+                messages.success(request, f"Request {req.pk} cancelled: none of its steps will run.")
+
+    @admin.display(description="Cancelled")
+    def cancelled(self, obj: ResyncRequest) -> str:
+        if obj.cancelled_at is None:
+            return "—"
+        who = obj.cancelled_by.username if obj.cancelled_by else "an operator (command)"
+        return f"by {who} at {formats.localize(timezone.localtime(obj.cancelled_at))}"
 
     def has_delete_permission(self, request, obj=None):
         # A request is the record of what was asked and what it concluded (the
@@ -131,7 +189,12 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         return False
 
     def get_urls(self) -> list[URLPattern]:
-        return [self.page("queue/", self.agent_queue_view, "resync_agent_queue"), *super().get_urls()]
+        return [
+            self.page("queue/", self.agent_queue_view, "resync_agent_queue"),
+            self.page("<path:object_id>/cancel/", self.cancel_view, "resync_resyncrequest_cancel"),
+            *super().get_urls(),
+        ]
+
 
     def agent_queue_view(self, request: HttpRequest) -> HttpResponse:
         return views.agent_queue(request, self.admin_site)

@@ -143,6 +143,9 @@ class ResyncRequestSerializer(serializers.ModelSerializer):
         help_text="The objects asked for; null for a full resync.",
     )
     requested_by = serializers.CharField(source="requested_by.username", allow_null=True)
+    cancelled_by = serializers.CharField(
+        source="cancelled_by.username", allow_null=True, help_text="Who cancelled it while it waited."
+    )
 
     class Meta:
         model = ResyncRequest
@@ -159,6 +162,8 @@ class ResyncRequestSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "cancelled_by",
+            "cancelled_at",
         ]
 
 
@@ -202,7 +207,7 @@ def visible_requests(user) -> QuerySet[ResyncRequest]:
     steps = DISBatchHistory.objects.select_related("sync_object").order_by("layer", "sync_object__name")
     return rights.visible(
         user,
-        ResyncRequest.objects.select_related("district", "requested_by").prefetch_related(
+        ResyncRequest.objects.select_related("district", "requested_by", "cancelled_by").prefetch_related(
             Prefetch("steps", queryset=steps)
         ),
         level="level",
@@ -216,6 +221,27 @@ def district_named(user, code: str, field: str = "district") -> District:
     if district is None:
         raise ValidationError({field: [f"No district {code!r} among those you may resync."]})
     return district
+
+
+def cancel_answer(view: Endpoint, request: Request) -> Response:
+    """Cancel the request at this URL (tool.actions.check_cancel/do_cancel, as the admin and
+    resync_cancel): looked up among those the user may see, so another's is a 404."""
+    req = view.get_object()
+    with refusals_answered():
+        actions.check_cancel(req, request.user)
+        actions.do_cancel(req, request.user)
+    return Response(ResyncRequestDetailSerializer(visible_requests(request.user).get(pk=req.pk)).data)
+
+
+CANCEL_DOC = extend_schema(
+    summary="Cancel a waiting request",
+    description="Only a request still waiting (none of its steps started): it is kept, status "
+    "cancelled, with who cancelled it and when, and its steps never run. A state administrator "
+    "may cancel any; a district user a district-level request they sent, or whose every object "
+    "they hold the tool right for.",
+    request=None,
+    responses={200: ResyncRequestDetailSerializer, **errors(400, 403, 404)},
+)
 
 
 @extend_schema_view(
@@ -255,6 +281,11 @@ class ResyncRequestViewSet(
             )
             created = actions.do_request_resync(checked)
         return self.created(ResyncRequestDetailSerializer(self.get_queryset().get(pk=created.pk)))
+
+    @CANCEL_DOC
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        return cancel_answer(self, request)
 
 
 # ---- state resync requests ---------------------------------------------------------------------
@@ -323,3 +354,8 @@ class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, Endpoi
         return self.created(
             StateSent({"requests": self.get_queryset().filter(pk__in=created).order_by("id")})
         )
+
+    @CANCEL_DOC
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        return cancel_answer(self, request)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import django_rq
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Max
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -238,7 +239,7 @@ def agent_queue(request: HttpRequest, admin_site) -> HttpResponse:
         raise Http404("No districts to show.")
     active = rights.visible(
         request.user,
-        ResyncRequest.objects.exclude(status=ResyncRequest.Status.FINISHED).select_related("district"),
+        ResyncRequest.objects.filter(status__in=ResyncRequest.ACTIVE).select_related("district"),
         level="level",
     )
     steps = (
@@ -268,3 +269,35 @@ def agent_queue(request: HttpRequest, admin_site) -> HttpResponse:
         "rq": rq_state,
     }
     return TemplateResponse(request, "admin/resync/agent_queue.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def cancel_request(request: HttpRequest, req: ResyncRequest, model_admin) -> HttpResponse:
+    """Cancel a waiting request: GET says what will happen (as Django's delete
+    confirmation does), POST cancels through the same check_cancel/do_cancel as the
+    API and resync_cancel. A refusal is the same page naming why, at its status."""
+    if not model_admin.has_view_permission(request, req):
+        raise PermissionDenied
+    page = reverse("admin:resync_resyncrequest_change", args=[req.pk])
+    refusal, status = "", 200
+    try:
+        actions.check_cancel(req, request.user)
+        if request.method == "POST":
+            actions.do_cancel(req, request.user)
+            messages.success(request, f"Request {req.pk} cancelled: none of its steps will run.")
+            return HttpResponseRedirect(page, status=303)
+    except REFUSALS as e:
+        refused(request.user, e, f"cancelling request {req.pk}")
+        refusal, status = str(e), status_for(e)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Cancel resync request {req.pk}?",
+        "opts": model_admin.opts,
+        "original": req,
+        "steps": req.steps.select_related("sync_object").order_by("layer", "sync_object__name"),
+        "refusal": refusal,
+        "page": page,
+    }
+    return TemplateResponse(
+        request, "admin/resync/resyncrequest/cancel_confirmation.html", context, status=status
+    )

@@ -95,7 +95,7 @@ class Command(BaseCommand):
             if count != shown:
                 shown = count
                 self.stdout.write(f"  {count}/{steps.count()} steps finished")
-            if request.status == ResyncRequest.Status.FINISHED:
+            if request.status not in ResyncRequest.ACTIVE:  # finished, or cancelled meanwhile
                 break
             if not work:
                 recover_stale_steps()
