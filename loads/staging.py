@@ -43,13 +43,15 @@ class Stage:
         self.alias, self.keep_rows = alias, keep_rows
         self.connection = connections[alias]
         self.postgres = self.connection.vendor == "postgresql"
+        # Dropped by its schema's name: never a table of the main database of the same name.
+        self.temp = "pg_temp" if self.postgres else "temp"
         self.pending: list[tuple] = []
         self.count = 0
 
     def __enter__(self) -> Stage:
         json_type = "jsonb" if self.postgres else "text"
         with self.connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            cursor.execute(f"DROP TABLE IF EXISTS {self.temp}.{TABLE}")
             # SQLite: record_id as the rowid, the join's key for free. PostgreSQL: the
             # index is built once the rows are in (see index()).
             key = "bigint" if self.postgres else "integer PRIMARY KEY"
@@ -65,7 +67,7 @@ class Stage:
             return  # the connection is gone, and its temporary table with it
         try:
             with self.connection.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+                cursor.execute(f"DROP TABLE IF EXISTS {self.temp}.{TABLE}")
         except DatabaseError:
             # In a transaction the failure broke, the table goes with its rollback (or
             # the next load's DROP): the failure that got here is the one to tell.
