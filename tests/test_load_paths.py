@@ -300,3 +300,33 @@ def test_it_counts_only_whole_number_student_ids_as_enrolled(district):
     add(district, "Enrollment", 22, {"PersonIdentity": 10}, {"end_date": None}, year=2026)
     step = SimpleNamespace(district_id=district.pk, school_year=2027)
     assert engine.enrolled_students(step) == {7, 11}
+
+
+def test_it_hands_a_row_the_merge_refuses_to_on_reject_as_sent_and_loads_the_rest(district):
+    # The merge finds these refusals by a join, after the file was staged: the report
+    # still gets each row as the file sent it, and the valid rows still load.
+    from loads.actions import check_load, do_load
+
+    add(district, "School", 1, parents={"District": 1}, payload={"name": "Old", "number": "KY-1"})
+    add(district, "Enrollment", 5, parents={"PersonIdentity": 9}, payload={"grade": "09"}, year=2028)
+    rejected = []
+    school = {"record_id": 1, "parents": {"District": 1}, "name": "Old", "number": "KY-9"}
+    result = do_load(
+        check_load(district, "School", None),
+        [(2, school), (3, {"record_id": 2, "parents": {"District": 1}, "name": "New", "number": "KY-2"})],
+        skip_invalid=True,
+        on_reject=lambda line, row, problems: rejected.append((line, row, [p.field for p in problems])),
+    )
+    assert rejected == [(2, school, ["number"])]
+    assert (result.inserted, result.updated, result.rejected, result.written) == (1, 0, 1, True)
+    assert DistrictRecord.objects.get(district=district, record_id=1).payload["number"] == "KY-1"
+
+    moved = do_load(
+        check_load(district, "Enrollment", 2027),
+        [(2, {"record_id": 5, "parents": {"PersonIdentity": 9}, "grade": "10"})],
+    )
+    assert not moved.written
+    assert [str(p) for p in moved.problems] == [
+        "line 2, record 5, field record_id: record 5 belongs to school year 2028"
+    ]
+    assert DistrictRecord.objects.get(district=district, record_id=5).school_year == 2028
