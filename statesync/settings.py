@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "verification",
     "selective",
     "yearswitch",
+    "dashboard",
     "statecopy",
     "worker",
     "live",

@@ -27,6 +27,7 @@ LAYERS = (
     "verification",
     "selective",
     "yearswitch",
+    "dashboard",
     "statecopy",
     "worker",
     "live",

@@ -1,0 +1,109 @@
+"""The series the history charts draw, read from DISBatchHistory and ResyncRequest.
+
+Whole-object steps only: a Selective Sync step of two records has its own history
+(the Selective Sync page) and would read as a 50% error rate. A district user never
+sees a state request's steps (resync.rights.visible), as on the tool page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from history.models import FINISHED, DISBatchHistory
+from resync import rights
+from resync.models import District, ResyncRequest, SyncObject
+
+from . import charts
+
+
+@dataclass
+class Series:
+    """One object's finished steps, oldest first."""
+
+    name: str
+    labels: list[str] = field(default_factory=list)
+    processed: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)  # errors per 100 processed
+
+    def add(self, label: str, processed: int, errors: int) -> None:
+        self.labels.append(label)
+        self.processed.append(processed)
+        self.rates.append(100 * errors / processed if processed else 0)
+
+    def charts(self) -> dict:
+        return {
+            "name": self.name,
+            "count": len(self.labels),
+            "rate": charts.line_chart(self.rates, self.labels, f"{self.name}: error rate", percent),
+            "processed": charts.line_chart(self.processed, self.labels, f"{self.name}: records processed"),
+            "last_rate": percent(self.rates[-1]),
+            "last_processed": f"{self.processed[-1]:,.0f}",
+        }
+
+
+def percent(value: float) -> str:
+    return f"{value:.2g}%" if 0 < value < 10 else f"{value:.0f}%"
+
+
+def seconds(value: float) -> str:
+    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.0f} s"
+
+
+def _label(moment) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}" if moment else "not started"
+
+
+def steps(user, districts: QuerySet[District], year: int | None) -> QuerySet:
+    qs = rights.visible(user, DISBatchHistory.objects.filter(district__in=districts))
+    qs = qs.filter(status__in=FINISHED, request__records__isnull=True)
+    return qs.filter(school_year=year) if year else qs
+
+
+def requests(user, districts: QuerySet[District], year: int | None) -> QuerySet[ResyncRequest]:
+    qs = rights.visible(user, ResyncRequest.objects.filter(district__in=districts), level="level")
+    qs = qs.filter(
+        status=ResyncRequest.Status.FINISHED,
+        records__isnull=True,
+        started_at__isnull=False,
+        finished_at__isnull=False,
+    )
+    return qs.filter(school_year=year) if year else qs
+
+
+def object_charts(user, districts: QuerySet[District], year: int | None) -> list[dict]:
+    """Per object, in catalog order: its error rate and processed count over its resyncs
+    (two queries, however long the history)."""
+    order = list(SyncObject.objects.enabled().values_list("name", flat=True))
+    found: dict[str, Series] = {}
+    rows = (
+        steps(user, districts, year)
+        .order_by("started_at", "id")
+        .values_list("sync_object__name", "started_at", "processed", "errors")
+    )
+    for name, started, processed, errors in rows.iterator(chunk_size=5000):
+        found.setdefault(name, Series(name)).add(_label(started), processed, errors)
+    return [found[n].charts() for n in order if n in found]
+
+
+def duration_charts(user, districts: QuerySet[District], year: int | None) -> list[dict]:
+    """How long resyncs took (start to finish), full resyncs apart from the others: a
+    full resync of 49 objects and one of two objects are not one series."""
+    full = Series("Full resyncs")
+    partial = Series("Resyncs of some objects")
+    rows = requests(user, districts, year).order_by("finished_at", "id")
+    for asked, started, ended in rows.values_list("objects_asked", "started_at", "finished_at").iterator():
+        (full if asked is None else partial).labels.append(_label(started))
+        (full if asked is None else partial).processed.append((ended - started).total_seconds())
+    return [
+        {
+            "name": s.name,
+            "count": len(s.labels),
+            "chart": charts.line_chart(s.processed, s.labels, f"{s.name}: duration", seconds),
+            "last": seconds(s.processed[-1]),
+        }
+        for s in (full, partial)
+        if s.labels
+    ]
