@@ -1,12 +1,17 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
 from functools import partial
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin import NotFoundNotRedirected, ReadOnly
 from core.errors import REFUSALS
 from resync import rights
+from resync.models import DistrictRecord, StateRecord
 
 from . import actions as verify
 from . import views
@@ -23,26 +28,89 @@ def _link(url: str, text) -> str:
     return format_html('<a href="{}">{}</a>', url, text)
 
 
-class ResultInline(ReadOnly, admin.TabularInline):
-    model = DISVerificationResult
-    fields = ["sync_object", "only_district", "only_state", "different", "not_allowed", "matching", "rows"]
-    readonly_fields = fields
-    can_delete = False
-    extra = 0
+# ---- a "different" record, the district's and the state's values side by side ----------
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("sync_object")
+# Differences shown side by side on a run's page; the rest are a click away (drill down).
+SIDE_BY_SIDE = 10
 
-    def has_view_permission(self, request, obj=None):
-        return may_view_verification(request.user)
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+@dataclass
+class Pair:
+    """One field of a record at both sides, as they stand now."""
 
-    @admin.display(description="Records")
-    def rows(self, obj: DISVerificationResult):
-        url = reverse("admin:verification_disverificationdifference_changelist")
-        return _link(f"{url}?result__id__exact={obj.pk}", "Drill down")
+    field: str
+    district: object
+    state: object
+
+    @property
+    def differs(self) -> bool:
+        return self.district != self.state
+
+
+@dataclass
+class SideBySide:
+    difference: DISVerificationDifference
+    pairs: list[Pair]
+    missing: str = ""  # a side no longer holds the record (changed since the run)
+
+
+MISSING = object()
+
+
+def side_by_side(differences: list[DISVerificationDifference]) -> list[SideBySide]:
+    """Each "different" record's fields at the district and at the state, field by field
+    (school year, each parent link, each payload field), in two queries for all of them.
+
+    A verification stores which parts differed, not the values: these are read now, so
+    a load or a resync since the run shows here (the page says so)."""
+    if not differences:
+        return []
+    keys = [(d.result.run.district, d.result.sync_object, d.record_id) for d in differences]
+    district_q, state_q = Q(pk__in=[]), Q(pk__in=[])
+    for district, obj, rid in keys:
+        district_q |= Q(district=district, sync_object=obj, record_id=rid)
+        state_q |= Q(district_code=district.code, sync_object=obj.name, record_id=rid)
+    fields = ["district_id", "sync_object_id", "record_id", "school_year", "parent_ids", "payload"]
+    at_district = {
+        (r["district_id"], r["sync_object_id"], r["record_id"]): r
+        for r in DistrictRecord.objects.filter(district_q).values(*fields)
+    }
+    state_fields = ["district_code", "sync_object", "record_id", "school_year", "parent_ids", "payload"]
+    at_state = {
+        (r["district_code"], r["sync_object"], r["record_id"]): r
+        for r in StateRecord.objects.filter(state_q).values(*state_fields)
+    }
+    out = []
+    for diff, (district, obj, rid) in zip(differences, keys, strict=True):
+        d = at_district.get((district.pk, obj.pk, rid))
+        s = at_state.get((district.code, obj.name, rid))
+        missing = "" if d and s else ("No longer at the district." if not d else "No longer at the state.")
+        out.append(SideBySide(diff, pairs(d or {}, s or {}), missing))
+    return out
+
+
+def pairs(d: dict, s: dict) -> list[Pair]:
+    """The fields of both sides in one list: school year, parents, then payload by name."""
+    rows = [Pair("school_year", d.get("school_year"), s.get("school_year"))]
+    for side in ("parent_ids", "payload"):
+        a, b = d.get(side) or {}, s.get(side) or {}
+        prefix = "parent: " if side == "parent_ids" else ""
+        for name in sorted(set(a) | set(b)):
+            rows.append(Pair(prefix + name, a.get(name, "—"), b.get(name, "—")))
+    return rows
+
+
+def summary(results: list[DISVerificationResult]) -> dict:
+    """The run's totals, as its page states them first."""
+    return {
+        "objects": len(results),
+        "differing_objects": sum(r.differences_count > 0 for r in results),
+        "to_resync": sum(r.differences_count for r in results),
+        **{f: sum(getattr(r, f) for r in results) for f in FIELDS},
+    }
+
+
+FIELDS = ("only_district", "only_state", "different", "not_allowed", "matching")
 
 
 @admin.register(VerificationRun)
@@ -66,7 +134,7 @@ class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     fields = [
         "district",
         "school_year",
-        "sync_objects",
+        "objects_compared",
         "status",
         "progress",
         "requested_by",
@@ -78,7 +146,7 @@ class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         "resync_link",
     ]
     readonly_fields = fields
-    inlines = [ResultInline]
+    # Results are the page's own table (the template), under a summary: not an inline.
     actions = ["resync_differences"]
     change_form_template = "admin/verification/verificationrun/change_form.html"
 
@@ -113,6 +181,30 @@ class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         return views.run_form(request, admin_site=self.admin_site)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # get_object first: a run the user may not know of is a 404 before a result is read.
+        run = self.get_object(request, object_id)
+        results = list(run.results.select_related("sync_object").order_by("id"))
+        different = list(
+            DISVerificationDifference.objects.filter(
+                result__run=run, kind=DISVerificationDifference.Kind.DIFFERENT
+            )
+            .select_related("result__run__district", "result__sync_object")
+            .order_by("result_id", "id")[:SIDE_BY_SIDE]
+        )
+        extra = {
+            "results": results,
+            "summary": summary(results),
+            "side_by_side": side_by_side(different),
+            "side_by_side_max": SIDE_BY_SIDE,
+            "differences_url": reverse("admin:verification_disverificationdifference_changelist"),
+        }
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    @admin.display(description="Objects compared")
+    def objects_compared(self, obj: VerificationRun) -> str:
+        return ", ".join(obj.sync_objects)
 
     def has_module_permission(self, request):
         return may_view_verification(request.user)
@@ -227,6 +319,17 @@ class DISVerificationDifferenceAdmin(SeenWithTheirRun, NotFoundNotRedirected, Re
     list_filter = ["kind", "reason", ("result__sync_object", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=record_id"]
     run_path = "result__run__"
+    fields = ["record_id", "sync_object", "kind", "reason", "detail", "district", "run_link"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("result__run__district", "result__sync_object")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        diff = self.get_object(request, object_id)
+        shown = side_by_side([diff]) if diff.kind == DISVerificationDifference.Kind.DIFFERENT else []
+        extra = {"side_by_side": shown}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     @admin.display(description="Object")
     def sync_object(self, obj: DISVerificationDifference):
