@@ -38,10 +38,19 @@ class ResyncError(ValueError):
 REFUSALS = (RightsError, ResyncError)
 
 
+class Busy(ResyncError):
+    """Refused for now, not for what was sent: the same call may succeed once the work
+    named in the message ends (a 409 with Retry-After at the API)."""
+
+    retry_after = 30  # seconds a client is told to wait before trying again
+
+
 def status_for(error: Exception) -> int:
     """The HTTP status that answers `error` at every door (API, admin tool, JSON answers)."""
     if isinstance(error, (RightsError, PermissionDenied)):  # PermissionDenied: Django's own 403
         return 403
+    if isinstance(error, Busy):
+        return 409
     if isinstance(error, ResyncError):
         return 400
     if isinstance(error, (Http404, ObjectDoesNotExist)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from django.conf import settings
@@ -104,6 +105,9 @@ def _unstorable(data) -> str | None:
                 stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            # 1e400 reads as infinity: neither SQLite's JSON nor jsonb can store it.
+            return f"a number ({value}) is too large to store; JSON numbers must be finite."
         elif isinstance(value, str):
             if "\x00" in value:
                 return f"the string {value.replace(chr(0), '')[:40]!r} holds a NUL character (\\u0000)."

@@ -7,6 +7,8 @@ every door (and each record through resync.schemas, the one validation home).
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from django.db import router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import ResyncError
+from core.errors import Busy, ResyncError
 from core.parsers import _unstorable
 from history.models import DISBatchHistory, StepStatus
 from resync.models import District, DistrictRecord, School, State, SyncObject
@@ -29,6 +31,7 @@ from .idset import IdSet
 from .models import Load
 from .rights import check_load_right
 
+CODE = re.compile(r"[A-Za-z0-9_-]+")  # what a state or district code may hold
 BATCH = 2000  # rows staged per statement: flat memory, few round trips
 SHOWN = 100  # problems a result keeps to show; the rest are counted
 # What a record is compared on: equal in all of them, it is unchanged and not written.
@@ -83,6 +86,13 @@ def do_add_district(
         if not value.strip() or len(value) > most:
             raise ResyncError(
                 f"A {label} has 1 to {most} characters, not {value!r}.", label.replace(" ", "_")
+            )
+    for value, label in ((state_code, "state code"), (code, "district code")):
+        # A code is typed in commands and sits in URLs (district-records/<code>/…): a slash,
+        # a space or a look-alike digit would make a district no door can name again.
+        if not CODE.fullmatch(value):
+            raise ResyncError(
+                f"A {label} is ASCII letters, digits, '-' and '_', not {value!r}.", label.replace(" ", "_")
             )
     if edition is not None and len(edition) > 8:
         raise ResyncError(f"An edition has at most 8 characters, not {edition!r}.", "edition")
@@ -150,6 +160,7 @@ class LoadResult:
     written: bool = False  # False: the load was refused and nothing changed
     kept: str = ""  # why a snapshot deleted nothing although it was loaded
     load: Load | None = None
+    busy: bool = False  # refused only because a resync step kept reading: try again later
 
 
 def check_load(
@@ -307,6 +318,7 @@ def do_load(
                     return result
             if time.monotonic() >= deadline:
                 refuse(0, None, [Problem("", _busy(running))])
+                result.busy = True
                 return refused()
             _wait(running)
 
@@ -375,11 +387,11 @@ def running_readers(checked: CheckedLoad) -> DISBatchHistory | None:
     )
 
 
-def _busy(step: DISBatchHistory) -> str:
+def _busy(step: DISBatchHistory, undone: str = "nothing was written; load the file") -> str:
     return (
         f"resync step {step.pk} ({step.sync_object.name}, {step.school_year}) of request "
-        f"{step.request_id} is still reading these records after {WAIT:g} s: nothing was "
-        "written; load the file again once it has ended."
+        f"{step.request_id} is still reading these records after {WAIT:g} s: {undone} "
+        "again once it has ended."
     )
 
 
@@ -406,7 +418,10 @@ def _plain(row: dict) -> bool:
                     return False
             if not "".join(value).isascii():
                 return False
-        elif kind is not int and kind is not bool and kind is not float and value is not None:
+        elif kind is float:
+            if not math.isfinite(value):  # 1e400 reads as infinity: _unstorable words it
+                return False
+        elif kind is not int and kind is not bool and value is not None:
             return False
     return True
 
@@ -463,23 +478,37 @@ def do_delete(checked: CheckedLoad, ids: list[int]) -> DeleteResult:
     if checked.year is not None:
         scope = scope.filter(school_year=checked.year)
     using = router.db_for_write(DistrictRecord)
-    with transaction.atomic(using=using):
-        # The district's row lock, as do_load takes it: no resync starts half-way through.
-        District.objects.using(using).select_for_update().get(pk=checked.district.pk)
-        for start in range(0, len(ids), 1000):
-            part = ids[start : start + 1000]
-            found = set(scope.filter(record_id__in=part).values_list("record_id", flat=True))
-            missing = [i for i in part if i not in found]
-            result.unknown_count += len(missing)
-            result.unknown.extend(missing[: SHOWN - len(result.unknown)])
-            if found:
-                result.deleted += scope.filter(record_id__in=found).delete()[0]
-        result.load = Load.objects.using(using).create(
-            district=checked.district,
-            sync_object=checked.sync_object,
-            school_year=checked.year,
-            loaded_by=checked.user,
-            read=result.read,
-            deleted=result.deleted,
-        )
+    deadline = time.monotonic() + WAIT
+    while True:
+        with transaction.atomic(using=using):
+            # The district's row lock, as do_load's merge takes it: no step starts while
+            # the delete runs, and none found running reads these records (a step reads
+            # chunk by chunk: deleting under it would send the state part of the change).
+            District.objects.using(using).select_for_update().get(pk=checked.district.pk)
+            running = running_readers(checked)
+            if running is None:
+                return _delete(checked, ids, scope, result, using)
+        if time.monotonic() >= deadline:
+            raise Busy(_busy(running, "nothing was deleted; send the delete"), "record_ids")
+        _wait(running)
+
+
+def _delete(checked: CheckedLoad, ids: list[int], scope, result: DeleteResult, using: str) -> DeleteResult:
+    """do_delete's writes, in its transaction under the District row lock."""
+    for start in range(0, len(ids), 1000):
+        part = ids[start : start + 1000]
+        found = set(scope.filter(record_id__in=part).values_list("record_id", flat=True))
+        missing = [i for i in part if i not in found]
+        result.unknown_count += len(missing)
+        result.unknown.extend(missing[: SHOWN - len(result.unknown)])
+        if found:
+            result.deleted += scope.filter(record_id__in=found).delete()[0]
+    result.load = Load.objects.using(using).create(
+        district=checked.district,
+        sync_object=checked.sync_object,
+        school_year=checked.year,
+        loaded_by=checked.user,
+        read=result.read,
+        deleted=result.deleted,
+    )
     return result

@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import Endpoint, errors
-from core.errors import ResyncError, RightsError
+from core.errors import Busy, ResyncError, RightsError
 from core.parsers import DuplicateKey, is_whole_number, strict_loads
 from resync import rights
 
@@ -82,7 +82,16 @@ class Problem(Exception):
             "errors": self.found,
             "error_count": self.count or len(self.found),
         }
-        return Response(body, status=self.status, content_type=PROBLEM)
+        response = Response(body, status=self.status, content_type=PROBLEM)
+        if self.status == 409:
+            response["Retry-After"] = str(Busy.retry_after)
+        return response
+
+
+def busy(detail: str, field: str = "") -> Problem:
+    """Refused for now (a resync step reads these records): the same call may pass later."""
+    found = [{"index": None, "record_id": None, "field": field, "message": detail}]
+    return Problem(409, "busy", "A resync is reading these records", detail, found)
 
 
 def bad_input(detail: str, field: str = "") -> Problem:
@@ -181,7 +190,10 @@ def _doubled(text: str, error: DuplicateKey) -> Problem:
     """strict_loads refused a key named twice: which records? The body is read again,
     marking such objects, and each record holding one is listed as an NDJSON line
     would be (read_ndjson words it so), so both bodies name it alike."""
-    body = json.loads(text, object_pairs_hook=_marked)
+    try:
+        body = json.loads(text, object_pairs_hook=_marked)
+    except RecursionError:
+        return bad_input("The body nests too deep to hold records.")
     if not isinstance(body, list):
         return bad_input(f"The body is refused: {error}; send each key once.")
     found = []
@@ -335,6 +347,8 @@ class DeleteAnswer(serializers.Serializer):
 def problems_doc(*codes: int) -> dict:
     words = {
         400: "Refused, nothing written: every bad record by index, record id and field (RFC 9457).",
+        409: "Refused for now, nothing written: a resync step is reading these records; "
+        "try again after Retry-After seconds.",
         413: f"More than {MAX_RECORDS:,} records (or ids) in one call, or a body over {MAX_BODY:,} bytes.",
         415: "A body neither application/json nor application/x-ndjson.",
     }
@@ -372,6 +386,8 @@ class ProblemView(APIView):
 
 
 def answered(result: LoadResult) -> Response:
+    if result.busy:
+        raise busy(result.problems[-1].message)
     if not result.written:
         raise Problem(
             400,
@@ -413,7 +429,7 @@ class DistrictRecords(ProblemView):
         "the district data W right.",
         parameters=[*PATH, *QUERY],
         request=BODY,
-        responses={200: LoadAnswer, **problems_doc(400, 413, 415), **errors(403, 404)},
+        responses={200: LoadAnswer, **problems_doc(400, 409, 413, 415), **errors(403, 404)},
     )
     def post(self, request: Request, code: str, object: str) -> Response:
         return self._load(request, code, object, snapshot=False)
@@ -426,7 +442,7 @@ class DistrictRecords(ProblemView):
         "with a refused record deletes nothing.",
         parameters=[*PATH, *QUERY],
         request=BODY,
-        responses={200: LoadAnswer, **problems_doc(400, 413, 415), **errors(403, 404)},
+        responses={200: LoadAnswer, **problems_doc(400, 409, 413, 415), **errors(403, 404)},
     )
     def put(self, request: Request, code: str, object: str) -> Response:
         return self._load(request, code, object, snapshot=True)
@@ -439,7 +455,7 @@ class DistrictRecordsDelete(ProblemView):
         "snapshot's are; ids the district does not hold (in that year) are reported, not refused.",
         parameters=[*PATH, QUERY[0]],
         request={JSON: DeleteIn},
-        responses={200: DeleteAnswer, **problems_doc(400, 413, 415), **errors(403, 404)},
+        responses={200: DeleteAnswer, **problems_doc(400, 409, 413, 415), **errors(403, 404)},
     )
     def post(self, request: Request, code: str, object: str) -> Response:
         checked = _checked(request, code, object)
@@ -452,7 +468,10 @@ class DistrictRecordsDelete(ProblemView):
             ids = check_record_ids(ids)
         except ResyncError as e:
             raise bad_input(str(e), e.field) from None
-        result = do_delete(checked, ids)
+        try:
+            result = do_delete(checked, ids)
+        except Busy as e:
+            raise busy(str(e), e.field) from None
         return Response(
             {
                 "load": result.load.pk,

@@ -74,6 +74,34 @@ def read(stream: BinaryIO, fmt: str) -> Rows:
     return read_csv(stream) if fmt == "csv" else read_ndjson(stream)
 
 
+# No record's line is anywhere near this long; without a bound one newline-less line (a
+# broken export, a hostile body) would be read whole into memory before any check.
+MAX_LINE = 1 << 20
+TOO_LONG = b"\x00\n"  # what a skipped over-long line is passed on as: not blank, never a row
+BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" starts with one; it is no part of the header
+
+
+def _lines(stream: BinaryIO, long: set[int]) -> Iterator[bytes]:
+    """The stream's lines, each read at most MAX_LINE bytes at a time: a longer one is
+    noted in `long` (by number), skipped to its end and passed on as TOO_LONG, so a
+    reader keeps its place and reports that line. A leading byte-order mark is dropped."""
+    number = 0
+    while raw := stream.readline(MAX_LINE + 1):
+        number += 1
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            long.add(number)
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(MAX_LINE)
+            raw = TOO_LONG
+        yield raw
+
+
+def _too_long(number: int) -> Unreadable:
+    return Unreadable(f"line {number} is longer than {MAX_LINE:,} bytes: no record is; was a newline lost?")
+
+
 def _decoded(lines: Iterable[bytes], bad: set[int]) -> Iterator[str]:
     """Each line as text, decoded as strict UTF-8. A line that is not UTF-8 is noted in
     `bad` (by number) and passed on with its bad bytes replaced, so the CSV reader keeps
@@ -91,7 +119,8 @@ def read_csv(stream: BinaryIO) -> Rows:
     lines). Blank lines are skipped. csv.reader, not DictReader: DictReader skips blank
     lines inside its next(), and the line a row starts on would be lost."""
     bad: set[int] = set()
-    reader = csv.reader(_decoded(stream, bad))
+    long: set[int] = set()
+    reader = csv.reader(_decoded(_lines(stream, long), bad))
     header: list[str] = []
     last = 0
     while not header:
@@ -102,6 +131,9 @@ def read_csv(stream: BinaryIO) -> Rows:
             return
         except csv.Error as e:
             yield reader.line_num, Unreadable(f"the header row cannot be read: {e}.")
+            return
+        if long.intersection(range(last + 1, reader.line_num + 1)):
+            yield reader.line_num, _too_long(reader.line_num)
             return
         if bad.intersection(range(last + 1, reader.line_num + 1)):
             yield reader.line_num, Unreadable("the header row is not valid UTF-8.")
@@ -125,8 +157,12 @@ def read_csv(stream: BinaryIO) -> Rows:
         last = reader.line_num
         if not cells:
             continue  # a blank line
-        # Bad bytes on any line the row spans make the whole row unreadable.
-        if bad and bad.intersection(range(start, last + 1)):
+        # An over-long line or bad bytes on any line the row spans: the row is unreadable.
+        if long and long.intersection(range(start, last + 1)):
+            yield start, _too_long(min(long.intersection(range(start, last + 1))))
+            long.difference_update(range(start, last + 1))
+            bad.difference_update(range(start, last + 1))
+        elif bad and bad.intersection(range(start, last + 1)):
             yield start, Unreadable("the line is not valid UTF-8.")
             bad.difference_update(range(start, last + 1))
         elif len(cells) > width:
@@ -139,7 +175,11 @@ def read_csv(stream: BinaryIO) -> Rows:
 
 def read_ndjson(stream: BinaryIO) -> Rows:
     """One JSON object per line; blank lines are skipped."""
-    for number, raw in enumerate(stream, 1):
+    long: set[int] = set()
+    for number, raw in enumerate(_lines(stream, long), 1):
+        if number in long:
+            yield number, _too_long(number)
+            continue
         if not raw.strip():
             continue
         try:

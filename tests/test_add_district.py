@@ -116,6 +116,10 @@ def test_it_creates_a_new_state_from_the_admin(cast, client):
         ),
         ({"code": ""}, "code", "A district code has 1 to 16 characters", ["--code", ""]),
         ({"code": "101"}, "code", "District 101 exists already: nothing was changed.", ["--code", "101"]),
+        ({"code": "2/5"}, "code", "A district code is ASCII letters, digits", ["--code", "2/5"]),
+        ({"code": "3 0 5"}, "code", "A district code is ASCII letters, digits", ["--code", "3 0 5"]),
+        ({"code": "٢٠٥"}, "code", "A district code is ASCII letters, digits", ["--code", "٢٠٥"]),
+        ({"state": "K Y"}, "state", "A state code is ASCII letters, digits", ["--state", "K Y"]),
     ],
 )
 def test_it_refuses_in_the_admin_what_the_command_refuses(cast, client, form, field, message, args):

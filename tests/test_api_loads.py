@@ -2,6 +2,7 @@
 deletes by id, every refusal as one RFC 9457 problem, and the loads listing."""
 
 import json
+import re
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -377,13 +378,16 @@ def test_it_refuses_the_same_rows_for_the_same_reasons_as_import_records(client,
     ]
     with pytest.raises(CommandError) as e:
         load(write(tmp_path, "bad.ndjson", ndjson(rows)), district="101", object="School")
+    # "line N, record R, field F: message" against (index, record_id, field, message): the
+    # same row (line N is index N-1), the same record, the same field, the same words.
+    said = re.compile(r"line (\d+), record (\S+?)(?:, field (\S+))?: (.*)")
     from_file = {
-        tuple(line.split(": ", 1)[0].split(", field ")[1:] + [line.split(": ", 1)[1]])
+        (int(m[1]), m[2], m[3] or "", m[4])
         for line in e.value.output.splitlines()
-        if line.startswith("line ")
+        if (m := said.fullmatch(line))
     }
     body = problem(send(client, loaders.alice, rows))
-    from_api = {((p[2],) if p[2] else ()) + (p[3],) for p in pairs(body)}
+    from_api = {(i + 1, "?" if rid is None else str(rid), f, msg) for i, rid, f, msg in pairs(body)}
     assert from_api == from_file and len(from_api) >= 6
 
 
@@ -439,3 +443,54 @@ def test_it_shows_each_objects_field_schema_in_the_catalog(client, loaders, djan
         for f in SyncField.objects.filter(sync_object=school)
     ]
     assert {f["name"]: f["owner"] for f in got["schema"]}["state_number"] == "state"
+
+
+# ---- Found in review: numbers JSON cannot store, nesting, a running step ---------------------
+
+
+def test_it_refuses_a_number_too_large_to_store_at_every_door(client, loaders, tmp_path):
+    from django.core.management import CommandError
+
+    SyncField.objects.create(sync_object=SyncObject.objects.get(name="School"), name="gpa", type="number")
+    text = '[{"record_id": 9, "parents": {"District": 1}, "name": "Big", "gpa": 1e400}]'
+    body = problem(send(client, loaders.alice, text, content_type="application/json"))
+    assert "too large to store" in body["errors"][0]["message"] and body["errors"][0]["index"] == 0
+    with pytest.raises(CommandError) as e:
+        load(write(tmp_path, "big.ndjson", text[1:-1] + "\n"), district="101", object="School")
+    assert "line 1, record 9: a number (inf) is too large to store" in e.value.output
+    with pytest.raises(CommandError) as e:  # a CSV's number typed by the schema, too
+        load(
+            write(tmp_path, "big.csv", "record_id,parent:District,name,gpa\n9,1,Big,1e400\n"),
+            district="101",
+            object="School",
+        )
+    assert "line 2, record 9, field gpa: '1e400' is not a number" in e.value.output
+    assert not DistrictRecord.objects.filter(sync_object__name="School").exists()
+
+
+def test_it_answers_a_doubled_key_in_a_deeply_nested_body_with_a_400(client, loaders):
+    text = '[{"a": 1, "a": 2}, ' + "[" * 100_000 + "]" * 100_000 + "]"
+    assert (
+        "nests too deep"
+        in problem(send(client, loaders.alice, text, content_type="application/json"))["detail"]
+    )
+
+
+def test_it_answers_409_with_retry_after_while_a_step_reads_the_records(client, loaders, monkeypatch):
+    from history.models import DISBatchHistory, StepStatus
+    from loads import actions as loads
+    from tool import actions
+
+    send(client, loaders.alice, SCHOOLS)
+    request = actions.do_request_resync(actions.check_resync(loaders.district, None, ["School"], False))
+    DISBatchHistory.objects.filter(request=request).update(status=StepStatus.RUNNING)
+    monkeypatch.setattr(loads, "WAIT", 0)
+    for response in (
+        send(client, loaders.alice, [{**SCHOOLS[0], "name": "Renamed"}]),
+        delete(client, loaders.alice, {"record_ids": [1]}),
+    ):
+        body = problem(response, 409)
+        assert response["Retry-After"] == "30" and body["type"].endswith(":busy")
+        assert "is still reading these records" in body["detail"]
+    assert sorted(schools(loaders.district)) == [1, 2, 3, 4]
+    assert schools(loaders.district)[1].payload["name"] == "Adair High"

@@ -166,7 +166,7 @@ def test_it_creates_a_district_administrator_who_can_log_in_with_the_printed_pas
     password = lines[0].rsplit(" ", 1)[1]
     assert lines[-2:] == [
         f"dana may resync district {district.code}.",
-        "dana may load district records (district data W).",
+        "dana may load records into every district they may resync (district data W).",
     ]
     dana = User.objects.get(username="dana")
     assert dana.is_staff and dana.email == "dana@adair.k12.ky.us" and rights.may_resync(dana, district)

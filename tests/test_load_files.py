@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from loads.files import FileError, Unreadable, format_for, read_csv, read_ndjson
+from loads.files import MAX_LINE, FileError, Unreadable, format_for, read_csv, read_ndjson
 
 
 def rows(reader, data: bytes):
@@ -61,3 +61,35 @@ def test_it_refuses_nan_and_infinity_which_json_has_not():
     got = rows(read_ndjson, b'{"record_id": 1, "gpa": NaN}\n{"record_id": 2, "gpa": -Infinity}\n')
     assert [(line, type(p)) for line, p in got] == [(1, Unreadable), (2, Unreadable)]
     assert "NaN is not JSON" in got[0][1].message and "-Infinity is not JSON" in got[1][1].message
+
+
+def test_it_reads_a_csv_and_ndjson_saved_with_a_byte_order_mark():
+    # Excel's "CSV UTF-8" starts the file with one; it would stick to the first column's name.
+    assert rows(read_csv, b"\xef\xbb\xbfrecord_id,name\n1,a\n") == [(2, {"record_id": "1", "name": "a"})]
+    assert rows(read_ndjson, b'\xef\xbb\xbf{"record_id": 1}\n') == [(1, {"record_id": 1})]
+
+
+class Counted(io.BytesIO):
+    """A stream that remembers the longest single read asked of it."""
+
+    longest = 0
+
+    def readline(self, size=-1):
+        line = super().readline(size)
+        self.longest = max(self.longest, len(line))
+        return line
+
+
+@pytest.mark.parametrize("reader", [read_csv, read_ndjson])
+def test_it_reports_an_over_long_line_without_reading_it_whole_and_reads_on(reader):
+    head = b"record_id,name\n" if reader is read_csv else b""
+    good = b"7,b\n" if reader is read_csv else b'{"record_id": 7}\n'
+    stream = Counted(head + b"x" * (MAX_LINE * 5) + b"\n" + good)
+    got = list(reader(stream))
+    first = 2 if reader is read_csv else 1
+    assert got[0] == (
+        first,
+        Unreadable(f"line {first} is longer than 1,048,576 bytes: no record is; was a newline lost?"),
+    )
+    assert got[1][0] == first + 1 and got[1][1]["record_id"] in ("7", 7)
+    assert stream.longest <= MAX_LINE + 1  # five MiB on one line, never held at once

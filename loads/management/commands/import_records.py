@@ -5,6 +5,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import REFUSALS
+from core.parsers import whole_number_arg
 from loads.actions import check_load, do_load, wire_rows
 from loads.files import FileError, format_for, opened, read
 
@@ -20,7 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--district", required=True, help="District code.")
         parser.add_argument("--object", required=True, help="Sync object name, as Enrollment.")
         parser.add_argument(
-            "--year", type=int, help="School year of a year-scoped object (default: scoped year)."
+            "--year",
+            type=whole_number_arg,
+            help="School year of a year-scoped object (default: scoped year).",
         )
         parser.add_argument("--format", choices=["csv", "ndjson"], help="Default: from the file's extension.")
         parser.add_argument(

@@ -30,7 +30,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--load",
             action="store_true",
-            help="Also give district data W: loading the district's records (files, upload, API).",
+            help="Also give district data W: loading records (files, upload, API) into every district "
+            "they may resync (it is one right, not one per district).",
         )
         parser.add_argument(
             "--objects", nargs="+", default=[], help="Tool rights for these sync objects only."
@@ -71,7 +72,9 @@ class Command(BaseCommand):
             f"{username} may resync district {found.code}" + (f": {', '.join(names)}" if names else ".")
         )
         if load:
-            self.stdout.write(f"{username} may load district records (district data W).")
+            self.stdout.write(
+                f"{username} may load records into every district they may resync (district data W)."
+            )
 
     def checked_new_user(self, username: str, email: str) -> str:
         """A new user's password, after the checks the admin's add-user form makes."""
