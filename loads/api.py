@@ -150,8 +150,10 @@ def _media_type(request: Request, allowed: tuple[str, ...]) -> str:
     return given
 
 
-def _json(request: Request):
-    """The body as JSON: whole, bounded by MAX_BODY, strictly parsed (core.parsers)."""
+def _json(request: Request, skip: bool = False):
+    """The body as JSON: whole, bounded by MAX_BODY, strictly parsed (core.parsers).
+    `skip` (skip_invalid): a record naming a key twice is marked (_Doubled) for _rows
+    to refuse alone, as an NDJSON line of it would be, instead of refusing the body."""
     raw = request._request.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise Problem(413, "body-too-large", "Body too large", f"The body is over {MAX_BODY:,} bytes.")
@@ -165,6 +167,10 @@ def _json(request: Request):
     except RecursionError:
         raise bad_input("The body nests too deep to be records.") from None
     except DuplicateKey as e:
+        if skip:
+            body = _marked_body(text)
+            if isinstance(body, list):
+                return body
         raise _doubled(text, e) from None
     except ValueError as e:
         raise bad_input(f"The body is not JSON: {e}.") from None
@@ -186,29 +192,44 @@ def _marked(pairs: list[tuple[str, object]]) -> dict:
     return doubled
 
 
+def _marked_body(text: str):
+    """The body read again, each object naming a key twice a _Doubled (a Problem when it
+    nests too deep for that)."""
+    try:
+        return json.loads(text, object_pairs_hook=_marked)
+    except RecursionError:
+        return bad_input("The body nests too deep to hold records.")
+
+
+def _doubled_key(row) -> str | None:
+    """The key some object in `row` names twice, or None."""
+    stack = [row]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, _Doubled):
+            return value.key
+        stack.extend(value.values() if isinstance(value, dict) else value if isinstance(value, list) else ())
+    return None
+
+
+def _twice(key: str) -> str:
+    return f"the key {key!r} appears twice in one object: send each key once."
+
+
 def _doubled(text: str, error: DuplicateKey) -> Problem:
     """strict_loads refused a key named twice: which records? The body is read again,
     marking such objects, and each record holding one is listed as an NDJSON line
     would be (read_ndjson words it so), so both bodies name it alike."""
-    try:
-        body = json.loads(text, object_pairs_hook=_marked)
-    except RecursionError:
-        return bad_input("The body nests too deep to hold records.")
+    body = _marked_body(text)
+    if isinstance(body, Problem):
+        return body
     if not isinstance(body, list):
         return bad_input(f"The body is refused: {error}; send each key once.")
     found = []
     for index, row in enumerate(body):
-        stack, key = [row], None
-        while stack and key is None:
-            value = stack.pop()
-            if isinstance(value, _Doubled):
-                key = value.key
-            stack.extend(
-                value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-            )
+        key = _doubled_key(row)
         if key is not None:
-            message = f"the key {key!r} appears twice in one object: send each key once."
-            found.append({"index": index, "record_id": None, "field": "", "message": message})
+            found.append({"index": index, "record_id": None, "field": "", "message": _twice(key)})
     return Problem(
         400,
         "invalid-records",
@@ -219,26 +240,28 @@ def _doubled(text: str, error: DuplicateKey) -> Problem:
     )
 
 
-def _rows(request: Request, media: str, most: int | None) -> Iterator[tuple[int, dict | Unreadable]]:
+def _row(row) -> dict | Unreadable:
+    """A JSON array's element as do_load takes it."""
+    if not isinstance(row, dict):
+        return Unreadable(f"a record is a JSON object, not {type(row).__name__}.")
+    key = _doubled_key(row)
+    return row if key is None else Unreadable(_twice(key))
+
+
+def _rows(
+    request: Request, media: str, most: int | None, skip: bool = False
+) -> Iterator[tuple[int, dict | Unreadable]]:
     """The body's records as do_load takes them, `(number from 1, row)`: a JSON array's
     elements, or NDJSON's lines read one at a time from the request's stream (never the
     whole body in memory). Past `most` records the load stops (a 413; do_load's
     transaction rolls back what it wrote)."""
     if media == JSON:
-        body = _json(request)
+        body = _json(request, skip)
         if not isinstance(body, list):
             raise bad_input(f"The body is a JSON array of records, not {type(body).__name__}.")
         if most is not None and len(body) > most:
             raise too_many("records", most)
-        return (
-            (
-                i,
-                row
-                if isinstance(row, dict)
-                else Unreadable(f"a record is a JSON object, not {type(row).__name__}."),
-            )
-            for i, row in enumerate(body, 1)
-        )
+        return ((i, _row(row)) for i, row in enumerate(body, 1))
     lines = read_ndjson(request._request)
     first = next(lines, None)
     if first is None:
@@ -418,7 +441,7 @@ class DistrictRecords(ProblemView):
         skip = _query(request)[1]
         # A JSON snapshot is parsed whole, so it is bounded too; an NDJSON one streams.
         most = None if snapshot and media == NDJSON else MAX_RECORDS
-        rows = wire_rows(checked, _rows(request, media, most), "ndjson")
+        rows = wire_rows(checked, _rows(request, media, most, skip), "ndjson")
         return answered(do_load(checked, rows, snapshot=snapshot, skip_invalid=skip))
 
     @extend_schema(

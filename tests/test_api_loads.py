@@ -226,6 +226,13 @@ def test_it_names_each_record_giving_a_key_twice_in_an_array(client, loaders):
         (2, None, "", "the key 'District' appears twice in one object: send each key once.")
     ]
     assert not DistrictRecord.objects.filter(sync_object__name="School").exists()
+    # With skip_invalid that record alone is refused, as its NDJSON line would be.
+    r = send(client, loaders.alice, text, content_type="application/json", query="skip_invalid=true")
+    assert r.status_code == 200, r.content
+    assert pairs(r.json()) == [
+        (2, None, "", "the key 'District' appears twice in one object: send each key once.")
+    ]
+    assert sorted(schools(loaders.district)) == [1, 2]
 
 
 def test_it_reads_an_ndjson_snapshot_as_a_stream_never_whole(client, loaders, monkeypatch):
