@@ -12,7 +12,7 @@ import django_rq
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -111,7 +111,8 @@ def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
         "title": f"Resync State Data: {district}",
         "district": district,
         "year": year,
-        "rows": rows(request.user, district, year),
+        "rows": (shown := rows(request.user, district, year)),
+        "explain": explain(district, year, shown),
         "live": {"district": district.pk, "year": year},
     }
     return TemplateResponse(request, "admin/resync/tool.html", context)
@@ -227,7 +228,7 @@ def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
         **admin_site.each_context(request),
         "title": "Resync State Data (State)",
         "rows": [{"district": d, "request": last.get(d.last_request)} for d in districts],
-        "objects": SyncObject.objects.enabled(),
+        **state_choices(districts),
         "live": {"state": True},
     }
     return TemplateResponse(request, "admin/resync/state_tool.html", context)
@@ -301,3 +302,49 @@ def cancel_request(request: HttpRequest, req: ResyncRequest, model_admin) -> Htt
     return TemplateResponse(
         request, "admin/resync/resyncrequest/cancel_confirmation.html", context, status=status
     )
+
+
+def explain(district: District, year: int, shown: list[dict]) -> dict:
+    """What the district tool says about the rows it shows (issue 14, item 10): why a
+    previous or next year offers only some objects, and what a user holding the tool
+    right for only some objects may send (no full resync; Check Dependencies refused
+    when it would add a parent they may not resync)."""
+    names = [r["object"].name for r in shown]
+    allowed = [r["object"].name for r in shown if r["allowed"]]
+    out: dict = {"all_allowed": len(allowed) == len(names), "allowed": allowed, "offered": len(names)}
+    if year != district.scope_year:
+        scoped = SyncObject.objects.offered(district, district.scope_year).values_list("name", flat=True)
+        out["scoped_only"] = [n for n in scoped if n not in set(names)]
+    if not out["all_allowed"]:
+        # Every ancestor Check Dependencies would add (among the objects offered), from the
+        # rows' prefetched parents: no query.
+        up = {r["object"].name: [p.name for p in r["object"].parents.all()] for r in shown}
+        seen, todo = set(), [p for n in allowed for p in up[n]]
+        while todo:
+            name = todo.pop()
+            if name in up and name not in seen:
+                seen.add(name)
+                todo.extend(up[name])
+        out["parents_refused"] = [n for n in names if n in seen and n not in allowed]
+    return out
+
+
+def state_choices(districts: list[District]) -> dict:
+    """The state tool's objects and years (issue 14, item 10): only objects of the editions
+    of the districts' states (an edition-only object of another state is never offered),
+    and the years the districts resync, each with the districts it is theirs for."""
+    editions = {d.state.edition for d in districts if d.state.edition}
+    mine = Q(editions="")
+    for edition in editions:
+        mine |= Q(editions__regex=rf"(^|,){edition}(,|$)")
+    years: dict[int, list[str]] = {}
+    for d in districts:
+        for y in d.years:
+            years.setdefault(y, []).append(d.code)
+    return {
+        "objects": SyncObject.objects.enabled().filter(mine),
+        "years": [
+            {"year": y, "codes": codes, "all": len(codes) == len(districts)}
+            for y, codes in sorted(years.items())
+        ],
+    }
