@@ -148,6 +148,7 @@ class DistrictOutcomeAdmin(AdminPages, ReadOnly, admin.ModelAdmin):
         if not rights.is_state(request.user):
             log_refusal(request.user, "admin", "the state dashboard")
             raise Http404("Not found.")
+        extra_context = {"title": "State dashboard: every district", **(extra_context or {})}
         response = super().changelist_view(request, extra_context)
         cl = getattr(response, "context_data", {}).get("cl")
         if cl is not None:
@@ -186,9 +187,7 @@ class DistrictOutcomeAdmin(AdminPages, ReadOnly, admin.ModelAdmin):
     def errors(self, obj):
         return "—" if obj.last_full_id is None else f"{obj.last_errors or 0:,}"
 
-    @admin.display(
-        description="End-of-year resync of the scoped year", boolean=True, ordering="end_of_year_id"
-    )
+    @admin.display(description="End-of-year resync", boolean=True, ordering="end_of_year_id")
     def end_of_year(self, obj) -> bool:
         return obj.end_of_year_id is not None
 

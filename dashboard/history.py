@@ -49,7 +49,11 @@ def percent(value: float) -> str:
 
 
 def seconds(value: float) -> str:
-    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.0f} s"
+    return f"{value:.0f} s"
+
+
+def minutes(value: float) -> str:
+    return f"{value:.1f} min"
 
 
 def _label(moment) -> str:
@@ -97,13 +101,18 @@ def duration_charts(user, districts: QuerySet[District], year: int | None) -> li
     for asked, started, ended in rows.values_list("objects_asked", "started_at", "finished_at").iterator():
         (full if asked is None else partial).labels.append(_label(started))
         (full if asked is None else partial).processed.append((ended - started).total_seconds())
-    return [
-        {
-            "name": s.name,
-            "count": len(s.labels),
-            "chart": charts.line_chart(s.processed, s.labels, f"{s.name}: duration", seconds),
-            "last": seconds(s.processed[-1]),
-        }
-        for s in (full, partial)
-        if s.labels
-    ]
+    return [_duration(s) for s in (full, partial) if s.labels]
+
+
+def _duration(s: Series) -> dict:
+    # In minutes once any took two, so the axis tops on a round number of the unit shown.
+    if max(s.processed) >= 120:
+        values, fmt = [v / 60 for v in s.processed], minutes
+    else:
+        values, fmt = s.processed, seconds
+    return {
+        "name": s.name,
+        "count": len(s.labels),
+        "chart": charts.line_chart(values, s.labels, f"{s.name}: duration", fmt),
+        "last": fmt(values[-1]),
+    }

@@ -7,6 +7,6 @@ class DistrictOutcome(District):
 
     class Meta:
         proxy = True
-        verbose_name = "state dashboard"
-        verbose_name_plural = "state dashboard"
+        verbose_name = "district"
+        verbose_name_plural = "districts"
         default_permissions = ()

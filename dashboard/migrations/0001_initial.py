@@ -15,8 +15,8 @@ class Migration(migrations.Migration):
             name="DistrictOutcome",
             fields=[],
             options={
-                "verbose_name": "state dashboard",
-                "verbose_name_plural": "state dashboard",
+                "verbose_name": "district",
+                "verbose_name_plural": "districts",
                 "proxy": True,
                 "default_permissions": (),
                 "indexes": [],
