@@ -105,6 +105,30 @@ DOORS = [
     ("RQ dashboard", "get", "/admin/django_rq/dashboard/", None, outcomes(200, 404, 404, 404, 302)),
     ("RQ's jobs", "get", "/admin/django_rq/dashboard/queues/0/", None, outcomes(200, 404, 404, 404, 302)),
     ("RQ's workers", "get", "/admin/django_rq/dashboard/workers/0/", None, outcomes(200, 404, 404, 404, 302)),
+    # The history charts and the state dashboard (dashboard/): a district's chart for those
+    # who may see its tool; the state's pages for the state only, 404 for the districts.
+    (
+        "history chart of A",
+        "get",
+        "/admin/dashboard/districtoutcome/history/101/",
+        None,
+        outcomes(200, 200, 200, 404, 302),
+    ),
+    (
+        "history chart of B",
+        "get",
+        "/admin/dashboard/districtoutcome/history/202/",
+        None,
+        outcomes(200, 404, 404, 200, 302),
+    ),
+    (
+        "state's history chart",
+        "get",
+        "/admin/dashboard/districtoutcome/history/",
+        None,
+        outcomes(200, 404, 404, 404, 302),
+    ),
+    ("state dashboard", "get", "/admin/dashboard/districtoutcome/", None, outcomes(200, 404, 404, 404, 302)),
     (
         "alice's State Resync Requested alert page",
         "get",
