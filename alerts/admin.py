@@ -3,21 +3,37 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core import timefmt
 from core.admin import NotFoundNotRedirected
 from resync import rights
 
+from . import links
 from .models import ProcessAlert
+
+
+class ReadFilter(admin.SimpleListFilter):
+    title = "read"
+    parameter_name = "read"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Unread"), ("yes", "Read")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("no", "yes"):
+            return queryset.filter(read_at__isnull=self.value() == "no")
+        return queryset
 
 
 @admin.register(ProcessAlert)
 class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
     """Each user's own Process Alerts inbox."""
 
-    list_display = ["created_at", "name", "category", "process", "message", "open_link", "is_read"]
-    list_filter = ["name", "process", "category", ("created_at", admin.DateFieldListFilter)]
+    list_display = ["when", "name", "category", "process", "shown_message", "open_link", "is_read"]
+    list_display_links = ["when"]
+    list_filter = [ReadFilter, "name", "process", "category", ("created_at", admin.DateFieldListFilter)]
     date_hierarchy = "created_at"
     search_fields = ["message"]
-    actions = ["mark_read"]
+    actions = ["mark_read", "mark_unread"]
     readonly_fields = [
         "name",
         "category",
@@ -25,19 +41,41 @@ class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
         "message",
         "open_link",
         "district",
-        "created_at",
-        "read_at",
+        "when",
+        "read",
     ]
 
+    class Media:
+        css = {"all": ["resync/alerts.css"]}
+
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(user=request.user).select_related("district", "request")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(user=request.user)
+            .select_related("user", "district", "request__district")
+        )
+
+    def get_list_display(self, request):
+        # Each row's Open link only where the user may still open its page (alerts.links),
+        # each distinct link checked once for the page.
+        shown = links.opener(request)
+
+        @admin.display(description="")
+        def open_link(obj: ProcessAlert):
+            return self.open_link(obj) if obj.link and shown(obj.link) else "—"
+
+        return [open_link if f == "open_link" else f for f in super().get_list_display(request)]
 
     def get_fields(self, request, obj=None):
         # A district is told the state asked for a resync, never which request it is
         # (its name, its id, a link to a page it may not open), as in the API.
+        fields = list(self.readonly_fields)
+        if obj is not None and not links.may_open(request, obj.link):
+            fields.remove("open_link")
         if obj is not None and obj.request_id and rights.may_see_request(request.user, obj.request):
-            return [*self.readonly_fields, "request"]
-        return self.readonly_fields
+            fields.append("request")
+        return fields
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)
@@ -50,7 +88,10 @@ class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
         """Opening an alert marks it read and takes the user to the related tool."""
         alert = get_object_or_404(self.get_queryset(request), pk=pk)  # someone else's alert is a 404
         ProcessAlert.objects.filter(pk=alert.pk).mark_read()
-        return redirect(alert.link or reverse("admin:alerts_processalert_changelist"))
+        # Checked now, not when written: a page closed to the user since is not opened.
+        if links.may_open(request, alert.link):
+            return redirect(alert.link)
+        return redirect(reverse("admin:alerts_processalert_change", args=[alert.pk]))
 
     # Everyone reads their own inbox; nobody writes alerts by hand.
     def has_module_permission(self, request):
@@ -72,11 +113,33 @@ class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
     def is_read(self, obj: ProcessAlert) -> bool:
         return obj.read_at is not None
 
+    @admin.display(description="Created", ordering="created_at")
+    def when(self, obj: ProcessAlert) -> str:
+        return timefmt.when(obj.created_at, obj.district)
+
+    @admin.display(description="Read at", ordering="read_at")
+    def read(self, obj: ProcessAlert) -> str:
+        return timefmt.when(obj.read_at, obj.district) or "Unread"
+
+    @admin.display(description="Message", ordering="message")
+    def shown_message(self, obj: ProcessAlert):
+        # Unread rows stand out (alerts.css bolds the row holding this mark).
+        if obj.read_at is None:
+            return format_html('<strong class="alert-unread">{}</strong>', obj.message)
+        return obj.message
+
     @admin.display(description="")
     def open_link(self, obj: ProcessAlert):
+        # Opening marks the alert read; get_list_display and get_fields show it only when
+        # the user may still open its page (alerts.links).
         return format_html('<a href="{}">Open</a>', reverse("admin:alerts_processalert_open", args=[obj.pk]))
 
     @admin.action(description="Mark selected alerts read")
     def mark_read(self, request, queryset):
         count = queryset.mark_read()
         messages.success(request, f"{count} alert(s) marked read.")
+
+    @admin.action(description="Mark selected alerts unread")
+    def mark_unread(self, request, queryset):
+        count = queryset.mark_unread()
+        messages.success(request, f"{count} alert(s) marked unread.")

@@ -14,11 +14,16 @@ from alerts.models import ProcessAlert
 from core.api import Endpoint, YesNoFilter, errors
 from resync import rights
 
+from . import links
+
 
 class AlertSerializer(serializers.ModelSerializer):
     district = serializers.CharField(source="district.code", allow_null=True)
     request = serializers.SerializerMethodField(
         help_text="The resync request it is about; null when it is a state request you may not see."
+    )
+    link = serializers.SerializerMethodField(
+        help_text="The page it is about; empty when you may not open that page (any more)."
     )
 
     class Meta:
@@ -35,6 +40,9 @@ class AlertSerializer(serializers.ModelSerializer):
             "created_at",
             "read_at",
         ]
+
+    def get_link(self, alert: ProcessAlert) -> str:
+        return self.context["shown"](alert.link) if alert.link else ""
 
     def get_request(self, alert: ProcessAlert) -> int | None:
         # A district is told the state asked for a resync, never which request it is.
@@ -69,7 +77,12 @@ class AlertViewSet(mixins.ListModelMixin, Endpoint):
         return ProcessAlert.objects.filter(user=self.request.user).select_related("district", "request")
 
     def get_serializer_context(self) -> dict:
-        return {**super().get_serializer_context(), "state": rights.is_state(self.request.user)}
+        return {
+            **super().get_serializer_context(),
+            "state": rights.is_state(self.request.user),
+            # Each link checked once per response, against the page's own rights (alerts.links).
+            "shown": links.opener(self.request._request),
+        }
 
     @extend_schema(
         summary="Mark one alert read",
@@ -81,6 +94,19 @@ class AlertViewSet(mixins.ListModelMixin, Endpoint):
     def read(self, request: Request, pk: str) -> Response:
         alert = self.get_object()
         ProcessAlert.objects.filter(pk=alert.pk).mark_read()
+        alert.refresh_from_db(fields=["read_at"])
+        return Response(self.get_serializer(alert).data)
+
+    @extend_schema(
+        summary="Mark one alert unread again",
+        operation_id="v1_alerts_unread",
+        request=None,
+        responses={200: AlertSerializer, **errors(404)},
+    )
+    @action(detail=True, methods=["post"])
+    def unread(self, request: Request, pk: str) -> Response:
+        alert = self.get_object()
+        ProcessAlert.objects.filter(pk=alert.pk).mark_unread()
         alert.refresh_from_db(fields=["read_at"])
         return Response(self.get_serializer(alert).data)
 

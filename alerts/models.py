@@ -14,7 +14,20 @@ class AlertQuerySet(models.QuerySet):
         return self.filter(read_at__isnull=True)
 
     def mark_read(self) -> int:
-        return self.unread().update(read_at=timezone.now())
+        """Mark these read; their owners' header counters follow (after commit)."""
+        return self._marked(self.unread(), timezone.now())
+
+    def mark_unread(self) -> int:
+        """Mark these unread again, as a mail client does: to come back to them."""
+        return self._marked(self.filter(read_at__isnull=False), None)
+
+    def _marked(self, rows: AlertQuerySet, read_at) -> int:
+        users = set(rows.values_list("user_id", flat=True))
+        count = rows.update(read_at=read_at)
+        for user_id in users:
+            unread = ProcessAlert.objects.filter(user_id=user_id).unread().count()
+            events.send([events.user_group(user_id)], {"type": "alert.count", "unread": unread})
+        return count
 
     def notify(self, users: Iterable, **fields) -> list[ProcessAlert]:
         """Store one alert per user and push each their new unread count after commit."""
@@ -67,4 +80,4 @@ class ProcessAlert(models.Model):
         indexes = [models.Index(fields=["user", "read_at"], name="alert_inbox")]
 
     def __str__(self) -> str:
-        return f"{self.name} for {self.user_id}"
+        return f"{self.name} for {self.user.username}"

@@ -1,13 +1,41 @@
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
+from resync.models import DistrictRecord, SyncField
 
 from .models import DISBatchHistory, ErrorLog
+
+
+def label_fields() -> dict[int, tuple[str, ...]]:
+    """{sync object id: its label fields in schema order} (SyncField.label), in one query."""
+    out: dict[int, list[str]] = {}
+    for obj, name in (
+        SyncField.objects.filter(label=True)
+        .order_by("position", "name")
+        .values_list("sync_object_id", "name")
+    ):
+        out.setdefault(obj, []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+class LabelledChangeList(ChangeList):
+    """The Error Log's page: each row's record label (its schema's label fields in the
+    district record's payload, which get_queryset brings along), the label fields read
+    once for the page, whatever its number of rows."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        fields = label_fields()
+        for row in self.result_list:
+            row.record_label = row.label(row.record_payload, fields.get(row.sync_object_id, ()))
 
 
 def dot(colour: str):
@@ -20,17 +48,17 @@ def dot(colour: str):
 class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = [
         "id",
-        "request_id",
+        "asked",
         "district",
         "school_year",
         "sync_object",
         "status_dot",
         "processed",
         "errors",
-        "started_at",
-        "ended_at",
+        "started",
+        "ended",
     ]
-    list_select_related = ["district", "sync_object"]
+    list_select_related = ["district", "sync_object", "request"]
     # Related-only filters: listing every district or object would show what the user may not see.
     list_filter = ["status", "school_year", ("district", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["sync_object__name", "district__code"]
@@ -70,11 +98,24 @@ class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     def status_dot(self, obj: DISBatchHistory):
         return dot(obj.colour)
 
+    # Times in the district's zone, named (core.timefmt); the request by when it was asked.
+    @admin.display(description="Request asked", ordering="request__created_at")
+    def asked(self, obj: DISBatchHistory) -> str:
+        return timefmt.when(obj.request.created_at, obj.district)
+
+    @admin.display(description="Last resync", ordering="started_at")
+    def started(self, obj: DISBatchHistory) -> str:
+        return timefmt.when(obj.started_at, obj.district)
+
+    @admin.display(description="Ended", ordering="ended_at")
+    def ended(self, obj: DISBatchHistory) -> str:
+        return timefmt.when(obj.ended_at, obj.district)
+
 
 @admin.register(ErrorLog)
 class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
-    list_display = ["created_at", "district", "sync_object", "record_id", "reason", "message"]
-    list_select_related = ["district", "sync_object"]
+    list_display = ["when", "district", "sync_object", "record", "reason", "message", "asked"]
+    list_select_related = ["district", "sync_object", "step__request"]
     list_filter = [
         "reason",
         ("district", admin.RelatedOnlyFieldListFilter),
@@ -86,7 +127,31 @@ class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     change_list_template = "admin/history/errorlog/change_list.html"
 
     def get_queryset(self, request):
-        return rights.visible(request.user, super().get_queryset(request), level="step__request__level")
+        # The district record's payload rides along (one indexed subquery per row, no
+        # query per row): the Record column names it by its schema's label fields.
+        payload = DistrictRecord.objects.filter(
+            district=OuterRef("district"),
+            sync_object=OuterRef("sync_object"),
+            record_id=OuterRef("record_id"),
+        ).values("payload")[:1]
+        qs = super().get_queryset(request).annotate(record_payload=Subquery(payload))
+        return rights.visible(request.user, qs, level="step__request__level")
+
+    def get_changelist(self, request, **kwargs):
+        return LabelledChangeList
+
+    @admin.display(description="Record (district id)", ordering="record_id")
+    def record(self, obj: ErrorLog) -> str:
+        label = getattr(obj, "record_label", "")
+        return f"{obj.record_id} {label}" if label else str(obj.record_id)
+
+    @admin.display(description="Created", ordering="created_at")
+    def when(self, obj: ErrorLog) -> str:
+        return timefmt.when(obj.created_at, obj.district)
+
+    @admin.display(description="Request asked", ordering="step__request__created_at")
+    def asked(self, obj: ErrorLog) -> str:
+        return timefmt.when(obj.step.request.created_at, obj.district)
 
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_csv)

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from django.db import models
 
-from core import spreadsheet
+from core import spreadsheet, timefmt
 from resync import status
+from resync.models import school_year_name
 from resync.rules import Reason
 
 
@@ -90,7 +91,9 @@ class DISBatchHistory(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.sync_object_id} in request {self.request_id}"
+        # The step's own district (not its request's): a list that joins it names each row.
+        asked = timefmt.when(self.request.created_at, self.district)
+        return f"{self.sync_object.name} of {self.district} for {school_year_name(self.school_year)}, asked {asked}"
 
     @property
     def finished(self) -> bool:
@@ -118,6 +121,7 @@ class ErrorLogQuerySet(models.QuerySet):
         writer.writerow(self.CSV_HEADER)
         rows = self.values_list(
             "created_at",
+            "district__time_zone",
             "district__code",
             "sync_object__name",
             "record_id",
@@ -128,7 +132,8 @@ class ErrorLogQuerySet(models.QuerySet):
         )
         for row in rows.iterator(chunk_size=2000):
             # A message quotes the district's data: text cells are made safe to open (CSV injection).
-            writer.writerow([row[0].isoformat(), *map(spreadsheet.cell, row[1:])])
+            # Its time as the page shows it: the district's zone, named (core.timefmt).
+            writer.writerow([timefmt.when(row[0], row[1]), *map(spreadsheet.cell, row[2:])])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -153,4 +158,14 @@ class ErrorLog(models.Model):
         indexes = [models.Index(fields=["district", "sync_object", "reason"], name="errorlog_filter")]
 
     def __str__(self) -> str:
-        return f"{self.get_reason_display()}: {self.sync_object_id}:{self.record_id}"
+        return (
+            f"{self.get_reason_display()}: {self.sync_object.name} record {self.record_id}"
+            f" of district {self.district.code}"
+        )
+
+    @staticmethod
+    def label(payload: dict | None, fields: tuple[str, ...]) -> str:
+        """A record as a person knows it: its `fields` (the schema's label fields) in
+        `payload` (the district record's), "Ada Lovelace 1234567"; "" without either."""
+        payload = payload if isinstance(payload, dict) else {}
+        return " ".join(str(payload[f]) for f in fields if payload.get(f) not in (None, ""))

@@ -26,7 +26,7 @@ class SyncFieldInline(admin.TabularInline):
     read-only for everyone who may see the catalog."""
 
     model = SyncField
-    fields = ["name", "type", "required", "max_length", "codes", "owner", "description", "position"]
+    fields = ["name", "type", "required", "max_length", "codes", "owner", "description", "position", "label"]
     extra = 0
     ordering = ["position", "name"]
 

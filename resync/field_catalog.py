@@ -30,6 +30,7 @@ class Field(NamedTuple):
     description: str = ""
     owner: str = "district"
     why: str = ""  # why a field is state-locked
+    label: bool = False  # names the record to a person (the Error Log's Record column)
 
 
 STATE = "state"
@@ -48,7 +49,7 @@ NOTE = (Field("note", max_length=500, description="Free text from the SIS."),)
 
 SCHEMAS: dict[str, tuple[Field, ...]] = {
     "District": (
-        Field("name", required=True, max_length=100, description="The district's name."),
+        Field("name", required=True, max_length=100, description="The district's name.", label=True),
         Field(
             "code",
             required=True,
@@ -59,7 +60,7 @@ SCHEMAS: dict[str, tuple[Field, ...]] = {
         ),
     ),
     "School": (
-        Field("name", required=True, max_length=100, description="The school's name."),
+        Field("name", required=True, max_length=100, description="The school's name.", label=True),
         Field(
             "number",
             required=True,
@@ -71,12 +72,14 @@ SCHEMAS: dict[str, tuple[Field, ...]] = {
         Field("principal", max_length=100, description="The principal's name."),
     ),
     "Calendar": (
-        Field("name", required=True, max_length=100, description="The calendar's name."),
+        Field("name", required=True, max_length=100, description="The calendar's name.", label=True),
         Field("start_date", "date", description="First day of the calendar."),
         Field("end_date", "date", description="Last day of the calendar."),
     ),
     "ScheduleStructure": (
-        Field("name", required=True, max_length=100, description="The schedule structure's name."),
+        Field(
+            "name", required=True, max_length=100, description="The schedule structure's name.", label=True
+        ),
     ),
     "StructureGradeLevel": (_grade(True, "The grade level the structure serves."),),
     "Day": (
@@ -89,11 +92,11 @@ SCHEMAS: dict[str, tuple[Field, ...]] = {
     ),
     "CourseCode": (
         Field("code", required=True, max_length=16, description="The course's code."),
-        Field("title", required=True, max_length=100, description="The course's title."),
+        Field("title", required=True, max_length=100, description="The course's title.", label=True),
     ),
     "PersonIdentity": (
-        Field("first", required=True, max_length=50, description="First name."),
-        Field("last", required=True, max_length=50, description="Last name."),
+        Field("first", required=True, max_length=50, description="First name.", label=True),
+        Field("last", required=True, max_length=50, description="Last name.", label=True),
         Field("middle", max_length=50, description="Middle name."),
         Field("birth_date", "date", description="Date of birth."),
         Field(
@@ -101,6 +104,7 @@ SCHEMAS: dict[str, tuple[Field, ...]] = {
             max_length=16,
             description="The student's state id (SSID).",
             owner=STATE,
+            label=True,
             why=(
                 "The state assigns the SSID and matches people across districts by it: "
                 "a district sends the one it was given, and may not change it."
@@ -141,7 +145,7 @@ SCHEMAS: dict[str, tuple[Field, ...]] = {
     ),
     "PlanProgressReport": (Field("period", "integer", True, description="The reporting period."),),
     "Test": (
-        Field("name", required=True, max_length=100, description="The test's name."),
+        Field("name", required=True, max_length=100, description="The test's name.", label=True),
         Field(
             "state_code",
             max_length=16,
@@ -176,6 +180,8 @@ def load_field_catalog(
     """Create the shipped fields that do not exist yet. Takes the model classes so a
     data migration can pass its historical models (which record no change: shipping
     a schema is not editing one). Objects with no shipped fields get an open schema."""
+    # Migrations before resync 0014 pass a SyncField without its label flag.
+    labels = any(f.name == "label" for f in field_model._meta.get_fields())
     objects = {o.name: o for o in sync_object_model.objects.all()}
     have = set(field_model.objects.values_list("sync_object__name", "name"))
     field_model.objects.bulk_create(
@@ -189,6 +195,7 @@ def load_field_catalog(
             description=f.description,
             owner=f.owner,
             position=i,
+            **({"label": f.label} if labels else {}),
         )
         for name, fields in schemas.items()
         if name in objects

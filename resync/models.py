@@ -5,6 +5,8 @@ from django.db import models, router, transaction
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from core import timefmt
+
 from . import planner
 from .catalog import ALIASES
 
@@ -135,8 +137,13 @@ class SyncField(models.Model):
         help_text="State-locked: a district load may not change the value once the state holds it.",
     )
     position = models.PositiveSmallIntegerField(default=0)
+    # A person knows a record by these (a student's name and SSID, a school's name), not by
+    # its id: the Error Log shows them beside the record's id (issue 14, item 8).
+    label = models.BooleanField(
+        default=False, help_text="Names the record to a person: shown beside its id in the Error Log."
+    )
 
-    TRACKED = ("name", "type", "required", "max_length", "codes", "description", "owner", "position")
+    TRACKED = ("name", "type", "required", "max_length", "codes", "description", "owner", "position", "label")
 
     class Meta:
         ordering = ["sync_object", "position", "name"]
@@ -262,6 +269,14 @@ class District(models.Model):
     )
     sync_previous_year = models.BooleanField(default=False)
     sync_next_year = models.BooleanField(default=False)
+    # Every time a person reads of this district (pages, live rows, CSV) is in this zone,
+    # named (core.timefmt): one zone for the district's administrators wherever they sit.
+    time_zone = models.CharField(
+        max_length=64,
+        default=timefmt.default_zone,
+        validators=[timefmt.validate_zone],
+        help_text="The IANA time zone its times are shown in, such as America/Chicago.",
+    )
     # Set by the year switch only (yearswitch.actions.do_year_switch): the state checks
     # against them that the end-of-year and start-of-year full resyncs happened.
     year_switched_at = models.DateTimeField(
@@ -313,6 +328,11 @@ class School(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def school_year_name(year: int) -> str:
+    """A school year as people write it: 2027 is "2026-2027"."""
+    return f"{year - 1}-{year}"
 
 
 class RecordFields(models.Model):
@@ -374,7 +394,7 @@ class DistrictRecord(RecordFields):
         ]
 
     def __str__(self) -> str:
-        return f"{self.sync_object_id}:{self.record_id}"
+        return f"{self.sync_object.name} {self.record_id} of district {self.district.code}"
 
     def delete(self, using=None, keep_parents=False):
         using = using or router.db_for_write(type(self), instance=self)
@@ -490,7 +510,11 @@ class ResyncRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Resync {self.pk} of {self.district_id} for {self.school_year}"
+        # People know a request by its district, year and time, not by its ids.
+        asked = timefmt.when(self.created_at, self.district)
+        return f"Resync of {self.district} for {school_year_name(self.school_year)}" + (
+            f", asked {asked}" if asked else ""
+        )
 
     @property
     def full(self) -> bool:

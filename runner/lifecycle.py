@@ -43,7 +43,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
-from core import events
+from core import events, timefmt
 from core.errors import log_refusal
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import rights, status
@@ -148,8 +148,8 @@ def finish_request(request: ResyncRequest) -> None:
             [request.requested_by],
             name=AlertName.RESYNC_FINISHED,
             category=ProcessAlert.VERTICAL_INTEROPERABILITY,
-            message=f"Resync {request.pk} of district {request.district.code} for {request.school_year} "
-            f"finished {request.outcome.title()}.",
+            # Named by district, year and time (ResyncRequest.__str__), not by ids.
+            message=f"{request} finished {request.outcome.title()}.",
             link=reverse("admin:resync_tool", args=[request.district.code]),
             district=request.district,
             request=request,
@@ -287,7 +287,11 @@ def run_step(step_id: int) -> None:
         # children still run (their orphaned records will error).
         log.exception("step %s failed", step_id)
         jobs.reset_connections()
-        step = DISBatchHistory.objects.select_related("request", "sync_object").filter(pk=step_id).first()
+        step = (
+            DISBatchHistory.objects.select_related("request", "sync_object", "district")
+            .filter(pk=step_id)
+            .first()
+        )
         if step is not None and not step.finished:
             fail_step(step, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
 
@@ -314,7 +318,7 @@ def interrupt_step(step_id: int, worker: str, error: str) -> bool:
     that pass as soon as the job ends.
     """
     running = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.RUNNING, worker=worker)
-    step = running.select_related("request", "sync_object").first()
+    step = running.select_related("request", "sync_object", "district").first()
     if step is None:  # it finished after all, or recovery took it
         return False
     if step.attempts < jobs.MAX_ATTEMPTS:
@@ -368,6 +372,8 @@ def step_event(step: DISBatchHistory) -> dict:
         "errors": step.errors,
         "colour": step.colour,
         "started_at": step.started_at.isoformat() if step.started_at else None,
+        # As the page writes it (the district's zone, named): the browser shows this text.
+        "started_at_text": timefmt.when(step.started_at, step.district),
     }
 
 

@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from alerts.models import ProcessAlert
-from core import events
+from core import events, timefmt
 from live.consumers import LiveConsumer
 from resync.models import ResyncRequest
 from statesync.asgi import application
@@ -504,6 +504,7 @@ def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_s
                 "errors": 0,
                 "colour": "green",
                 "started_at": step.started_at.isoformat(),
+                "started_at_text": timefmt.when(step.started_at, cast.district),
             }
         ],
     }  # the state request's District and School steps are the state's to know

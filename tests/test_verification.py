@@ -7,6 +7,7 @@ from channels.testing import WebsocketCommunicator
 from guardian.shortcuts import assign_perm
 
 from alerts.models import AlertName, ProcessAlert
+from core import timefmt
 from core.errors import ResyncError, RightsError
 from live.consumers import LiveConsumer
 from resync import rights
@@ -224,9 +225,11 @@ def test_it_alerts_the_requester_when_done(tool_cast, queue):
     chain(tool_cast.district)
     run = verification(tool_cast.district, ["District"], user=tool_cast.alice)
     alert = ProcessAlert.objects.get(user=tool_cast.alice, name="Verification Finished")
+    # Named by district, year and time, not by ids (issue 14, item 8).
+    started = timefmt.when(run.created_at, tool_cast.district)
     assert (
         alert.message
-        == f"Verification {run.pk} of district 101 for 2027 finished: 1 difference(s) to resync."
+        == f"Verification of 101 Adair County for 2026-2027, started {started}, finished: 1 difference(s) to resync."
     )
     assert alert.link == f"/admin/verification/verificationrun/{run.pk}/change/"
 
@@ -376,7 +379,8 @@ def test_it_makes_a_state_users_verification_the_states(tool_cast, queue):
     # Its alert goes to its requester only, as any run's.
     finished = ProcessAlert.objects.filter(name=AlertName.VERIFICATION_FINISHED)
     assert set(finished.values_list("user__username", flat=True)) == {"stella", "alice"}
-    assert finished.filter(user=tool_cast.alice).get().message.startswith(f"Verification {district_run.pk} ")
+    started = timefmt.when(district_run.created_at, tool_cast.district)
+    assert f"started {started}," in finished.filter(user=tool_cast.alice).get().message
 
 
 @COMMITTED

@@ -365,6 +365,7 @@ def test_the_district_form_leaves_the_year_to_the_switch(client, district):
             "name": "Adair",
             "scope_year": "2031",
             "sync_next_year": "on",
+            "time_zone": "America/Chicago",
         },
     )
     assert response.status_code == 302

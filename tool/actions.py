@@ -18,11 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
+from core import timefmt
 from core.errors import ResyncError, RightsError
 from history.models import DISBatchHistory, StepStatus
 from resync import planner, rights
 from resync.catalog import ALIASES
-from resync.models import District, ResyncRequest, SyncObject
+from resync.models import District, ResyncRequest, SyncObject, school_year_name
 from runner import lifecycle
 
 
@@ -185,7 +186,8 @@ def alert_state_request(request: ResyncRequest) -> None:
         rights.alert_recipients(district),
         name=AlertName.STATE_RESYNC_REQUESTED,
         category=ProcessAlert.VERTICAL_INTEROPERABILITY,
-        message=f"The state requested a resync of district {district.code} {district.name} for {request.school_year}.",
+        message=f"The state requested a resync of district {district} for "
+        f"{school_year_name(request.school_year)}, {timefmt.when(request.created_at, district)}.",
         link=reverse("admin:resync_tool", args=[district.code]),
         district=district,
         request=request,

@@ -16,6 +16,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
+from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from core.errors import REFUSALS
 from resync import rights
@@ -50,6 +51,7 @@ class DistrictAdmin(AdminPages, NotFoundNotRedirected, admin.ModelAdmin):
         "scope_year",
         "sync_previous_year",
         "sync_next_year",
+        "time_zone",
         "tool_link",
         "upload_link",
     ]
@@ -60,7 +62,17 @@ class DistrictAdmin(AdminPages, NotFoundNotRedirected, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # An existing district's year moves only through the year switch and its end-of-year rule.
         switch = ["year_switched_at", "end_of_year_request", "records_deleted_at"]
+        if obj and not super().has_change_permission(request, obj):
+            # A state administrator sets the time zone only (has_change_permission).
+            return [f.name for f in self.opts.fields if f.name not in ("id", "time_zone")]
         return ["scope_year", *switch] if obj else switch
+
+    def has_change_permission(self, request, obj=None):
+        # State administrators (state R and W) set a district's time zone, the one its
+        # pages, live rows and CSVs show times in (core.timefmt); nothing else of it.
+        return super().has_change_permission(request, obj) or (
+            rights.is_state(request.user) and rights.may_send_state(request.user)
+        )
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -126,7 +138,7 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         "requested_by",
         "status",
         "outcome",
-        "created_at",
+        "asked_at",
     ]
     list_select_related = ["district", "requested_by"]
     list_filter = ["status", "level", "outcome", "school_year"]
@@ -200,9 +212,13 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
             *super().get_urls(),
         ]
 
-
     def agent_queue_view(self, request: HttpRequest) -> HttpResponse:
         return views.agent_queue(request, self.admin_site)
+
+    @admin.display(description="Asked", ordering="created_at")
+    def asked_at(self, obj: ResyncRequest) -> str:
+        # In the district's zone, named (core.timefmt), as its tool and CSVs write it.
+        return timefmt.when(obj.created_at, obj.district)
 
     @admin.display(description="Objects")
     def asked(self, obj: ResyncRequest) -> str:

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from rq import Worker
 
+from core import timefmt
 from core.errors import REFUSALS, ResyncError, RightsError, log_refusal, status_for
 from core.parsers import is_whole_number
 from history.models import DISBatchHistory
@@ -134,6 +135,7 @@ def tool_state(request: HttpRequest, code: str, admin_site) -> JsonResponse:
             "errors": step.errors,
             "colour": step.colour,
             "started_at": step.started_at.isoformat() if step.started_at else None,
+            "started_at_text": timefmt.when(step.started_at, district),
         }
         for row in rows(request.user, district, year)
         if (step := row["step"]) is not None

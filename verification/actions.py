@@ -20,11 +20,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
-from core import events
+from core import events, timefmt
 from core.errors import ResyncError, RightsError
 from resync import planner, rights
 from resync.catalog import ALIASES
-from resync.models import District, ResyncRequest, SyncObject
+from resync.models import District, ResyncRequest, SyncObject, school_year_name
 from runner import jobs
 from tool import actions
 
@@ -221,7 +221,8 @@ def do_finish_run(run: VerificationRun, failure: str = "") -> VerificationRun:
             [run.requested_by],
             name=AlertName.VERIFICATION_FINISHED,
             category=ProcessAlert.VERTICAL_INTEROPERABILITY,
-            message=f"Verification {run.pk} of district {run.district.code} for {run.school_year} {outcome}.",
+            message=f"Verification of {run.district} for {school_year_name(run.school_year)}, started "
+            f"{timefmt.when(run.created_at, run.district)}, {outcome}.",
             link=reverse("admin:verification_verificationrun_change", args=[run.pk]),
             district=run.district,
         )

@@ -119,7 +119,8 @@
       if (step.step < shown || (step.step === shown && step.colour === "gray" && row.dataset.colour !== "gray")) return;
       row.dataset.step = step.step;
       row.dataset.colour = step.colour;
-      row.querySelector(".last").textContent = step.started_at ? new Date(step.started_at).toLocaleString() : "";
+      // The server's text (core.timefmt.when: the district's zone, named), as after a reload.
+      row.querySelector(".last").textContent = step.started_at_text || "";
       row.querySelector(".results").innerHTML =
         'Processed: <span class="processed"></span> Errors: <span class="errors"></span>';
       row.querySelector(".processed").textContent = step.processed;
