@@ -96,10 +96,10 @@ def line_chart(
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}">',
         f"<title>{label}</title>",
-        f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(top):.1f}" y2="{y(top):.1f}"/>',
-        f'<line class="axis-line" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(0):.1f}" y2="{y(0):.1f}"/>',
-        f'<text class="axis" x="{LEFT - 4}" y="{y(top) + 4:.1f}" text-anchor="end">{escape(fmt(top))}</text>',
-        f'<text class="axis" x="{LEFT - 4}" y="{y(0) + 4:.1f}" text-anchor="end">{escape(fmt(0))}</text>',
+        f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(top):.0f}" y2="{y(top):.0f}"/>',
+        f'<line class="axis-line" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(0):.0f}" y2="{y(0):.0f}"/>',
+        f'<text class="axis" x="{LEFT - 4}" y="{y(top) + 4:.0f}" text-anchor="end">{escape(fmt(top))}</text>',
+        f'<text class="axis" x="{LEFT - 4}" y="{y(0) + 4:.0f}" text-anchor="end">{escape(fmt(0))}</text>',
         f'<text class="axis" x="{LEFT}" y="{HEIGHT - 6}">{escape(data[0].first)}</text>',
     ]
     if len(data) > 1:
@@ -108,15 +108,15 @@ def line_chart(
             f"{escape(data[-1].last)}</text>"
         )
     if any(b.count > 1 for b in data):
-        band = [f"{x(i):.1f},{y(b.high):.1f}" for i, b in enumerate(data)]
-        band += [f"{x(i):.1f},{y(b.low):.1f}" for i, b in reversed(list(enumerate(data)))]
+        band = [f"{x(i):.0f},{y(b.high):.0f}" for i, b in enumerate(data)]
+        band += [f"{x(i):.0f},{y(b.low):.0f}" for i, b in reversed(list(enumerate(data)))]
         parts.append(f'<polygon class="band" points="{" ".join(band)}"/>')
-    line = " ".join(f"{x(i):.1f},{y(b.mean):.1f}" for i, b in enumerate(data))
+    line = " ".join(f"{x(i):.0f},{y(b.mean):.0f}" for i, b in enumerate(data))
     parts.append(f'<polyline class="line" points="{line}"/>')
     for i, b in enumerate(data):
         value = fmt(b.mean) if b.count == 1 else f"mean {fmt(b.mean)}, {fmt(b.low)} to {fmt(b.high)}"
         parts.append(
-            f'<circle class="point" cx="{x(i):.1f}" cy="{y(b.mean):.1f}" r="2.5">'
+            f'<circle class="point" cx="{x(i):.0f}" cy="{y(b.mean):.0f}" r="2.5">'
             f"<title>{escape(b.label)}: {escape(value)}</title></circle>"
         )
     parts.append("</svg>")
@@ -139,9 +139,9 @@ def bar_chart(bars: Sequence[tuple[str, int, str]], title: str) -> str:
         w = room * count / top
         parts.append(
             f'<text class="axis" x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(name)}</text>'
-            f'<rect class="bar {escape(css)}" x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 8}">'
+            f'<rect class="bar {escape(css)}" x="{left}" y="{y + 3}" width="{w:.0f}" height="{row - 8}">'
             f"<title>{escape(name)}: {count:,}</title></rect>"
-            f'<text class="axis" x="{left + w + 4:.1f}" y="{y + 15}">{count:,}</text>'
+            f'<text class="axis" x="{left + w + 4:.0f}" y="{y + 15}">{count:,}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

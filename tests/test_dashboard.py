@@ -91,7 +91,10 @@ def test_it_stays_readable_and_cheap_for_150_resyncs(cast, client, django_assert
     client.force_login(cast.alice)
     with django_assert_max_num_queries(12):
         html = client.get(history("101")).content.decode()
-    assert points(html, "School") == 50 and "(3 resyncs)" in html and "<polygon" in html
+    assert points(html, "School") == 30 and "(5 resyncs)" in html and "<polygon" in html
+    durations = html.split('id="durations"', 1)[1].split("</svg>", 1)[0]
+    assert durations.count("<circle") == 50 and "(3 resyncs)" in durations
+    assert len(html) < 120_000  # the page does not grow with the history
     assert html.count('<svg class="chart"') == 5  # two per object, one for the durations
 
 
