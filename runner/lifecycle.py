@@ -368,6 +368,10 @@ def step_event(step: DISBatchHistory) -> dict:
         "request": step.request_id,
         "district": step.district_id,
         "object": step.sync_object.name,
+        # The tool shows batch results only: a Selective Sync's step (its request names
+        # records) must not replace an object's row there.
+        "selective": step.request.records is not None,
+        "status": step.status,
         "processed": step.processed,
         "errors": step.errors,
         "colour": step.colour,

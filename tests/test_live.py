@@ -492,6 +492,8 @@ def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_s
     client.force_login(cast.alice)
     body = client.get(url).json()
     step = DISBatchHistory.objects.get(request=mine)
+    assert [p["request"] for p in body.pop("progress")] == [mine.pk]  # the state's request is not hers
+    assert f"Resync {mine.pk}</strong>" in body.pop("progress_html")
     assert body == {
         "district": cast.district.pk,
         "year": 2027,
@@ -500,6 +502,7 @@ def test_it_gives_a_reopened_district_tool_its_rows_but_never_a_state_requests_s
                 "step": step.pk,
                 "object": "District",
                 "request": mine.pk,
+                "status": "green",
                 "processed": 1,
                 "errors": 0,
                 "colour": "green",

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
@@ -27,7 +28,7 @@ from history.models import DISBatchHistory
 from resync import rights
 from resync.models import District, ResyncRequest, SyncObject
 
-from . import actions
+from . import actions, progress
 
 
 def district_or_404(user, code: str | None, what: str) -> District:
@@ -65,20 +66,47 @@ def wants_json(request: HttpRequest) -> bool:
 
 
 def rows(user, district: District, year: int) -> list[dict]:
-    """One row per object offered for `year`, with its latest step as the user may see it."""
+    """One row per object offered for `year`, with its latest batch step as the user may
+    see it: a Selective Sync's few records never stand for the object's result."""
     objects = list(SyncObject.objects.offered(district, year).prefetch_related("parents"))
     history = DISBatchHistory.objects.visible_to(user).filter(district=district, school_year=year)
-    latest = history.latest_per_object()
+    latest = progress.batch_steps(history).latest_per_object()
     allowed = rights.object_names(user)
     return [
         {
             "object": o,
             "parents": ", ".join(p.name for p in o.parents.all() if p.enabled),
-            "step": latest.get(o.pk),
+            "step": (step := latest.get(o.pk)),
             "allowed": o.name in allowed,
+            **row_state(step),
         }
         for o in objects
     ]
+
+
+def row_state(step: DISBatchHistory | None) -> dict:
+    """A row's dot, its word, and for a Yellow or Red result the Error Log of its errors."""
+    colour, label = progress.colour_label(step)
+    errors = step is not None and step.finished and colour in ("yellow", "red") and step.errors > 0
+    return {
+        "colour": colour,
+        "label": label,
+        "error_log": progress.error_log_url(step.request_id, step.sync_object_id) if errors else "",
+    }
+
+
+def current_requests(user, district: District, year: int) -> list[progress.Progress]:
+    """The district and year's batch requests waiting or running, else its latest one
+    (its summary), as the user may see them: never a state request for a district user."""
+    batch = rights.visible(
+        user,
+        ResyncRequest.objects.filter(district=district, school_year=year, records__isnull=True),
+        level="level",
+    )
+    active = list(batch.filter(status__in=[ResyncRequest.Status.WAITING, ResyncRequest.Status.RUNNING]))
+    shown = sorted(active, key=lambda r: r.pk) or list(batch.order_by("-id")[:1])
+    found = progress.of(shown)
+    return [found[r.pk] for r in shown]
 
 
 @require_http_methods(["GET", "POST"])
@@ -114,6 +142,7 @@ def district_tool(request: HttpRequest, code: str, admin_site) -> HttpResponse:
         "year": year,
         "rows": (shown := rows(request.user, district, year)),
         "explain": explain(district, year, shown),
+        "progress": current_requests(request.user, district, year),
         "live": {"district": district.pk, "year": year},
     }
     return TemplateResponse(request, "admin/resync/tool.html", context)
@@ -131,6 +160,7 @@ def tool_state(request: HttpRequest, code: str, admin_site) -> JsonResponse:
             "step": step.pk,
             "object": row["object"].name,
             "request": step.request_id,
+            "status": step.status,
             "processed": step.processed,
             "errors": step.errors,
             "colour": step.colour,
@@ -140,7 +170,17 @@ def tool_state(request: HttpRequest, code: str, admin_site) -> JsonResponse:
         for row in rows(request.user, district, year)
         if (step := row["step"]) is not None
     ]
-    return JsonResponse({"district": district.pk, "year": year, "steps": steps})
+    shown = current_requests(request.user, district, year)
+    return JsonResponse(
+        {
+            "district": district.pk,
+            "year": year,
+            "steps": steps,
+            "progress": [p.as_json() for p in shown],
+            # Drawn by the page's own template, so a live block reads as a reloaded one.
+            "progress_html": "".join(render_to_string("admin/resync/progress.html", {"p": p}) for p in shown),
+        }
+    )
 
 
 def state_tool_state(request: HttpRequest, admin_site) -> JsonResponse:
@@ -264,10 +304,12 @@ def agent_queue(request: HttpRequest, admin_site) -> HttpResponse:
         if rights.is_state(request.user)
         else None
     )
+    requests = list(active.order_by("id"))
+    found = progress.of(requests)
     context = {
         **admin_site.each_context(request),
         "title": "Agent Queue",
-        "requests": active.order_by("id"),
+        "requests": [(r, found[r.pk]) for r in requests],
         "steps": steps,
         "rq": rq_state,
     }

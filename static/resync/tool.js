@@ -22,10 +22,44 @@
 
   const title = (word) => word.charAt(0).toUpperCase() + word.slice(1);
 
+  // The one place a time is written for the user: the server's text (core.timefmt.when:
+  // the district's zone, named), so a live row reads as the same row after a reload.
+  function when(text) {
+    return text || "—";
+  }
+
   const tool = document.getElementById("resync-tool");
   if (tool) districtTool(tool);
   const districts = document.getElementById("districts");
   if (districts) stateTool(districts);
+  document.querySelectorAll("[data-poll]").forEach(poll);
+
+  // A block of a page kept live by fetching the page again every data-poll ms and taking
+  // the block with the same id from it (the Agent Queue, a request's progress): the same
+  // view, so the same rights and markup. It stops once the block says data-done.
+  function poll(block) {
+    const every = Number(block.dataset.poll) || 2000;
+    async function again() {
+      const current = document.getElementById(block.id);
+      if (!current || current.dataset.done) return;
+      if (!document.hidden) {
+        try {
+          const response = await fetch(window.location.href, { credentials: "same-origin" });
+          if (response.ok) {
+            const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(block.id);
+            if (fresh) {
+              current.replaceWith(fresh);
+              document.body.dataset.polled = String(Number(document.body.dataset.polled || 0) + 1);
+            }
+          }
+        } catch (error) {
+          // The server is away for a moment: try again at the next tick.
+        }
+      }
+      setTimeout(again, every);
+    }
+    setTimeout(again, every);
+  }
 
   function districtTool(root) {
     const picks = () => Array.from(root.querySelectorAll("input.pick:not([disabled])"));
@@ -101,6 +135,7 @@
           selectAll.checked = false;
           picks().forEach((c) => (c.checked = false));
           plan.textContent = "";
+          root.refreshProgress(); // its objects turn Queued, and its progress shows
         }
       } catch (error) {
         say("Not sent: " + error.message, true);
@@ -110,7 +145,12 @@
       }
     });
 
+    const errorLog = (request, objectId) =>
+      root.dataset.errorLog + "?" + new URLSearchParams({ step__request__id__exact: request, sync_object__id__exact: objectId }).toString();
+
+    // A row's cells for its latest batch step, as the server draws them (tool.views.row_state).
     function showStep(step) {
+      if (step.selective) return; // a Selective Sync has its own history, never the object's row
       const row = root.querySelector('tr[data-object="' + step.object + '"]');
       if (!row) return;
       // A fetched state may answer after a newer push: never go back to an older step,
@@ -118,30 +158,83 @@
       const shown = Number(row.dataset.step || 0);
       if (step.step < shown || (step.step === shown && step.colour === "gray" && row.dataset.colour !== "gray")) return;
       row.dataset.step = step.step;
+      row.dataset.request = step.request;
       row.dataset.colour = step.colour;
-      // The server's text (core.timefmt.when: the district's zone, named), as after a reload.
-      row.querySelector(".last").textContent = step.started_at_text || "";
-      row.querySelector(".results").innerHTML =
-        'Processed: <span class="processed"></span> Errors: <span class="errors"></span>';
-      row.querySelector(".processed").textContent = step.processed;
-      row.querySelector(".errors").textContent = step.errors;
-      row.querySelector(".results").title = step.processed - step.errors + " records sent";
-      setDot(row.querySelector(".status"), step.colour);
+      const queued = step.status === "pending" || step.status === "queued";
+      const results = row.querySelector(".results");
+      const status = row.querySelector(".status");
+      results.classList.remove("never");
+      row.querySelector(".last").textContent = when(step.started_at_text);
+      const label = queued ? "Queued" : step.status === "failed" ? "Failed" : step.status === "running" ? "Running" : title(step.colour);
+      if (queued) {
+        results.textContent = "Queued";
+        results.title = "";
+        setDot(status, "queued", label);
+        return;
+      }
+      results.innerHTML = 'Processed: <span class="processed"></span> Errors: <span class="errors"></span>';
+      results.querySelector(".processed").textContent = step.processed;
+      results.querySelector(".errors").textContent = step.errors;
+      results.title = step.processed - step.errors + " records sent";
+      setDot(status, step.colour, label);
+      const done = !["pending", "queued", "running"].includes(step.status);
+      if (done && step.errors > 0 && (step.colour === "yellow" || step.colour === "red")) {
+        // A Yellow or Red result leads to its errors: the Error Log of this object and request.
+        const url = errorLog(step.request, row.dataset.objectId);
+        for (const cell of [results, status]) {
+          const link = document.createElement("a");
+          link.href = url;
+          link.append(...cell.childNodes);
+          cell.appendChild(link);
+        }
+      }
     }
 
+    // The progress block (objects done, records, time left, the finish summary) is drawn
+    // by the server: fetched with the rows, at most once a second while pushes arrive.
+    const progress = document.getElementById("progress");
+    let fetching = null;
+    let again = false;
+    async function refresh() {
+      if (fetching) {
+        again = true;
+        return fetching;
+      }
+      fetching = (async () => {
+        const url = new URL("state/", window.location.href);
+        url.search = new URLSearchParams({ year: root.dataset.year }).toString();
+        const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (!response.ok) return;
+        const body = await response.json();
+        body.steps.forEach(showStep);
+        progress.innerHTML = body.progress_html;
+        document.body.dataset.resynced = String(Number(document.body.dataset.resynced || 0) + 1);
+      })();
+      try {
+        await fetching;
+      } catch (error) {
+        // A lost fetch is made good by the next push or socket (re)open.
+      } finally {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        fetching = null;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      }
+    }
+    root.refreshProgress = refresh; // the send handler asks once its request is in
+
     document.addEventListener("statesync:step", (event) => {
-      if (String(event.detail.district) === root.dataset.district) showStep(event.detail);
+      if (String(event.detail.district) !== root.dataset.district || event.detail.selective) return;
+      showStep(event.detail);
+      refresh();
+    });
+    document.addEventListener("statesync:finished", (event) => {
+      if (String(event.detail.district) === root.dataset.district) refresh();
     });
     // The socket (re)opened: fetch what the rows show now, pushes it missed included.
-    document.addEventListener("statesync:resync", async () => {
-      const url = new URL("state/", window.location.href);
-      url.search = new URLSearchParams({ year: root.dataset.year }).toString();
-      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (!response.ok) return;
-      const body = await response.json();
-      body.steps.forEach(showStep);
-      document.body.dataset.resynced = String(Number(document.body.dataset.resynced || 0) + 1);
-    });
+    document.addEventListener("statesync:resync", refresh);
   }
 
   // One row per district: its latest request turns Gray while its steps run,
