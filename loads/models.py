@@ -35,7 +35,7 @@ class Load(models.Model):
         permissions = [("load_district_data", "District data W: load a district's records")]
 
     def __str__(self) -> str:
-        return f"Load {self.pk} of {self.sync_object_id} into {self.district_id}"
+        return f"Load of {self.sync_object.name} into {self.district}"
 
 
 @deconstructible

@@ -16,8 +16,9 @@ from django.db import models
 from django.db.models import Case, F, IntegerField, Sum, When
 from django.db.models.functions import Coalesce
 
+from core import timefmt
 from resync import rights
-from resync.models import District, ResyncRequest
+from resync.models import District, ResyncRequest, school_year_name
 from resync.rules import Reason
 
 
@@ -131,7 +132,9 @@ class VerificationRun(models.Model):
         indexes = [models.Index(fields=["district", "school_year", "-id"], name="verification_latest")]
 
     def __str__(self) -> str:
-        return f"Verification {self.pk} of {self.district_id} for {self.school_year}"
+        # People know a run by its district, year and time, not by its ids (issue 14, item 8).
+        when = timefmt.when(self.created_at, self.district)
+        return f"Verification of {self.district} for {school_year_name(self.school_year)}, started {when}"
 
     @property
     def progress(self) -> str:
@@ -162,7 +165,7 @@ class DISVerificationResult(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.sync_object_id} in verification {self.run_id}"
+        return f"{self.sync_object.name} in {self.run}"
 
     @property
     def differences_count(self) -> int:

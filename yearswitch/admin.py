@@ -11,9 +11,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from core.errors import REFUSALS
 from resync import rights
+from resync.models import school_year_name
 from verification.models import SchoolYearSwitch
 
 from . import actions
@@ -78,7 +80,11 @@ class SchoolYearSwitchAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         if req is None:
             return "Missing"
         url = reverse("admin:resync_resyncrequest_change", args=[req.pk])
-        return _link(url, f"Resync {req.pk} of {req.school_year}, finished {req.finished_at:%Y-%m-%d}")
+        # Named by its year and time, in the district's zone: the row is its district's.
+        return _link(
+            url,
+            f"Resync of {school_year_name(req.school_year)}, finished {timefmt.when(req.finished_at, obj)}",
+        )
 
     @admin.display(description="Start-of-year resync (after the switch)")
     def start_of_year(self, obj):
