@@ -86,6 +86,7 @@ DOORS = [
     ("Error Log CSV", "get", "/api/v1/error-log/export/", None, outcomes(200, 200, 403, 200, 401)),
     ("alerts", "get", "/api/v1/alerts/", None, outcomes(200, 200, 200, 200, 401)),
     ("alice's alert read", "post", "/api/v1/alerts/{alert_a}/read/", None, outcomes(404, 200, 404, 404, 401)),
+    ("alice's alert unread", "post", "/api/v1/alerts/{alert_a}/unread/", None, outcomes(404, 200, 404, 404, 401)),
     ("all alerts read", "post", "/api/v1/alerts/read/", None, outcomes(200, 200, 200, 200, 401)),
     ("API root", "get", "/api/v1/", None, outcomes(200, 200, 200, 200, 401)),
     ("no such endpoint", "get", "/api/v1/nowhere/", None, outcomes(404, 404, 404, 404, 401)),
