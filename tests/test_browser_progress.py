@@ -6,6 +6,7 @@ import pytest
 
 from resync.models import ResyncRequest
 from runner import lifecycle
+from selective.actions import check_selective_sync, do_selective_sync
 
 from .conftest import add, chain
 from .servers import ARTIFACTS
@@ -31,7 +32,12 @@ def watch_errors(page) -> list[str]:
     return errors
 
 
-def test_it_shows_queued_progress_and_the_summary_live_and_links_red_to_its_errors(browser, cast, queue):  # noqa: F811
+def test_it_shows_queued_progress_and_the_summary_live_and_links_red_to_its_errors(
+    browser,  # noqa: F811
+    tool_cast,
+    queue,
+):
+    cast = tool_cast
     chain(cast.district)
     for i in range(1, 6):
         add(cast.district, "Enrollment", i, {"PersonIdentity": 1}, excluded=i in (2, 3, 4))
@@ -67,6 +73,15 @@ def test_it_shows_queued_progress_and_the_summary_live_and_links_red_to_its_erro
         red = page.locator('tr[data-object="Enrollment"] .status a')
         assert page.text_content('tr[data-object="Enrollment"] .outcome') == "Red"
         page.screenshot(path=str(ARTIFACTS / "tool-progress-summary.png"), full_page=True)
+
+        # A Selective Sync of one record, pushed live, leaves the row to the batch: its
+        # finish makes the page fetch its rows again, and they still say 5 and 3.
+        fetched = int(page.evaluate("document.body.dataset.resynced"))
+        do_selective_sync(check_selective_sync(cast.district, None, "Enrollment", [1], cast.alice))
+        page.wait_for_function(f"Number(document.body.dataset.resynced) > {fetched}", timeout=30000)
+        page.wait_for_function("document.querySelector('#progress .resync-progress[data-status=finished]')")
+        assert page.text_content('tr[data-object="Enrollment"] .processed') == "5"
+        assert page.text_content('tr[data-object="Enrollment"] .errors') == "3"
         red.click()
         page.wait_for_selector("#result_list")
         assert page.locator("#result_list tbody tr").count() == 3  # the three errors of that row

@@ -59,6 +59,11 @@ def test_it_keeps_the_batch_result_after_a_selective_sync(client, tool_cast, que
         html, "Enrollment"
     )
     assert f"step__request__id__exact={batch.pk}" in row(html, "Enrollment")
+    # Selective Sync's own history is linked, for those who may open it.
+    assert f'href="/admin/verification/selectivesync/?district__id__exact={cast.district.pk}"' in html
+    client.force_login(cast.bob)
+    assert 'id="selective-history"' not in client.get(TOOL).content.decode()
+    client.force_login(cast.alice)
     state = client.get(TOOL + "state/").json()
     enrollment = next(s for s in state["steps"] if s["object"] == "Enrollment")
     assert (enrollment["request"], enrollment["processed"]) == (batch.pk, 5)
