@@ -148,7 +148,6 @@ def refusals(
         f"SELECT s.line, s.record_id, d.school_year, s.school_year, d.payload, s.payload, s.wire "
         f"FROM {TABLE} s JOIN {RECORDS} d ON {_join()} WHERE {' OR '.join(tests)} ORDER BY s.line"
     )
-    found = []
     with stage.connection.cursor() as cursor:
         cursor.execute(sql, [district_id, obj_id, *params])
         while batch := cursor.fetchmany(FETCH):
@@ -161,8 +160,7 @@ def refusals(
                 else:
                     problems = validator.locked_changes(_loads(old), _loads(new))
                 if problems:
-                    found.append((line, rid, problems, None if wire is None else json.loads(wire)))
-    yield from found
+                    yield line, rid, problems, None if wire is None else json.loads(wire)
 
 
 def skip(stage: Stage, ids: list[int], mark: int) -> None:
