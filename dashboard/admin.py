@@ -6,7 +6,8 @@ Its pages also hold the history charts (dashboard.views)."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Count, F, OuterRef, Subquery, Sum
+from django.db.models import Count, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern, reverse
 from django.utils import timezone
@@ -20,6 +21,7 @@ from resync import rights
 from resync.models import ResyncRequest
 from tool.admin import AdminPages
 from yearswitch import actions
+from yearswitch.actions import NEVER
 
 from . import charts, views
 from .models import DistrictOutcome
@@ -166,7 +168,9 @@ class DistrictOutcomeAdmin(AdminPages, ReadOnly, admin.ModelAdmin):
         bars.append((OUTCOMES[3][1], never, "status-gray"))
         return charts.bar_chart(bars, "Districts by the outcome of their last full resync")
 
-    @admin.display(description="Last full resync", ordering=F("last_full_at").asc(nulls_first=True))
+    # What is missing (no full resync, no mandatory resync) sorts first, the same on every
+    # database: NULLs sort first on SQLite and last on PostgreSQL.
+    @admin.display(description="Last full resync", ordering=Coalesce("last_full_at", Value(NEVER)))
     def last_full(self, obj):
         if obj.last_full_id is None:
             return "Never"
@@ -175,7 +179,7 @@ class DistrictOutcomeAdmin(AdminPages, ReadOnly, admin.ModelAdmin):
         year = f"{obj.last_full_year - 1}-{obj.last_full_year}"
         return format_html('<a href="{}">{}, finished {}</a>', url, year, finished)
 
-    @admin.display(description="Outcome", ordering="last_outcome")
+    @admin.display(description="Outcome", ordering=Coalesce("last_outcome", Value("")))
     def outcome(self, obj):
         if not obj.last_outcome:
             return "—"
@@ -183,15 +187,19 @@ class DistrictOutcomeAdmin(AdminPages, ReadOnly, admin.ModelAdmin):
             '<span class="status-dot status-{}">●</span> {}', obj.last_outcome, obj.last_outcome.title()
         )
 
-    @admin.display(description="Errors", ordering=F("last_errors").asc(nulls_first=True))
+    @admin.display(description="Errors", ordering=Coalesce("last_errors", Value(-1)))
     def errors(self, obj):
         return "—" if obj.last_full_id is None else f"{obj.last_errors or 0:,}"
 
-    @admin.display(description="End-of-year resync", boolean=True, ordering="end_of_year_id")
+    @admin.display(
+        description="End-of-year resync", boolean=True, ordering=Coalesce("end_of_year_id", Value(0))
+    )
     def end_of_year(self, obj) -> bool:
         return obj.end_of_year_id is not None
 
-    @admin.display(description="Start-of-year resync", boolean=True, ordering="start_of_year_id")
+    @admin.display(
+        description="Start-of-year resync", boolean=True, ordering=Coalesce("start_of_year_id", Value(0))
+    )
     def start_of_year(self, obj) -> bool | None:
         """None (unknown): never switched, so there was no start of year to resync."""
         return None if obj.year_switched_at is None else obj.start_of_year_id is not None

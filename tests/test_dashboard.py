@@ -156,8 +156,11 @@ def test_it_lists_every_district_with_its_last_full_resync_and_the_years_resyncs
         ("?outcome=never", ["202"]),
         ("?start_of_year=missing", ["202"]),
         ("?end_of_year=done", ["101"]),
-        ("?o=4", ["202", "101"]),  # by the last full resync: never first, on every database
-        ("?o=-6", ["101", "202"]),  # by errors, most first
+        # Columns count from 0 (no action checkbox); what is missing sorts first on every database.
+        ("?o=3", ["202", "101"]),  # by the last full resync
+        ("?o=-5", ["101", "202"]),  # by errors, most first
+        ("?o=4", ["202", "101"]),  # by outcome
+        ("?o=6", ["202", "101"]),  # by the end-of-year resync: B has none
         ("?q=Boone", ["202"]),
     ],
 )
