@@ -74,8 +74,9 @@ def test_it_sums_up_first_and_shows_a_different_record_side_by_side(
     assert "<strong>2 of 3 objects differ: 2 records to resync</strong>" in page
     assert '<tr class="result differs" data-object="School">' in page  # a table, not a JSON list
     assert "Objects compared" in page and ", ".join(run.sync_objects) in page
+    assert '<div class="readonly">alice</div>' in page  # no link to a user page alice may not open
     table = page[page.index('<table class="side-by-side" data-record="1">') :].split("</table>")[0]
-    assert "School record 1: payload differ" in table
+    assert "School record 1 (differs in: payload)" in table
     # The chain sent the school with no payload: the state's copy has none of its fields.
     assert '<th scope="row">parent: District</th><td>1</td><td>1</td>' in table
     assert (

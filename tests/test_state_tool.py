@@ -6,7 +6,7 @@ import pytest
 
 from resync.models import District, State
 
-from .conftest import BOTH
+from .conftest import BOTH, add
 
 pytestmark = pytest.mark.django_db(databases=BOTH)
 
@@ -74,3 +74,26 @@ def test_it_gives_a_single_object_user_a_page_that_works(client, cast, django_as
     assert "Check Dependencies would add their parents" in explained and "District" in explained
     alice = client.force_login(cast.alice) or client.get("/admin/resync/district/101/tool/").content.decode()
     assert 'id="rights-explain"' not in alice and 'id="select-all" title="Select all: full resync"' in alice
+
+
+def test_it_never_lets_a_cancelled_request_hide_the_one_that_runs(client, cast):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from resync.models import ResyncRequest
+    from tool import actions
+
+    def send(objects):
+        checked = actions.check_resync(cast.district, None, objects, False, user=cast.alice)
+        return actions.do_request_resync(checked)
+
+    add(cast.district, "District", 1)  # something to move: it runs
+    running = send(["District"])
+    ResyncRequest.objects.update(created_at=timezone.now() - timedelta(minutes=1))
+    actions.do_cancel(send(["School"]), cast.alice)
+    client.force_login(cast.stella)
+    page = client.get(STATE_TOOL).content.decode()
+    assert f'data-district="{cast.district.pk}" data-request="{running.pk}"' in page
+    state = client.get(STATE_TOOL + "state/").json()["districts"]
+    assert [(d["request"], d["status"]) for d in state] == [(running.pk, "running")]

@@ -183,13 +183,18 @@ def tool_state(request: HttpRequest, code: str, admin_site) -> JsonResponse:
     )
 
 
+# A district's latest request on the state tool: a cancelled one never ran, and must not
+# hide the one that runs or last ran.
+LAST_REQUEST = Max("requests__id", filter=~Q(requests__status=ResyncRequest.Status.CANCELLED))
+
+
 def state_tool_state(request: HttpRequest, admin_site) -> JsonResponse:
     """The state tool's rows as they stand now (each district's latest request), for a
     page whose live socket (re)opened."""
     if not rights.is_state(request.user):
         log_refusal(request.user, "admin", "the Resync State Data (State) tool")
         raise Http404("Only state users see the state-level tool.")
-    districts = list(rights.districts(request.user).annotate(last_request=Max("requests__id")))
+    districts = list(rights.districts(request.user).annotate(last_request=LAST_REQUEST))
     last = ResyncRequest.objects.in_bulk([d.last_request for d in districts if d.last_request])
     latest = [(d, last[d.last_request]) for d in districts if d.last_request in last]
     return JsonResponse(
@@ -237,9 +242,7 @@ def state_tool(request: HttpRequest, admin_site) -> HttpResponse:
     if not rights.is_state(request.user):
         log_refusal(request.user, "admin", "the Resync State Data (State) tool")
         raise Http404("Only state users see the state-level tool.")
-    districts = (
-        rights.districts(request.user).select_related("state").annotate(last_request=Max("requests__id"))
-    )
+    districts = rights.districts(request.user).select_related("state").annotate(last_request=LAST_REQUEST)
     if request.method == "POST":
         codes = request.POST.getlist("districts")
         full = request.POST.get("full") == "1"
