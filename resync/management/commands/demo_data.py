@@ -2,7 +2,7 @@ import sys
 import time
 
 from django.core.management.base import BaseCommand
-from django.db import connection
+from django.db import connection, transaction
 
 from resync import demo
 from resync.models import District, DistrictRecord, ResyncRequest
@@ -48,7 +48,10 @@ class Command(BaseCommand):
                 f"{_n(ResyncRequest.objects.count(), 'resync')}"
             )
             return
-        self.load(size, seed)
+        # All or nothing: a load cut short (Ctrl-C) must not leave districts that a
+        # re-run would keep as "the existing data".
+        with transaction.atomic():
+            self.load(size, seed)
 
     def load(self, size: str, seed: int) -> None:
         count, students = demo.SIZES[size]
