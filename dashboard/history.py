@@ -85,6 +85,13 @@ def requests(user, districts: QuerySet[District], year: int | None) -> QuerySet[
     return qs.filter(school_year=year) if year else qs
 
 
+def years(user, districts: QuerySet[District], offered: set[int]) -> list[int]:
+    """The school years to pick from, latest first: those the districts may resync now
+    and every year their history holds (after a year switch, the years before it)."""
+    found = requests(user, districts, None).order_by().values_list("school_year", flat=True).distinct()
+    return sorted(offered | set(found), reverse=True)
+
+
 def object_charts(user, districts: QuerySet[District], year: int | None) -> list[dict]:
     """Per object, in catalog order: its error rate and processed count over its resyncs
     (two queries, however long the history)."""

@@ -28,7 +28,8 @@ def _year(request: HttpRequest, years: list[int]) -> int | None:
     return int(raw)
 
 
-def _page(request: HttpRequest, admin_site, districts, years: list[int], **context) -> HttpResponse:
+def _page(request: HttpRequest, admin_site, districts, offered: set[int], **context) -> HttpResponse:
+    years = history.years(request.user, districts, offered)
     year = _year(request, years)
     context = {
         **admin_site.each_context(request),
@@ -48,7 +49,7 @@ def district_history(request: HttpRequest, code: str, admin_site) -> HttpRespons
         request,
         admin_site,
         District.objects.filter(pk=district.pk),
-        sorted(district.years, reverse=True),
+        set(district.years),
         district=district,
         title=f"Resync history: {district}",
     )
@@ -66,7 +67,7 @@ def state_history(request: HttpRequest, admin_site) -> HttpResponse:
         request,
         admin_site,
         districts,
-        sorted({y for d in listed for y in d.years}, reverse=True),
+        {y for d in listed for y in d.years},
         districts_listed=listed,
         title="Resync history: every district",
     )

@@ -112,9 +112,16 @@ def test_it_charts_the_state_across_districts_for_the_state_only(cast, client, d
     assert client.get(history("101")).status_code == 404
 
 
-def test_it_answers_a_year_it_does_not_know_with_a_404_naming_it(cast, client):
+def test_it_offers_the_years_of_its_history_and_answers_another_with_a_404(cast, client):
+    # A district that switched to 2028 keeps its 2027 history, which stays on offer.
+    resync(cast.district, timezone.now() - timedelta(days=1), [("School", 10, 0)], year=2027)
+    cast.district.scope_year, cast.district.sync_next_year = 2028, False
+    cast.district.save()
     client.force_login(cast.alice)
-    assert client.get(history("101") + "?year=2027").status_code == 200
+    page = client.get(history("101") + "?year=2027")
+    assert page.status_code == 200 and page.context["years"] == [2028, 2027]
+    assert points(page.content.decode(), "School") == 1
+    assert client.get(history("101") + "?year=2028").context["objects"] == []
     for bad in ("abc", "1999", "9" * 40):
         assert client.get(history("101") + f"?year={bad}").status_code == 404
 
