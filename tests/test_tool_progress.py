@@ -120,6 +120,13 @@ def test_it_shows_queued_objects_progress_and_the_finish_summary(client, cast, q
     assert shown["seconds_left"] is not None and shown["time_left"].startswith("about")
     assert "0/6" in body["progress_html"]
     run_queue()
+    # A request cancelled while it waited never ran: the summary stays the last one that did.
+    last = resync(cast.district, ["Enrollment"], cast.alice, run=False)
+    waiting = resync(cast.district, ["School"], cast.alice, deps=False, run=False)
+    actions.do_cancel(waiting, cast.alice)
+    run_queue()
+    (shown,) = client.get(TOOL + "state/").json()["progress"]
+    assert (shown["request"], shown["summary"]) == (last.pk, "5 green, 1 red: 3 errors")
 
 
 def test_it_estimates_from_previous_durations_then_the_running_rate(cast):

@@ -104,7 +104,9 @@ def current_requests(user, district: District, year: int) -> list[progress.Progr
         level="level",
     )
     active = list(batch.filter(status__in=[ResyncRequest.Status.WAITING, ResyncRequest.Status.RUNNING]))
-    shown = sorted(active, key=lambda r: r.pk) or list(batch.order_by("-id")[:1])
+    # A cancelled request never ran: its "summary" would hide the last one that did.
+    ended = batch.exclude(status=ResyncRequest.Status.CANCELLED)
+    shown = sorted(active, key=lambda r: r.pk) or list(ended.order_by("-id")[:1])
     found = progress.of(shown)
     return [found[r.pk] for r in shown]
 
