@@ -30,6 +30,10 @@ class SyncFieldInline(admin.TabularInline):
     extra = 0
     ordering = ["position", "name"]
 
+    def get_queryset(self, request):
+        # Each row is titled by its __str__ ("Enrollment.grade"): its object in the same query.
+        return super().get_queryset(request).select_related("sync_object")
+
     def has_view_permission(self, request, obj=None):
         return _may_view_catalog(request)
 
@@ -51,6 +55,10 @@ class SyncFieldChangeInline(admin.TabularInline):
     fields = ["changed_at", "changed_by", "field", "action", "what"]
     readonly_fields = fields
     extra = 0
+
+    def get_queryset(self, request):
+        # Each row is titled by its __str__, naming its object: in the same query, with its author.
+        return super().get_queryset(request).select_related("sync_object", "changed_by")
 
     def has_view_permission(self, request, obj=None):
         return _may_view_catalog(request)

@@ -150,7 +150,7 @@ class SyncField(models.Model):
         constraints = [models.UniqueConstraint(fields=["sync_object", "name"], name="sync_field_unique")]
 
     def __str__(self) -> str:
-        return f"{self.sync_object_id}.{self.name}"
+        return f"{self.sync_object.name}.{self.name}"
 
     def save(self, *args, by=None, **kwargs) -> None:
         with transaction.atomic():
@@ -231,7 +231,7 @@ class SyncFieldChange(models.Model):
 
     def __str__(self) -> str:
         what = ", ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in self.changes.items())
-        return f"{self.sync_object_id}.{self.field or '(object)'} {self.action}: {what}"
+        return f"{self.sync_object.name}.{self.field or '(object)'} {self.action}: {what}"
 
 
 class SyncObjectParent(models.Model):

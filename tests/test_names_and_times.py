@@ -186,3 +186,19 @@ def test_it_labels_error_log_rows_from_the_records_payload_in_constant_queries(
     with django_assert_max_num_queries(baseline):
         html = client.get("/admin/history/errorlog/").content.decode()
     assert "119 P19 X" in html
+
+
+def test_it_titles_schema_fields_by_their_objects_name_in_constant_queries(
+    client, cast, django_assert_max_num_queries
+):
+    client.force_login(cast.stella)
+    few, many = SyncObject.objects.get(name="District"), SyncObject.objects.get(name="Test")
+    assert few.fields.count() < many.fields.count()
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(30) as counted:
+        client.get(f"/admin/resync/syncobject/{few.pk}/change/")
+    baseline = len(counted.captured_queries)  # read now: clearing the log empties the capture
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(baseline):
+        html = client.get(f"/admin/resync/syncobject/{many.pk}/change/").content.decode()
+    assert "Test.state_code" in html and f"{many.pk}.state_code" not in html
