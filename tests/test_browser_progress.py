@@ -96,5 +96,14 @@ def test_it_shows_queued_progress_and_the_summary_live_and_links_red_to_its_erro
         page.wait_for_selector(f'#agent-requests tr[data-request="{waiting.pk}"]', timeout=10000)
         assert page.evaluate("window.marker") == "no reload"
         page.screenshot(path=str(ARTIFACTS / "agent-queue-live.png"), full_page=True)
-        ResyncRequest.objects.filter(pk=waiting.pk).update(status="finished")
+
+        # Its page follows it too, until it ends.
+        page.click(f'#agent-requests tr[data-request="{waiting.pk}"] a')
+        page.wait_for_selector("#request-progress")
+        assert "waits for the request before it" in page.text_content("#request-progress")
+        ResyncRequest.objects.filter(pk=waiting.pk).update(status="finished", outcome="green")
+        page.wait_for_selector("#request-progress[data-done]", timeout=10000)
+        assert "finished: nothing to resync: 0 errors" in " ".join(
+            page.text_content("#request-progress").split()
+        )
         assert errors == []
