@@ -120,6 +120,17 @@ def test_it_lets_a_request_that_started_meanwhile_run(cast, busy):
     assert DISBatchHistory.objects.filter(request=waiting, status=StepStatus.PENDING).count() == 2
 
 
+def test_it_lets_no_worker_run_a_cancelled_requests_step(cast, busy):
+    from runner import lifecycle
+
+    _running, waiting, _state = busy
+    step = DISBatchHistory.objects.filter(request=waiting).values_list("pk", flat=True).first()
+    actions.do_cancel(waiting, cast.alice)
+    lifecycle.run_step(step)  # a job for it (lost and found again) finds nothing to run
+    assert not DISBatchHistory.objects.filter(pk=step).exists()
+    assert ResyncRequest.objects.get(pk=waiting.pk).status == ResyncRequest.Status.CANCELLED
+
+
 def test_it_lets_the_same_send_follow_a_cancelled_one(cast, busy):
     _running, waiting, _state = busy
     ResyncRequest.objects.filter(pk=waiting.pk).update(created_at=timezone.now())
