@@ -202,3 +202,16 @@ def test_it_titles_schema_fields_by_their_objects_name_in_constant_queries(
     with django_assert_max_num_queries(baseline):
         html = client.get(f"/admin/resync/syncobject/{many.pk}/change/").content.decode()
     assert "Test.state_code" in html and f"{many.pk}.state_code" not in html
+
+
+def test_it_shows_a_requests_page_and_its_steps_in_the_districts_zone(client, cast):
+    cast.district.time_zone = "America/New_York"
+    cast.district.save()
+    step = ran(cast.district)
+    ResyncRequest.objects.filter(pk=step.request_id).update(started_at=MOMENT, finished_at=MOMENT)
+    client.force_login(cast.alice)
+    html = client.get(f"/admin/resync/resyncrequest/{step.request_id}/change/").content.decode()
+    assert html.count("2027-06-30 10:02 EDT") >= 4  # asked, started, finished, the step's start
+    assert "2027-06-30 10:03 EDT" in html  # the step's end
+    listed = client.get("/admin/resync/resyncrequest/").content.decode()
+    assert "2027-06-30 10:02 EDT" in listed

@@ -14,6 +14,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from alerts.models import ProcessAlert
+from core import timefmt
 from core.errors import ResyncError, RightsError
 from history.models import DISBatchHistory, StepStatus
 from resync.models import District, DistrictRecord
@@ -256,7 +257,11 @@ def test_it_asks_before_switching_and_says_what_will_happen(client, tool_cast, q
     html = page.content.decode()
     assert page.status_code == 200 and "cannot be undone" in html
     assert "101 Adair County: 2027 &rarr; <strong>2028</strong>" in html
-    assert f"end-of-year full resync {end.pk} of 2027" in html
+    # Named by its year and finish time in the district's zone, not its id (issue 14, item 8).
+    assert (
+        f"end-of-year full resync of 2026-2027, finished {timefmt.when(end.finished_at, end.district)})"
+        in html
+    )
     assert "start-of-year full resync" in html
     assert "202 Boone County: <strong>not switched</strong>. District 202 has no finished full resync" in html
     assert "Yes, switch 1 district" in html

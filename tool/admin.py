@@ -13,7 +13,6 @@ from collections.abc import Callable
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from core import timefmt
@@ -151,11 +150,11 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         "level",
         "asked",
         "asked_by",
-        "created_at",
+        "asked_at",
         "status",
         "outcome",
-        "started_at",
-        "finished_at",
+        "started",
+        "finished",
         "cancelled",
     ]
     readonly_fields = fields
@@ -198,7 +197,7 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         if obj.cancelled_at is None:
             return "—"
         who = obj.cancelled_by.username if obj.cancelled_by else "an operator (command)"
-        return f"by {who} at {formats.localize(timezone.localtime(obj.cancelled_at))}"
+        return f"by {who} at {timefmt.when(obj.cancelled_at, obj.district)}"
 
     def has_delete_permission(self, request, obj=None):
         # A request is the record of what was asked and what it concluded (the
@@ -215,10 +214,18 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
     def agent_queue_view(self, request: HttpRequest) -> HttpResponse:
         return views.agent_queue(request, self.admin_site)
 
+    # In the district's zone, named (core.timefmt), as its tool and CSVs write it.
     @admin.display(description="Asked", ordering="created_at")
     def asked_at(self, obj: ResyncRequest) -> str:
-        # In the district's zone, named (core.timefmt), as its tool and CSVs write it.
         return timefmt.when(obj.created_at, obj.district)
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, obj: ResyncRequest) -> str:
+        return timefmt.when(obj.started_at, obj.district) or "—"
+
+    @admin.display(description="Finished", ordering="finished_at")
+    def finished(self, obj: ResyncRequest) -> str:
+        return timefmt.when(obj.finished_at, obj.district) or "—"
 
     @admin.display(description="Objects")
     def asked(self, obj: ResyncRequest) -> str:
