@@ -75,6 +75,8 @@ def test_it_charts_each_objects_error_rate_and_count_and_how_long_resyncs_took(c
     # Two whole-object resyncs of Enrollment: the Selective Sync one and the state's are not hers to chart.
     assert points(html, "Enrollment") == 2
     assert "5%" in html and ">5% of 120<" in html  # 6 of 120, its latest
+    # Each point names its resync's start, in the server's time zone, on every database.
+    assert f"<title>{timezone.localtime(start):%Y-%m-%d %H:%M}: 0%</title>" in html
     assert "Full resyncs" in html and ">5.0 min<" in html  # the latest she may see
     assert 'href="/admin/resync/district/101/tool/"' in html
     client.force_login(cast.stella)
