@@ -55,6 +55,7 @@ def test_it_keeps_the_data_and_the_login_when_run_again_and_resets_only_when_ask
     assert password(second) == password(first) and "(kept)" in second
     assert db.execute("SELECT scope_year FROM resync_district").fetchall() == [(2028,)]
     assert db.execute("SELECT COUNT(*), MAX(id) FROM resync_districtrecord").fetchone() == records
+    assert (data / "demo-setup.log").read_text().count("=== bin/demo") == 2  # both runs' logs
     db.close()
 
     # --reset without a terminal: the flag was the question; a fresh install, a fresh login.
