@@ -114,6 +114,14 @@ def test_it_cancels_compares_and_selects_all_in_the_browser(browser, tool_cast, 
         assert state.eval_on_selector("#state-objects", "s => s.selectedOptions.length") == 0
         state.select_option("#state-year", "2028")
         state.screenshot(path=str(ARTIFACTS / "state-tool-select-all.png"), full_page=True)
+
+        bob = login(browser, base, "bob")  # the tool right for Enrollment and PersonIdentity only
+        errors += watched(bob)
+        bob.goto(f"{base}/admin/resync/district/101/tool/")
+        assert bob.is_disabled("#select-all")
+        assert "Check Dependencies is off for you" in bob.text_content("#rights-explain")
+        assert not bob.is_checked("#check-dependencies")
+        bob.screenshot(path=str(ARTIFACTS / "tool-single-object-user.png"), full_page=True)
     assert errors == []
     waiting.refresh_from_db()
     assert waiting.status == ResyncRequest.Status.CANCELLED

@@ -71,9 +71,12 @@ def test_it_gives_a_single_object_user_a_page_that_works(client, cast, django_as
     assert "You hold the tool right for 2 of these" in explained
     assert "(Enrollment, PersonIdentity)" in explained
     # Their parents, which Check Dependencies would add and bob may not resync, by name.
-    assert "Check Dependencies would add their parents" in explained and "District" in explained
+    assert "Check Dependencies is off for you: it would add their parents" in explained
+    assert "District" in explained
+    assert 'id="check-dependencies">' in page  # unticked: the send works as it stands
     alice = client.force_login(cast.alice) or client.get("/admin/resync/district/101/tool/").content.decode()
     assert 'id="rights-explain"' not in alice and 'id="select-all" title="Select all: full resync"' in alice
+    assert 'id="check-dependencies" checked>' in alice
 
 
 def test_it_never_lets_a_cancelled_request_hide_the_one_that_runs(client, cast):
