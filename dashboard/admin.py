@@ -10,10 +10,10 @@ from django.db.models import Count, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from core import timefmt
 from core.admin import ReadOnly
 from core.errors import log_refusal
 from history.models import DISBatchHistory
@@ -175,7 +175,7 @@ class DistrictOutcomeAdmin(AdminPages, ReadOnly, admin.ModelAdmin):
         if obj.last_full_id is None:
             return "Never"
         url = reverse("admin:resync_resyncrequest_change", args=[obj.last_full_id])
-        finished = f"{timezone.localtime(obj.last_full_at):%Y-%m-%d %H:%M}"
+        finished = timefmt.when(obj.last_full_at, obj)  # the district's zone, named
         year = f"{obj.last_full_year - 1}-{obj.last_full_year}"
         return format_html('<a href="{}">{}, finished {}</a>', url, year, finished)
 

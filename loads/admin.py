@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 
+from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
 
@@ -51,7 +52,7 @@ class LoadAdmin(DistrictRows):
         "school_year",
         "snapshot",
         "loaded_by",
-        "loaded_at",
+        "loaded",
         "read",
         "inserted",
         "updated",
@@ -60,6 +61,7 @@ class LoadAdmin(DistrictRows):
         "rejected",
     ]
     list_select_related = ["district", "sync_object", "loaded_by"]
+    loaded = timefmt.column("loaded_at", "Loaded")  # the district's zone, named
     list_filter = ["snapshot", "school_year"]  # no district filter: its choices would list every district
     search_fields = ["district__code", "district__name", "sync_object__name"]
 
@@ -73,11 +75,12 @@ class UploadAdmin(DistrictRows):
         "school_year",
         "name",
         "uploaded_by",
-        "uploaded_at",
+        "uploaded",
         "status",
         "progress",
     ]
     list_select_related = ["district", "sync_object", "uploaded_by"]
+    uploaded = timefmt.column("uploaded_at", "Uploaded")  # the district's zone, named
     list_filter = ["status"]
     search_fields = ["district__code", "district__name", "name"]
 

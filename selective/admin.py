@@ -9,6 +9,7 @@ from django.db.models import Max, Sum
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
 from verification.models import SelectiveSync
@@ -33,9 +34,10 @@ class SelectiveSyncAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         "processed",
         "errors",
         "error_log",
-        "created_at",
+        "created",
     ]
     list_select_related = ["district", "requested_by"]
+    created = timefmt.column("created_at", "Created")  # the district's zone, named
     list_filter = ["status", "school_year", ("district", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["district__code", "district__name"]
     date_hierarchy = "created_at"

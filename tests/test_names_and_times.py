@@ -215,3 +215,25 @@ def test_it_shows_a_requests_page_and_its_steps_in_the_districts_zone(client, ca
     assert "2027-06-30 10:03 EDT" in html  # the step's end
     listed = client.get("/admin/resync/resyncrequest/").content.decode()
     assert "2027-06-30 10:02 EDT" in listed
+
+
+def test_it_shows_verifications_and_loads_in_the_districts_zone(client, tool_cast):
+    from loads.models import Load
+    from verification.models import VerificationRun
+
+    cast = tool_cast
+    cast.district.time_zone = "Asia/Tokyo"
+    cast.district.save()
+    run = VerificationRun.objects.create(district=cast.district, school_year=2027, sync_objects=["District"])
+    VerificationRun.objects.filter(pk=run.pk).update(created_at=MOMENT, started_at=MOMENT, finished_at=MOMENT)
+    load = Load.objects.create(district=cast.district, sync_object=SyncObject.objects.get(name="District"))
+    Load.objects.filter(pk=load.pk).update(loaded_at=MOMENT)
+    client.force_login(cast.stella)
+    shown = "2027-06-30 23:02 JST"
+    assert shown in client.get("/admin/verification/verificationrun/").content.decode()
+    page = client.get(f"/admin/verification/verificationrun/{run.pk}/change/").content.decode()
+    assert page.count(shown) >= 3  # created, started, finished
+    assert shown in client.get("/admin/loads/load/").content.decode()
+    run.refresh_from_db()
+    assert str(run) == f"Verification of 101 Adair County for 2026-2027, started {shown}"
+    assert str(load) == "Load of District into 101 Adair County"

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from core.errors import REFUSALS
 from resync import rights
@@ -124,7 +125,7 @@ class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         "to_resync",
         "not_allowed",
         "requested_by",
-        "created_at",
+        "created",
         "resync_link",
     ]
     list_select_related = ["district", "requested_by"]
@@ -138,9 +139,9 @@ class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         "status",
         "progress",
         "asked_by",
-        "created_at",
-        "started_at",
-        "finished_at",
+        "created",
+        "started",
+        "finished",
         "attempts",
         "message",
         "resync_link",
@@ -148,6 +149,10 @@ class VerificationRunAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     readonly_fields = fields
     # Results are the page's own table (the template), under a summary: not an inline.
     actions = ["resync_differences"]
+    # Times in the district's zone, named (core.timefmt), as everywhere a person reads one.
+    created = timefmt.column("created_at", "Created")
+    started = timefmt.column("started_at", "Started")
+    finished = timefmt.column("finished_at", "Finished")
     change_form_template = "admin/verification/verificationrun/change_form.html"
 
     class Media:
