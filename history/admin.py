@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
 from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html
@@ -9,21 +8,8 @@ from django.utils.html import format_html
 from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
-from resync.models import DistrictRecord, SyncField
 
-from .models import DISBatchHistory, ErrorLog
-
-
-def label_fields() -> dict[int, tuple[str, ...]]:
-    """{sync object id: its label fields in schema order} (SyncField.label), in one query."""
-    out: dict[int, list[str]] = {}
-    for obj, name in (
-        SyncField.objects.filter(label=True)
-        .order_by("position", "name")
-        .values_list("sync_object_id", "name")
-    ):
-        out.setdefault(obj, []).append(name)
-    return {k: tuple(v) for k, v in out.items()}
+from .models import DISBatchHistory, ErrorLog, label_fields
 
 
 class LabelledChangeList(ChangeList):
@@ -127,14 +113,9 @@ class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     change_list_template = "admin/history/errorlog/change_list.html"
 
     def get_queryset(self, request):
-        # The district record's payload rides along (one indexed subquery per row, no
-        # query per row): the Record column names it by its schema's label fields.
-        payload = DistrictRecord.objects.filter(
-            district=OuterRef("district"),
-            sync_object=OuterRef("sync_object"),
-            record_id=OuterRef("record_id"),
-        ).values("payload")[:1]
-        qs = super().get_queryset(request).annotate(record_payload=Subquery(payload))
+        # The district record's payload rides along: the Record column names it by its
+        # schema's label fields.
+        qs = super().get_queryset(request).with_record_payload()
         return rights.visible(request.user, qs, level="step__request__level")
 
     def get_changelist(self, request, **kwargs):

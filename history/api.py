@@ -7,6 +7,8 @@ district user never a state request's.
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django_filters import rest_framework as filters
@@ -17,7 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 
 from core.api import Endpoint, Holds, IdFilter, MomentFilter, errors
-from history.models import DISBatchHistory, ErrorLog
+from history.models import DISBatchHistory, ErrorLog, label_fields
 from resync import rights
 from resync.rules import Reason
 
@@ -91,6 +93,10 @@ class ErrorLogSerializer(serializers.ModelSerializer):
     district = serializers.CharField(source="district.code")
     object = serializers.CharField(source="sync_object.name")
     request = serializers.IntegerField(source="step.request_id")
+    record_label = serializers.SerializerMethodField(
+        help_text="The record as a person knows it: its schema's label fields (a name, a state id); "
+        "empty without them or once the record is gone."
+    )
 
     class Meta:
         model = ErrorLog
@@ -100,11 +106,16 @@ class ErrorLogSerializer(serializers.ModelSerializer):
             "district",
             "object",
             "record_id",
+            "record_label",
             "reason",
             "message",
             "request",
             "step",
         ]
+
+    def get_record_label(self, row: ErrorLog) -> str:
+        fields = self.context["labels"]().get(row.sync_object_id, ())
+        return ErrorLog.label(getattr(row, "record_payload", None), fields)
 
 
 class ErrorLogFilter(filters.FilterSet):
@@ -145,8 +156,12 @@ class ErrorLogViewSet(mixins.ListModelMixin, Endpoint):
     filterset_class = ErrorLogFilter
 
     def get_queryset(self) -> QuerySet[ErrorLog]:
-        qs = ErrorLog.objects.select_related("district", "sync_object", "step")
+        qs = ErrorLog.objects.select_related("district", "sync_object", "step").with_record_payload()
         return rights.visible(self.request.user, qs, level="step__request__level")
+
+    def get_serializer_context(self) -> dict:
+        # The schemas' label fields read once per response, whatever its number of rows.
+        return {**super().get_serializer_context(), "labels": cache(label_fields)}
 
     @extend_schema(
         summary="The Error Log as CSV",

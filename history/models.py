@@ -8,7 +8,7 @@ from django.db import models
 
 from core import spreadsheet, timefmt
 from resync import status
-from resync.models import school_year_name
+from resync.models import DistrictRecord, SyncField, school_year_name
 from resync.rules import Reason
 
 
@@ -111,8 +111,31 @@ class DISBatchHistory(models.Model):
         return self.processed - self.errors
 
 
+def label_fields() -> dict[int, tuple[str, ...]]:
+    """{sync object id: its label fields in schema order} (SyncField.label), in one query."""
+    out: dict[int, list[str]] = {}
+    for obj, name in (
+        SyncField.objects.filter(label=True)
+        .order_by("position", "name")
+        .values_list("sync_object_id", "name")
+    ):
+        out.setdefault(obj, []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 class ErrorLogQuerySet(models.QuerySet):
     CSV_HEADER = ["created_at", "district", "object", "record_id", "reason", "message", "request", "step"]
+
+    def with_record_payload(self) -> ErrorLogQuerySet:
+        """Each row with its district record's payload (`record_payload`, None once the
+        record is gone): one indexed subquery in the list's own query, no query per row,
+        for ErrorLog.label."""
+        payload = DistrictRecord.objects.filter(
+            district=models.OuterRef("district"),
+            sync_object=models.OuterRef("sync_object"),
+            record_id=models.OuterRef("record_id"),
+        ).values("payload")[:1]
+        return self.annotate(record_payload=models.Subquery(payload))
 
     def as_csv(self) -> Iterator[str]:
         """The rows as CSV text, line by line: an export streams in flat memory at any size."""

@@ -237,3 +237,30 @@ def test_it_shows_verifications_and_loads_in_the_districts_zone(client, tool_cas
     run.refresh_from_db()
     assert str(run) == f"Verification of 101 Adair County for 2026-2027, started {shown}"
     assert str(load) == "Load of District into 101 Adair County"
+
+
+def test_it_labels_error_log_rows_in_the_api_in_constant_queries(client, cast, django_assert_max_num_queries):
+    add(
+        cast.district,
+        "PersonIdentity",
+        7,
+        payload={"first": "Ada", "last": "Lovelace", "state_id": "1234567"},
+    )
+    ran(cast.district, errors=[7, 99])
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(30) as few:
+        rows = client.get("/api/v1/error-log/", headers=auth(cast.alice)).json()["results"]
+    baseline = len(few.captured_queries)  # read now: clearing the log empties the capture
+    assert sorted((r["record_id"], r["record_label"]) for r in rows) == [
+        (7, "Ada Lovelace 1234567"),
+        (99, ""),
+    ]
+    for i in range(20):
+        add(cast.district, "PersonIdentity", 100 + i, payload={"first": f"P{i}", "last": "X"})
+    ran(cast.district, errors=range(100, 120))
+    connection.queries_log.clear()
+    with django_assert_max_num_queries(baseline):
+        rows = client.get("/api/v1/error-log/", headers=auth(cast.alice)).json()["results"]
+    assert {"record_id": 119, "record_label": "P19 X"}.items() <= next(
+        r for r in rows if r["record_id"] == 119
+    ).items()
