@@ -103,6 +103,7 @@ DOORS = [
     ),
     ("tool of B", "get", "/admin/resync/district/202/tool/", None, outcomes(200, 404, 404, 200, 302)),
     ("state tool", "get", "/admin/resync/district/state-tool/", None, outcomes(200, 404, 404, 404, 302)),
+    ("add a district", "get", "/admin/resync/district/add/", None, outcomes(200, 403, 403, 403, 302)),
     ("RQ dashboard", "get", "/admin/django_rq/dashboard/", None, outcomes(200, 404, 404, 404, 302)),
     ("RQ's jobs", "get", "/admin/django_rq/dashboard/queues/0/", None, outcomes(200, 404, 404, 404, 302)),
     ("RQ's workers", "get", "/admin/django_rq/dashboard/workers/0/", None, outcomes(200, 404, 404, 404, 302)),
