@@ -40,7 +40,7 @@ class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
         "process",
         "message",
         "open_link",
-        "district",
+        "district_name",
         "when",
         "read",
     ]
@@ -112,6 +112,12 @@ class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
     @admin.display(description="Read", boolean=True)
     def is_read(self, obj: ProcessAlert) -> bool:
         return obj.read_at is not None
+
+    @admin.display(description="District")
+    def district_name(self, obj: ProcessAlert) -> str:
+        # Its name, not the admin's link to the district's page: that page may be closed to
+        # the user by now, and the alert's own link (Open) is the one checked (alerts.links).
+        return str(obj.district) if obj.district else "—"
 
     @admin.display(description="Created", ordering="created_at")
     def when(self, obj: ProcessAlert) -> str:

@@ -139,3 +139,17 @@ def test_it_lists_the_inbox_in_constant_queries(client, cast, django_assert_max_
     with django_assert_max_num_queries(baseline):
         api = client.get("/api/v1/alerts/", headers=auth(cast.alice))
     assert api.status_code == 200 and len(api.json()["results"]) >= 20
+
+
+def test_it_names_the_district_on_an_alerts_page_without_linking_to_its_page(client, cast):
+    (a,) = ProcessAlert.objects.notify(
+        [cast.charlie],
+        name=AlertName.STATE_RESYNC_REQUESTED,
+        category="c",
+        message="m",
+        district=cast.district,
+    )
+    client.force_login(cast.charlie)
+    html = client.get(f"{INBOX}{a.pk}/change/").content.decode()
+    assert "101 Adair County" in html
+    assert f"/admin/resync/district/{cast.district.pk}/change/" not in html
