@@ -150,7 +150,8 @@ def finish_request(request: ResyncRequest) -> None:
             category=ProcessAlert.VERTICAL_INTEROPERABILITY,
             # Named by district, year and time (ResyncRequest.__str__), not by ids.
             message=f"{request} finished {request.outcome.title()}.",
-            link=reverse("admin:resync_tool", args=[request.district.code]),
+            # Its own page (steps, summary, errors); alerts.links checks it whenever shown.
+            link=reverse("admin:resync_resyncrequest_change", args=[request.pk]),
             district=request.district,
             request=request,
         )

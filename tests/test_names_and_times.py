@@ -72,7 +72,7 @@ def test_it_names_requests_steps_errors_and_alerts_by_district_year_and_time(cas
     assert str(alert) == "Resync Finished for alice"
 
 
-def test_it_tells_the_requester_a_resync_finished_by_its_name_not_its_ids(cast):
+def test_it_tells_the_requester_a_resync_finished_by_its_name_not_its_ids(client, cast):
     step = ran(cast.district)
     request = step.request
     request.requested_by = cast.alice
@@ -81,6 +81,11 @@ def test_it_tells_the_requester_a_resync_finished_by_its_name_not_its_ids(cast):
     alert = ProcessAlert.objects.get(user=cast.alice, name=AlertName.RESYNC_FINISHED)
     assert alert.message.startswith("Resync of 101 Adair County for 2026-2027, asked 2027-06-30 09:02 CDT")
     assert f"Resync {request.pk} " not in alert.message and f"of {cast.district.pk} " not in alert.message
+    # It leads to the request's own page, which its requester may open.
+    assert alert.link == f"/admin/resync/resyncrequest/{request.pk}/change/"
+    client.force_login(cast.alice)
+    assert client.get(f"/admin/alerts/processalert/{alert.pk}/open/")["Location"] == alert.link
+    assert client.get(alert.link).status_code == 200
 
 
 def test_it_shows_a_tool_row_in_the_districts_zone_alike_on_the_page_live_and_after_a_reconnect(client, cast):
