@@ -394,7 +394,10 @@ class DistrictRecord(RecordFields):
         ]
 
     def __str__(self) -> str:
-        return f"{self.sync_object.name} {self.record_id} of district {self.district.code}"
+        # Its object's name only when already read: deleting a district lists every record
+        # by this, and must not read a row for each of them.
+        loaded = self._state.fields_cache.get("sync_object")
+        return f"{loaded.name} {self.record_id}" if loaded else f"Record {self.record_id}"
 
     def delete(self, using=None, keep_parents=False):
         using = using or router.db_for_write(type(self), instance=self)

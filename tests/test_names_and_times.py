@@ -16,7 +16,7 @@ from django.db import connection
 
 from alerts.models import AlertName, ProcessAlert
 from history.models import DISBatchHistory, ErrorLog, StepStatus
-from resync.models import ResyncRequest, SyncField, SyncObject
+from resync.models import DistrictRecord, ResyncRequest, SyncField, SyncObject
 from runner import lifecycle
 
 from .conftest import BOTH, add
@@ -68,8 +68,11 @@ def test_it_names_requests_steps_errors_and_alerts_by_district_year_and_time(cas
     )
     assert str(step.request) == "Resync of 101 Adair County for 2026-2027, asked 2027-06-30 09:02 CDT"
     assert str(step) == "PersonIdentity of 101 Adair County for 2026-2027, asked 2027-06-30 09:02 CDT"
-    assert str(error) == "Parent record not at the state: PersonIdentity record 7 of district 101"
+    assert str(error) == "Parent record not at the state: record 7"
     assert str(alert) == "Resync Finished for alice"
+    record = add(cast.district, "School", 5)
+    assert str(DistrictRecord.objects.select_related("sync_object").get(pk=record.pk)) == "School 5"
+    assert str(DistrictRecord.objects.get(pk=record.pk)) == "Record 5"  # reads no other row for it
 
 
 def test_it_tells_the_requester_a_resync_finished_by_its_name_not_its_ids(client, cast):
@@ -269,3 +272,21 @@ def test_it_labels_error_log_rows_in_the_api_in_constant_queries(client, cast, d
     assert {"record_id": 119, "record_label": "P19 X"}.items() <= next(
         r for r in rows if r["record_id"] == 119
     ).items()
+
+
+def test_it_confirms_deleting_a_step_in_constant_queries_however_many_its_errors(
+    client, cast, django_assert_max_num_queries
+):
+    client.force_login(cast.stella)
+    counts = []
+    for n in (2, 40):
+        step = ran(cast.district, errors=range(n))
+        connection.queries_log.clear()
+        with django_assert_max_num_queries(40) as counted:
+            page = client.post(
+                "/admin/history/disbatchhistory/",
+                {"action": "delete_selected", "_selected_action": [step.pk]},
+            )
+        counts.append(len(counted.captured_queries))
+        assert page.status_code == 200 and "Parent record not at the state: record 1" in page.content.decode()
+    assert counts[1] <= counts[0]
