@@ -10,7 +10,6 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 from freezegun import freeze_time
 
 from alerts.models import ProcessAlert
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.django_db(databases=BOTH)
 
 PAGE = "/admin/verification/schoolyearswitch/"
 REFUSED = r"District 101 has no finished full resync of 2027{}: run the end-of-year full resync of 2027 before switching to 2028\."
-SINCE = r" that started after its last data change \(\d{4}-\d\d-\d\d \d\d:\d\d\)"
+SINCE = r" that started after its last data change \(\d{4}-\d\d-\d\d \d\d:\d\d C[SD]T\)"  # its zone, named
 
 
 # The end-of-year rule compares times (a full resync counts if it started after the
@@ -91,7 +90,7 @@ def test_it_refuses_when_the_data_changed_after_the_last_full_resync(district, q
         yearswitch.check_year_switch(district)
     record.refresh_from_db()
     assert record.changed_at == datetime(2027, 6, 30, 17, 2, tzinfo=UTC)  # two minutes on: the change
-    assert f"({timezone.localtime(record.changed_at):%Y-%m-%d %H:%M})" in refused.value.args[0]
+    assert f"({timefmt.when(record.changed_at, district)})" in refused.value.args[0]
     again = resync(district)
     assert yearswitch.check_year_switch(district).end_of_year == again
 
@@ -211,8 +210,8 @@ def test_the_command_checks_and_switches(district, queue, capsys):
     request = resync(district)
     call_command("year_switch", district="101", check=True)
     assert (
-        f"District 101 may switch to 2028: full resync {request.pk} of 2027 finished"
-        in capsys.readouterr().out
+        f"District 101 may switch to 2028: full resync of 2026-2027 finished "
+        f"{timefmt.when(request.finished_at, district)}." in capsys.readouterr().out
     )
     assert District.objects.get(pk=district.pk).scope_year == 2027
     call_command("year_switch", district="101")
@@ -402,9 +401,7 @@ def test_it_lists_the_overview_in_constant_queries(client, tool_cast, queue, dja
 
 # ---- a deleted record is a data change too -------------------------------------------------
 
-DELETED = (
-    r" that started after its last data change \((\d{4}-\d\d-\d\d \d\d:\d\d), when records were deleted\)"
-)
+DELETED = r" that started after its last data change \((\d{4}-\d\d-\d\d \d\d:\d\d C[SD]T), when records were deleted\)"
 
 
 def deleted_at(district):
@@ -419,8 +416,8 @@ def test_it_refuses_when_a_record_was_deleted_after_the_last_full_resync(distric
     DistrictRecord.objects.get(sync_object__name="PersonIdentity").delete()  # the state still holds it
     with pytest.raises(ResyncError, match=REFUSED.format(DELETED)) as refused:
         yearswitch.check_year_switch(district)
-    when = timezone.localtime(deleted_at(district))
-    assert refused.value.args[0].count(f"({when:%Y-%m-%d %H:%M}, when records were deleted)") == 1
+    when = timefmt.when(deleted_at(district), district)
+    assert refused.value.args[0].count(f"({when}, when records were deleted)") == 1
     assert yearswitch.last_change(district) == deleted_at(district)
     again = resync(district)  # removes the record at the state
     assert yearswitch.check_year_switch(district).end_of_year == again

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
+from core import timefmt
 from core.errors import ResyncError
 from resync import rights
 from resync.models import District, DistrictRecord, ResyncRequest
@@ -131,7 +132,7 @@ def _end_of_year_or_refuse(district: District) -> ResyncRequest:
         year = district.scope_year
         raise ResyncError(
             f"District {district.code} switched to {year} on "
-            f"{timezone.localtime(district.year_switched_at):%Y-%m-%d %H:%M}: run the start-of-year "
+            f"{timefmt.when(district.year_switched_at, district)}: run the start-of-year "
             f"full resync of {year} (then, at the end of the year, the end-of-year one) before "
             f"switching to {year + 1}.",
             "year",
@@ -141,9 +142,7 @@ def _end_of_year_or_refuse(district: District) -> ResyncRequest:
         year, changed = district.scope_year, last_change(district)
         deleted = District.objects.filter(pk=district.pk).values_list("records_deleted_at", flat=True).first()
         what = ", when records were deleted" if changed is not None and changed == deleted else ""
-        since = (
-            f" that started after its last data change ({timezone.localtime(changed):%Y-%m-%d %H:%M}{what})"
-        )
+        since = f" that started after its last data change ({timefmt.when(changed, district)}{what})"
         raise ResyncError(
             f"District {district.code} has no finished full resync of {year}{since if changed else ''}: "
             f"run the end-of-year full resync of {year} before switching to {year + 1}.",

@@ -2,8 +2,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core import timefmt
 from core.errors import ResyncError
-from resync.models import District
+from resync.models import District, school_year_name
 from yearswitch import actions
 
 
@@ -34,7 +35,8 @@ class Command(BaseCommand):
                 end = switch.end_of_year
                 self.stdout.write(
                     f"District {found.code} may switch to {switch.from_year + 1}: "
-                    f"full resync {end.pk} of {end.school_year} finished {end.finished_at:%Y-%m-%d %H:%M}."
+                    f"full resync of {school_year_name(end.school_year)} finished "
+                    f"{timefmt.when(end.finished_at, found)}."
                 )
                 return
             if interactive and sys.stdin.isatty() and not self.confirmed(switch):
