@@ -153,3 +153,18 @@ def test_it_names_the_district_on_an_alerts_page_without_linking_to_its_page(cli
     html = client.get(f"{INBOX}{a.pk}/change/").content.decode()
     assert "101 Adair County" in html
     assert f"/admin/resync/district/{cast.district.pk}/change/" not in html
+
+
+def test_it_links_a_verification_only_for_those_who_may_see_it(client, tool_cast):
+    from verification.models import VerificationRun
+
+    cast = tool_cast
+    run = VerificationRun.objects.create(district=cast.district, school_year=2027, sync_objects=["District"])
+    link = f"/admin/verification/verificationrun/{run.pk}/change/"
+    ok, no = alert(cast.alice, link=link), alert(cast.charlie, link=link)
+    client.force_login(cast.alice)
+    assert client.get(f"/admin/alerts/processalert/{ok.pk}/open/")["Location"] == link
+    assert client.get(link).status_code == 200
+    client.force_login(cast.charlie)  # another district's run
+    assert client.get(f"/admin/alerts/processalert/{no.pk}/open/")["Location"] == f"{INBOX}{no.pk}/change/"
+    assert client.get(link).status_code == 404
