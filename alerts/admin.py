@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
 from core import timefmt
 from core.admin import NotFoundNotRedirected
@@ -82,7 +83,24 @@ class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.open_alert)
-        return [path("<int:pk>/open/", view, name="alerts_processalert_open"), *super().get_urls()]
+        mark = self.admin_site.admin_view(require_POST(self.mark_alert))
+        return [
+            path("<int:pk>/open/", view, name="alerts_processalert_open"),
+            path("<int:pk>/mark/", mark, name="alerts_processalert_mark"),
+            *super().get_urls(),
+        ]
+
+    def mark_alert(self, request, pk: int):
+        """The alert's page's Mark read / Mark unread button (read=1 or 0), back to the page."""
+        alert = get_object_or_404(self.get_queryset(request), pk=pk)  # someone else's alert is a 404
+        rows = ProcessAlert.objects.filter(pk=alert.pk)
+        if request.POST.get("read") == "0":
+            rows.mark_unread()
+            messages.success(request, "Marked unread.")
+        else:
+            rows.mark_read()
+            messages.success(request, "Marked read.")
+        return redirect(reverse("admin:alerts_processalert_change", args=[alert.pk]))
 
     def open_alert(self, request, pk: int):
         """Opening an alert marks it read and takes the user to the related tool."""

@@ -168,3 +168,24 @@ def test_it_links_a_verification_only_for_those_who_may_see_it(client, tool_cast
     client.force_login(cast.charlie)  # another district's run
     assert client.get(f"/admin/alerts/processalert/{no.pk}/open/")["Location"] == f"{INBOX}{no.pk}/change/"
     assert client.get(link).status_code == 404
+
+
+def test_it_marks_an_alert_read_or_unread_from_its_own_page(client, cast):
+    a = alert(cast.alice, read=True)
+    mark = f"/admin/alerts/processalert/{a.pk}/mark/"
+    client.force_login(cast.alice)
+    page = client.get(f"{INBOX}{a.pk}/change/").content.decode()
+    assert f'action="{mark}"' in page and "Mark unread" in page
+    assert client.get(mark).status_code == 405  # it changes the alert: POST only
+    done = client.post(mark, {"read": "0"})
+    assert done.status_code == 302 and done["Location"] == f"{INBOX}{a.pk}/change/"
+    a.refresh_from_db()
+    assert a.read_at is None
+    assert "Mark read" in client.get(f"{INBOX}{a.pk}/change/").content.decode()
+    client.post(mark, {"read": "1"})
+    a.refresh_from_db()
+    assert a.read_at is not None
+    client.force_login(cast.charlie)
+    assert client.post(mark, {"read": "0"}).status_code == 404
+    a.refresh_from_db()
+    assert a.read_at is not None
