@@ -80,4 +80,9 @@ def test_it_makes_unread_alerts_stand_out_and_marks_one_unread_again(browser, ca
         assert page.evaluate(weight, "Already read.") == "600"
         assert page.text_content("#alert-count") == "2"
         page.screenshot(path=str(ARTIFACTS / "alert-inbox-unread.png"), full_page=True)
+        page.click("#result_list tbody tr:has-text('Already read.') th a")  # its Created link: its page
+        page.click("#alert-mark button")
+        page.wait_for_selector("text=Marked read.")
+        assert page.text_content("#alert-count") == "1"
+        page.screenshot(path=str(ARTIFACTS / "alert-page-marked-read.png"), full_page=True)
     assert errors == []
