@@ -137,9 +137,7 @@ class ProcessAlertAdmin(NotFoundNotRedirected, admin.ModelAdmin):
         # the user by now, and the alert's own link (Open) is the one checked (alerts.links).
         return str(obj.district) if obj.district else "—"
 
-    @admin.display(description="Created", ordering="created_at")
-    def when(self, obj: ProcessAlert) -> str:
-        return timefmt.when(obj.created_at, obj.district)
+    when = timefmt.column("created_at", "Created")
 
     @admin.display(description="Read at", ordering="read_at")
     def read(self, obj: ProcessAlert) -> str:

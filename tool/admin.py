@@ -215,17 +215,9 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         return views.agent_queue(request, self.admin_site)
 
     # In the district's zone, named (core.timefmt), as its tool and CSVs write it.
-    @admin.display(description="Asked", ordering="created_at")
-    def asked_at(self, obj: ResyncRequest) -> str:
-        return timefmt.when(obj.created_at, obj.district)
-
-    @admin.display(description="Started", ordering="started_at")
-    def started(self, obj: ResyncRequest) -> str:
-        return timefmt.when(obj.started_at, obj.district) or "—"
-
-    @admin.display(description="Finished", ordering="finished_at")
-    def finished(self, obj: ResyncRequest) -> str:
-        return timefmt.when(obj.finished_at, obj.district) or "—"
+    asked_at = timefmt.column("created_at", "Asked")
+    started = timefmt.column("started_at", "Started")
+    finished = timefmt.column("finished_at", "Finished")
 
     @admin.display(description="Objects")
     def asked(self, obj: ResyncRequest) -> str:
