@@ -324,7 +324,8 @@ def test_it_catches_up_on_what_it_missed_while_its_socket_was_down(browser, cast
         while ResyncRequest.objects.get(pk=request.pk).status != ResyncRequest.Status.FINISHED:
             assert time.monotonic() < deadline, "the worker never finished the resync"
             time.sleep(0.2)
-        assert page.locator('tr[data-object="School"] .status-dot:not(.status-none)').count() == 0  # it missed the pushes
+        # It missed the pushes: still no status.
+        assert page.locator('tr[data-object="School"] .status-dot:not(.status-none)').count() == 0
 
         page.evaluate("window.holdSockets = false")
         page.wait_for_selector("body[data-live=open][data-resynced='2']", timeout=60000)
