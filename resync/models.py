@@ -503,6 +503,16 @@ class ResyncRequest(models.Model):
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     cancelled_at = models.DateTimeField(null=True, blank=True, help_text="When it was cancelled, waiting.")
+    # Sent by a schedule (issue 15), not by a person at a door: named by string, as
+    # schedules sits above resync in the layers.
+    schedule = models.ForeignKey(
+        "schedules.Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="requests",
+        help_text="The schedule that sent it; empty when a person did.",
+    )
 
     class Meta:
         ordering = ["-id"]

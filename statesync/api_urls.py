@@ -9,6 +9,7 @@ from core.api import not_found
 from history.api import ErrorLogViewSet, HistoryViewSet
 from loads.api import DistrictRecords, DistrictRecordsDelete, LoadViewSet
 from resync.api import SyncObjectViewSet
+from schedules.api import ScheduleViewSet
 from selective.api import SelectiveSyncViewSet
 from statecopy.api import StateRecordViewSet
 from tool.api import DistrictViewSet, ResyncRequestViewSet, StateRequestViewSet
@@ -26,6 +27,7 @@ router.register("verifications", VerificationViewSet, basename="verification")
 router.register("selective-syncs", SelectiveSyncViewSet, basename="selective-sync")
 router.register("state-records", StateRecordViewSet, basename="state-record")
 router.register("loads", LoadViewSet, basename="load")
+router.register("schedules", ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

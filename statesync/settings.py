@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "verification",
     "selective",
     "yearswitch",
+    "schedules",
     "dashboard",
     "statecopy",
     "worker",
@@ -170,6 +171,8 @@ RESYNC_RECOVER_EVERY = env_int("RESYNC_RECOVER_EVERY", 15, minimum=1, maximum=60
 # A step or verification queued this long (seconds) whose RQ job is gone is
 # enqueued again; the wait lets an enqueue whose transaction just committed land.
 RESYNC_LOST_AFTER = env_int("RESYNC_LOST_AFTER", 30, minimum=1)
+# Issue 15: may a district administrator schedule their own district's resyncs? The state's call.
+SCHEDULES_FOR_DISTRICTS = env_bool("SCHEDULES_FOR_DISTRICTS", False)
 # Enqueue only once the transaction that created the request commits.
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "worker.worker.ResyncWorker"}
 

@@ -27,6 +27,7 @@ LAYERS = (
     "verification",
     "selective",
     "yearswitch",
+    "schedules",
     "dashboard",
     "statecopy",
     "worker",

@@ -178,6 +178,10 @@ DOORS = [
     ),
     ("uploads", "get", "/admin/loads/upload/", None, outcomes(200, 200, 200, 200, 302)),
     ("loads", "get", "/admin/loads/load/", None, outcomes(200, 200, 200, 200, 302)),
+    # Schedules (issue 15): each sees their own districts' district-level ones; the rest in test_schedules.
+    ("schedules", "get", "/api/v1/schedules/", None, outcomes(200, 200, 200, 200, 401)),
+    ("schedules admin", "get", "/admin/schedules/schedule/", None, outcomes(200, 200, 200, 200, 302)),
+    ("add a schedule page", "get", "/admin/schedules/schedule/add/", None, outcomes(200, 403, 403, 403, 302)),
     (
         "state's copy export page",
         "get",
