@@ -16,10 +16,10 @@ from rq.cron import CronScheduler
 
 from history.models import DISBatchHistory
 from resync.models import District, ResyncRequest
-from schedules import actions
+from schedules import actions, jobs
 from schedules.models import Schedule, next_after
 
-from .conftest import BOTH, COMMITTED, add
+from .conftest import BOTH, COMMITTED, add, run_queue
 
 pytestmark = pytest.mark.django_db(databases=BOTH)
 
@@ -304,3 +304,20 @@ def test_it_loops_on_rqs_own_cron_scheduler_ticking_every_minute(monkeypatch):
     call_command("run_schedules", "--loop")
     ((job,),) = started
     assert (job.func_name, job.cron) == ("schedules.jobs.tick", "* * * * *")
+
+
+@COMMITTED  # a worker runs the ticks and the request's steps, on the real Redis
+def test_it_sends_once_when_two_rq_cron_schedulers_enqueue_the_same_minute(cast, queue):
+    add(cast.district, "District", 1)
+    schedule = make(cast.stella)
+    two = [jobs.scheduler(queue.connection) for _ in range(2)]
+    for cron in two:
+        (job,) = cron.get_jobs()
+        job.enqueue(cron.connection)  # what each does at the minute: the tick, on the queue
+    assert queue.count == 2
+    run_queue()
+    request = ResyncRequest.objects.get()
+    assert request.schedule == schedule
+    step = DISBatchHistory.objects.get(request=request)
+    assert (step.sync_object.name, step.status) == ("District", "green")
+    assert ResyncRequest.objects.get().status == ResyncRequest.Status.FINISHED

@@ -5,7 +5,6 @@ from __future__ import annotations
 import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from rq.cron import CronScheduler
 
 from schedules import actions, jobs
 
@@ -21,9 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, loop: bool = False, **options) -> None:
         if loop:
-            cron = CronScheduler(connection=django_rq.get_connection(settings.RQ_QUEUE))
-            cron.register(jobs.tick, settings.RQ_QUEUE, cron="* * * * *", name="schedules.tick")
-            cron.start()
+            jobs.scheduler(django_rq.get_connection(settings.RQ_QUEUE)).start()
             return
         for fired in actions.tick():
             self.stdout.write(f"{fired.schedule.name}: {fired.message}")
