@@ -125,15 +125,18 @@ def check_schedule(schedule: Schedule, user: User | None) -> Schedule:
                 "Only state administrators (state resync R and W) schedule every district of a state."
             )
         check_manage(user, schedule)
-    schedule.level = tool.level_for(user)
+    # It runs as its creator: a state administrator changing a district's schedule
+    # leaves it the district's (the district still sees it, and what it sends).
+    runner = schedule.created_by if schedule.pk else user
+    schedule.level = tool.level_for(runner)
     found = targets(schedule)
     if not found:
         raise ResyncError(f"{schedule.state} has no districts to resync.", "state")
     for district in found:
-        # Objects the district is not offered, or the user holds no tool right for,
+        # Objects the district is not offered, or its runner holds no tool right for,
         # are refused now, by name, not at two in the morning.
         tool.check_resync(
-            district, None, schedule.objects_asked, schedule.check_dependencies, user, schedule.level
+            district, None, schedule.objects_asked, schedule.check_dependencies, runner, schedule.level
         )
     schedule.next_run_at = next_after(schedule.cron, schedule.time_zone, timezone.now())
     return schedule

@@ -321,3 +321,17 @@ def test_it_sends_once_when_two_rq_cron_schedulers_enqueue_the_same_minute(cast,
     step = DISBatchHistory.objects.get(request=request)
     assert (step.sync_object.name, step.status) == ("District", "green")
     assert ResyncRequest.objects.get().status == ResyncRequest.Status.FINISHED
+
+
+def test_it_keeps_a_districts_schedule_the_districts_when_the_state_changes_it(client, cast, settings):
+    settings.SCHEDULES_FOR_DISTRICTS = True
+    alices = make(cast.alice, due=None)
+    changed = api(client, cast.stella, "patch", f"/api/v1/schedules/{alices.pk}/", {"cron": "0 3 * * *"})
+    assert (changed.status_code, changed.json()["level"], changed.json()["created_by"]) == (
+        200,
+        "district",
+        "alice",
+    )
+    assert [s["id"] for s in api(client, cast.alice, "get", "/api/v1/schedules/").json()["results"]] == [
+        alices.pk
+    ]
