@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from core import timefmt
 from core.errors import REFUSALS, ResyncError
 from resync import rights
+from resync.models import State
 
 from . import actions
 from .models import Schedule
@@ -62,6 +63,16 @@ class ScheduleAdmin(admin.ModelAdmin):
         form = super().get_form(request, obj, change=change, **kwargs)
         form.user = request.user
         return form
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        # Only what the user may name: another district is "not a valid choice", as if absent.
+        if db_field.name == "district":
+            kwargs["queryset"] = rights.districts(request.user)
+        elif db_field.name == "state":
+            kwargs["queryset"] = (
+                State.objects.all() if actions.may_schedule_all(request.user) else State.objects.none()
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _may(self, request: HttpRequest, obj: Schedule | None) -> bool:
         if obj is None:

@@ -335,3 +335,16 @@ def test_it_keeps_a_districts_schedule_the_districts_when_the_state_changes_it(c
     assert [s["id"] for s in api(client, cast.alice, "get", "/api/v1/schedules/").json()["results"]] == [
         alices.pk
     ]
+
+
+def test_it_lets_a_district_admin_add_their_own_in_the_admin_only_when_allowed(client, cast, settings):
+    form = {"name": "Ours", "district": cast.district.pk, "cron": "0 2 * * *", "time_zone": "UTC",
+            "missed": "skip", "objects_asked": '["District"]'}  # fmt: skip
+    client.force_login(cast.alice)
+    assert client.post("/admin/schedules/schedule/add/", form).status_code == 403
+    settings.SCHEDULES_FOR_DISTRICTS = True
+    # Another district is no choice of hers: refused as if it did not exist.
+    response = client.post("/admin/schedules/schedule/add/", {**form, "district": cast.other.pk})
+    assert "Select a valid choice" in response.content.decode()
+    assert client.post("/admin/schedules/schedule/add/", form).status_code == 302
+    assert Schedule.objects.get().level == ResyncRequest.Level.DISTRICT
