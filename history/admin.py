@@ -1,15 +1,20 @@
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
-from django.urls import path
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
+from resync.rules import REASON_HELP
 
 from .models import DISBatchHistory, ErrorLog, label_fields
+from .summary import summarise
 
 
 class LabelledChangeList(ChangeList):
@@ -22,6 +27,18 @@ class LabelledChangeList(ChangeList):
         fields = label_fields()
         for row in self.result_list:
             row.record_label = row.label(row.record_payload, fields.get(row.sync_object_id, ()))
+
+
+# The filters a summary group's rows link sets itself.
+GROUP_KEYS = ("district__id__exact", "sync_object__id__exact", "reason__exact", "reason", "p")
+
+
+class FiltersOnly(ChangeList):
+    """The Error Log page's filters without its page: the summary and the resend read
+    the rows the filters select, never a page of them (its counts, its rows)."""
+
+    def get_results(self, request):
+        pass
 
 
 def dot(colour: str):
@@ -100,7 +117,7 @@ class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
 @admin.register(ErrorLog)
 class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
-    list_display = ["when", "district", "sync_object", "record", "reason", "message", "asked"]
+    list_display = ["when", "district", "sync_object", "record", "reason_shown", "message", "asked"]
     list_select_related = ["district", "sync_object", "step__request"]
     list_filter = [
         "reason",
@@ -119,7 +136,23 @@ class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         return rights.visible(request.user, qs, level="step__request__level")
 
     def get_changelist(self, request, **kwargs):
-        return LabelledChangeList
+        return FiltersOnly if getattr(request, "filters_only", False) else LabelledChangeList
+
+    def filtered(self, request):
+        """The rows the page's filters (request.GET) select, as the page would list them to
+        this user; IncorrectLookupParameters for a filter the page does not offer."""
+        request.filters_only = True
+        try:
+            return self.get_changelist_instance(request).get_queryset(request)
+        finally:
+            del request.filters_only
+
+    @admin.display(description="Reason", ordering="reason")
+    def reason_shown(self, obj: ErrorLog):
+        # What to fix in the SIS, under the reason (resync.rules.REASON_HELP).
+        return format_html(
+            '{}<br><span class="help">{}</span>', obj.get_reason_display(), REASON_HELP.get(obj.reason, "")
+        )
 
     @admin.display(description="Record (district id)", ordering="record_id")
     def record(self, obj: ErrorLog) -> str:
@@ -144,7 +177,44 @@ class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_csv)
-        return [path("export.csv", export, name="history_errorlog_export"), *super().get_urls()]
+        summary = self.admin_site.admin_view(self.summary_view)
+        return [
+            path("export.csv", export, name="history_errorlog_export"),
+            path("summary/", summary, name="history_errorlog_summary"),
+            *super().get_urls(),
+        ]
+
+    def summary_view(self, request):
+        """The Error Log as filtered on the page, by cause (history.summary), most fixed first."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            causes = summarise(self.filtered(request))
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest("The Error Log filter in this address is not one it offers.")
+        base = reverse("admin:history_errorlog_changelist")
+        kept = {k: v for k, v in request.GET.items() if k not in GROUP_KEYS}
+        ids = {(c.district, c.object): c.object_id for c in causes}
+
+        def rows(c, object_id: int, reason: str | None = None) -> str:
+            # A group's rows: the page's filters narrowed to its district and object (and reason).
+            q = {**kept, "district__id__exact": c.district_id, "sync_object__id__exact": object_id}
+            if reason:
+                q["reason__exact"] = reason
+            return f"{base}?{urlencode(q)}"
+
+        for c in causes:
+            c.rows_url = rows(c, c.object_id, c.reason)
+            c.parent_links = [(p, rows(c, ids[c.district, p])) for p in c.parents_with_errors]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Error Log by cause",
+            "causes": causes,
+            "total": sum(c.count for c in causes),
+            "query": request.GET.urlencode(),
+        }
+        return TemplateResponse(request, "admin/history/errorlog/summary.html", context)
 
     def export_csv(self, request):
         """The Error Log as filtered on the page, streamed as CSV (flat memory at any size)."""

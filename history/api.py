@@ -17,11 +17,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, permissions, renderers, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from core.api import Endpoint, Holds, IdFilter, MomentFilter, errors
 from history.models import DISBatchHistory, ErrorLog, label_fields
+from history.summary import summarise
 from resync import rights
-from resync.rules import Reason
+from resync.rules import REASON_HELP, Reason
 
 
 class StepSerializer(serializers.ModelSerializer):
@@ -97,6 +99,7 @@ class ErrorLogSerializer(serializers.ModelSerializer):
         help_text="The record as a person knows it: its schema's label fields (a name, a state id); "
         "empty without them or once the record is gone."
     )
+    reason_help = serializers.SerializerMethodField(help_text="What to fix in the SIS for this reason.")
 
     class Meta:
         model = ErrorLog
@@ -108,14 +111,49 @@ class ErrorLogSerializer(serializers.ModelSerializer):
             "record_id",
             "record_label",
             "reason",
+            "reason_help",
             "message",
             "request",
             "step",
         ]
 
+    def get_reason_help(self, row: ErrorLog) -> str:
+        return REASON_HELP.get(row.reason, "")
+
     def get_record_label(self, row: ErrorLog) -> str:
         fields = self.context["labels"]().get(row.sync_object_id, ())
         return ErrorLog.label(getattr(row, "record_payload", None), fields)
+
+
+class ExampleSerializer(serializers.Serializer):
+    record_id = serializers.IntegerField()
+    message = serializers.CharField()
+
+
+class CauseSerializer(serializers.Serializer):
+    """One group of the Error Log summary (history.summary.Cause)."""
+
+    district = serializers.CharField(help_text="District code.")
+    object = serializers.CharField()
+    reason = serializers.CharField()
+    label = serializers.CharField(help_text="The reason in words.")
+    help = serializers.CharField(help_text="What to fix in the SIS.")
+    count = serializers.IntegerField(help_text="This group's errors.")
+    blocks = serializers.IntegerField(
+        help_text="Errors of child objects (parent_missing) that this object's missing records cause."
+    )
+    fixes = serializers.IntegerField(help_text="count + blocks: the groups come most fixed first.")
+    examples = ExampleSerializer(many=True, help_text="The first rows of the group.")
+    caused_by_parent = serializers.BooleanField(help_text="parent_missing: the parent is the cause.")
+    parents = serializers.ListField(child=serializers.CharField(), help_text="The parent objects to look at.")
+    parents_with_errors = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Of those, the ones with errors of their own in the district.",
+    )
+    parent_rows = serializers.SerializerMethodField(help_text="The parents' own Error Log rows in the API.")
+
+    def get_parent_rows(self, cause) -> list[str]:
+        return [f"/api/v1/error-log/?district={cause.district}&object={p}" for p in cause.parents_with_errors]
 
 
 class ErrorLogFilter(filters.FilterSet):
@@ -162,6 +200,18 @@ class ErrorLogViewSet(mixins.ListModelMixin, Endpoint):
     def get_serializer_context(self) -> dict:
         # The schemas' label fields read once per response, whatever its number of rows.
         return {**super().get_serializer_context(), "labels": cache(label_fields)}
+
+    @extend_schema(
+        summary="The Error Log by cause",
+        description="The rows the same filters select, grouped by district, object and reason, with "
+        "counts, the first examples and what to fix; most fixed first (a missing parent's errors hold "
+        "back its children's, so the parent comes first). Unpaged: one row per group.",
+        responses={200: CauseSerializer(many=True), **errors(400, 403, 404)},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def summary(self, request: Request) -> Response:
+        rows = self.filter_queryset(self.get_queryset())
+        return Response(CauseSerializer(summarise(rows), many=True).data)
 
     @extend_schema(
         summary="The Error Log as CSV",

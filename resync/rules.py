@@ -33,6 +33,29 @@ class Reason(TextChoices):
     MALFORMED = "malformed", "Malformed record"
 
 
+# What to fix in the SIS for each reason: the Error Log, its summary and the API show it.
+# Beside the reasons so a new one cannot ship without its help (tests/test_error_summary.py).
+REASON_HELP: dict[str, str] = {
+    Reason.STATE_EXCLUDED: "The record is marked state-excluded in the SIS: clear the flag on the record "
+    "if it should reach the state; otherwise nothing to fix.",
+    Reason.PARENT_MISSING: "The record's parent is not at the state: fix the parent's own errors first "
+    "(see its rows), then resend with Check Dependencies.",
+    Reason.TEST_NO_CODE: "The test has no state or national code: set one in the test's setup.",
+    Reason.TEST_UNPUBLISHED: "The test is not published from the State Edition: publish it from the "
+    "State Edition's test setup.",
+    Reason.TEST_NO_DATE: "A score of the test has no date and the test has no end year: enter the score's "
+    "date, or set the test's end year in its setup.",
+    Reason.OUT_OF_SCOPE: "The score's date (or the test's end year) is outside the school year: correct the "
+    "date, or resync the school year it belongs to.",
+    Reason.TEST_LOCKED: "The test is district-locked: clear District Locked in the test's setup if the "
+    "state should receive its scores.",
+    Reason.NOT_ENROLLED: "The student has no active enrollment in the district: check the student's "
+    "enrollment (start and end dates) in the SIS.",
+    Reason.MALFORMED: "The record holds a value its field may not (the message names the field): correct "
+    "it in the SIS, or in the file it was loaded from.",
+}
+
+
 @dataclass(frozen=True)
 class Record:
     record_id: int

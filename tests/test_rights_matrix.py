@@ -68,6 +68,29 @@ DOORS = [
     ("A's request", "get", "/api/v1/requests/{req_a}/", None, outcomes(200, 200, 200, 404, 401)),
     ("state request to A", "get", "/api/v1/requests/{req_state}/", None, outcomes(200, 404, 404, 404, 401)),
     ("B's request", "get", "/api/v1/requests/{req_b}/", None, outcomes(200, 404, 404, 200, 401)),
+    # Resend what failed (issue 15): the world's requests never ran, so hold no errors: a 400
+    # naming that for those who may see the request, 404 for the others.
+    (
+        "resend A's failures, preview",
+        "get",
+        "/api/v1/requests/{req_a}/resend-failed/",
+        None,
+        outcomes(400, 400, 400, 404, 401),
+    ),
+    (
+        "resend A's failures",
+        "post",
+        "/api/v1/requests/{req_a}/resend-failed/",
+        None,
+        outcomes(400, 400, 400, 404, 401),
+    ),
+    (
+        "resend the state request's failures",
+        "post",
+        "/api/v1/requests/{req_state}/resend-failed/",
+        None,
+        outcomes(400, 404, 404, 404, 401),
+    ),
     ("send a resync of A", "post", "/api/v1/requests/", RESYNC_A, outcomes(201, 201, 403, 400, 401)),
     ("state requests", "get", "/api/v1/state-requests/", None, outcomes(200, 403, 403, 403, 401)),
     ("send a state request", "post", "/api/v1/state-requests/", STATE_A, outcomes(201, 403, 403, 403, 401)),
@@ -84,6 +107,7 @@ DOORS = [
     ("state request's step", "get", "/api/v1/history/{step_state}/", None, outcomes(200, 404, 403, 404, 401)),
     ("Error Log", "get", "/api/v1/error-log/", None, outcomes(200, 200, 403, 200, 401)),
     ("Error Log CSV", "get", "/api/v1/error-log/export/", None, outcomes(200, 200, 403, 200, 401)),
+    ("Error Log by cause", "get", "/api/v1/error-log/summary/", None, outcomes(200, 200, 403, 200, 401)),
     ("alerts", "get", "/api/v1/alerts/", None, outcomes(200, 200, 200, 200, 401)),
     ("alice's alert read", "post", "/api/v1/alerts/{alert_a}/read/", None, outcomes(404, 200, 404, 404, 401)),
     (
@@ -137,6 +161,20 @@ DOORS = [
         outcomes(200, 404, 404, 404, 302),
     ),
     ("state dashboard", "get", "/admin/dashboard/districtoutcome/", None, outcomes(200, 404, 404, 404, 302)),
+    (
+        "Error Log by cause page",
+        "get",
+        "/admin/history/errorlog/summary/",
+        None,
+        outcomes(200, 200, 403, 200, 302),
+    ),
+    (
+        "resend what failed page of A's request",
+        "get",
+        "/admin/resync/resyncrequest/resend-failed/?step__request__id__exact={req_a}",
+        None,
+        outcomes(400, 400, 403, 400, 302),  # charlie's Error Log holds none of A's: the same 400
+    ),
     (
         "alice's State Resync Requested alert page",
         "get",

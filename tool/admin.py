@@ -11,17 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
-from core.errors import REFUSALS
+from core.errors import REFUSALS, status_for
+from history.models import ErrorLog
 from resync import rights
 from resync.models import District, ResyncRequest
 
-from . import actions, districts, views
+from . import actions, districts, resend, views
 
 
 def cancel_refusal(req: ResyncRequest, user) -> str:
@@ -167,13 +171,58 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # get_object first: an id the user may not see is a 404 before any step is read.
         req = self.get_object(request, object_id)
-        steps = req.steps.select_related("sync_object").order_by("layer", "sync_object__name")
-        extra = {"steps": steps, "may_cancel": cancel_refusal(req, request.user) == ""}
+        steps = list(req.steps.select_related("sync_object").order_by("layer", "sync_object__name"))
+        extra = {
+            "steps": steps,
+            "may_cancel": cancel_refusal(req, request.user) == "",
+            # Resend what failed: the request's Error Log rows (tool.resend's confirmation page).
+            "failed": any(s.errors for s in steps),
+        }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Cancel a waiting request: a page saying what will happen (GET), then the cancel (POST)."""
         return views.cancel_request(request, self.get_object(request, object_id), self)
+
+    def resend_failed_view(self, request: HttpRequest) -> HttpResponse:
+        """Resend what failed: the Error Log rows its filters select (a request's, an
+        object's, any filter's), as the Error Log page shows them to this user; GET says
+        what will be sent, POST sends it (tool.resend, as the API's resend-failed)."""
+        log = self.admin_site._registry[ErrorLog]
+        if not log.has_view_permission(request):
+            raise PermissionDenied
+        back = reverse("admin:history_errorlog_summary") + (
+            f"?{request.GET.urlencode()}" if request.GET else ""
+        )
+        refusal, status, plan = "", 200, None
+        try:
+            rows = log.filtered(request)
+        except IncorrectLookupParameters:
+            rows, refusal, status = None, "The Error Log filter in this address is not one it offers.", 400
+        if rows is not None:
+            try:
+                plan = resend.check_resend_failed(rows, request.user)
+                if request.method == "POST":
+                    created = resend.do_resend_failed(plan)
+                    messages.success(
+                        request, f"Sent request {created.pk}: {', '.join(plan.checked.plan.order)}."
+                    )
+                    page = reverse("admin:resync_resyncrequest_change", args=[created.pk])
+                    return HttpResponseRedirect(page, status=303)
+            except REFUSALS as e:
+                views.refused(request.user, e, "resending what failed")
+                refusal, status, plan = str(e), status_for(e), None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Resend what failed?",
+            "opts": log.opts,
+            "resend": plan,
+            "refusal": refusal,
+            "back": back,
+        }
+        return TemplateResponse(
+            request, "admin/history/errorlog/resend_confirmation.html", context, status=status
+        )
 
     @admin.action(description="Cancel the selected waiting requests")
     def cancel_waiting(self, request: HttpRequest, queryset) -> None:
@@ -207,6 +256,7 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
     def get_urls(self) -> list[URLPattern]:
         return [
             self.page("queue/", self.agent_queue_view, "resync_agent_queue"),
+            self.page("resend-failed/", self.resend_failed_view, "resync_resend_failed"),
             self.page("<path:object_id>/cancel/", self.cancel_view, "resync_resyncrequest_cancel"),
             *super().get_urls(),
         ]

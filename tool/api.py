@@ -23,11 +23,11 @@ from rest_framework.response import Response
 
 from core.api import Endpoint, Holds, IdFilter, Page, WholeNumberField, errors, refusals_answered
 from history.api import StepSerializer
-from history.models import DISBatchHistory
+from history.models import DISBatchHistory, ErrorLog
 from resync import rights
 from resync.models import District, ResyncRequest
 
-from . import actions
+from . import actions, resend
 
 # ---- districts and the plan preview ---------------------------------------------------
 
@@ -244,6 +244,23 @@ CANCEL_DOC = extend_schema(
 )
 
 
+class ResendSerializer(PlanSerializer):
+    errors = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="The request's errors per object, which the resend answers.",
+    )
+    check_dependencies = serializers.BooleanField(help_text="True when a parent was missing.")
+
+
+def failed_rows(user, req: ResyncRequest) -> QuerySet[ErrorLog]:
+    """The Error Log rows of `req`'s steps that `user` may see (the request is already theirs)."""
+    return rights.visible(user, ErrorLog.objects.filter(step__request=req), level="step__request__level")
+
+
+def resend_answer(r: resend.Resend) -> dict:
+    return {**plan_answer(r.checked), "errors": r.errors, "check_dependencies": r.checked.check_dependencies}
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Resync requests you may see",
@@ -286,6 +303,31 @@ class ResyncRequestViewSet(
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         return cancel_answer(self, request)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="What resending a request's failures would send",
+        description="The partial resync of exactly the objects with errors in the request (with Check "
+        "Dependencies when a parent was missing), checked as the send would be; nothing is sent.",
+        responses={200: ResendSerializer, **errors(400, 403, 404)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Resend what failed",
+        description="Sends the resync the GET describes (tool.actions.check_resync/do_request_resync): "
+        "the same rights and refusals as any resync request.",
+        request=None,
+        responses={201: ResyncRequestDetailSerializer, **errors(400, 403, 404)},
+    )
+    @action(detail=True, methods=["get", "post"], url_path="resend-failed")
+    def resend_failed(self, request: Request, pk: str) -> Response:
+        req = self.get_object()  # among those the user may see: another's is a 404
+        with refusals_answered():
+            checked = resend.check_resend_failed(failed_rows(request.user, req), request.user)
+            if request.method == "GET":
+                return Response(resend_answer(checked))
+            created = resend.do_resend_failed(checked)
+        return self.created(ResyncRequestDetailSerializer(self.get_queryset().get(pk=created.pk)))
 
 
 # ---- state resync requests ---------------------------------------------------------------------
