@@ -7,7 +7,7 @@ may see (404 for another's); a change is checked by check_schedule, as a new one
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -89,13 +89,28 @@ def apply(schedule: Schedule, user, b: dict) -> None:
         schedule.objects_asked = b["objects"]
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="Schedules you may see, soonest first",
+        responses={200: ScheduleSerializer, **errors(400, 404)},
+    ),
+    retrieve=extend_schema(summary="One schedule", responses={200: ScheduleSerializer, **errors(404)}),
+    destroy=extend_schema(summary="Delete a schedule", responses={204: None, **errors(403, 404)}),
+)
 class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, Endpoint):
+    queryset = Schedule.objects.none()  # the model, for the schema; rows come from get_queryset
     serializer_class = ScheduleSerializer
 
     def get_queryset(self) -> QuerySet[Schedule]:
         return actions.visible(self.request.user)
 
-    @extend_schema(request=ScheduleBody, responses={201: ScheduleSerializer, **errors(400, 403)})
+    @extend_schema(
+        summary="Schedule a resync",
+        description="State administrators schedule any district or a whole state; a district user "
+        "their own district's, what they could send by hand, when SCHEDULES_FOR_DISTRICTS allows.",
+        request=ScheduleBody,
+        responses={201: ScheduleSerializer, **errors(400, 403)},
+    )
     def create(self, request: Request) -> Response:
         b = self.valid(ScheduleBody, request.data)
         with refusals_answered():
@@ -104,7 +119,11 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
             actions.do_save(actions.check_schedule(schedule, request.user), request.user)
         return self.created(ScheduleSerializer(self.get_queryset().get(pk=schedule.pk)))
 
-    @extend_schema(request=ScheduleBody, responses={200: ScheduleSerializer, **errors(400, 403, 404)})
+    @extend_schema(
+        summary="Change a schedule",
+        request=ScheduleBody,
+        responses={200: ScheduleSerializer, **errors(400, 403, 404)},
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
         schedule = self.get_object()
         given = ScheduleBody(data=request.data, partial=True)
@@ -130,12 +149,18 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         actions.do_pause(schedule, paused)
         return Response(ScheduleSerializer(schedule).data)
 
-    @extend_schema(request=None, responses={200: ScheduleSerializer, **errors(403, 404)})
+    @extend_schema(
+        summary="Pause a schedule", request=None, responses={200: ScheduleSerializer, **errors(400, 403, 404)}
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
         return self._pause(request, True)
 
-    @extend_schema(request=None, responses={200: ScheduleSerializer, **errors(403, 404)})
+    @extend_schema(
+        summary="Resume a schedule, from its next occurrence",
+        request=None,
+        responses={200: ScheduleSerializer, **errors(400, 403, 404)},
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
         return self._pause(request, False)
