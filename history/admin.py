@@ -193,6 +193,7 @@ class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
         except IncorrectLookupParameters:
             return HttpResponseBadRequest("The Error Log filter in this address is not one it offers.")
         base = reverse("admin:history_errorlog_changelist")
+        resend = reverse("admin:resync_resend_failed")
         kept = {k: v for k, v in request.GET.items() if k not in GROUP_KEYS}
         ids = {(c.district, c.object): c.object_id for c in causes}
 
@@ -205,6 +206,8 @@ class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
         for c in causes:
             c.rows_url = rows(c, c.object_id, c.reason)
+            # Resend this group's object (its Check Dependencies if a parent was missing).
+            c.resend_url = rows(c, c.object_id, c.reason).replace(base, resend, 1)
             c.parent_links = [(p, rows(c, ids[c.district, p])) for p in c.parents_with_errors]
         context = {
             **self.admin_site.each_context(request),

@@ -1,6 +1,7 @@
 """The Error Log by cause (history.summary) and "resend what failed" (tool.resend),
 at the admin and the API, as each member of the cast sees them."""
 
+import re
 from collections import Counter
 
 import pytest
@@ -203,3 +204,15 @@ def test_it_refuses_a_resend_of_objects_the_user_may_not_resync(client, blocked)
     # Check Dependencies adds ScheduleStructure and above, which bob may not resync.
     assert response.status_code == 403 and "ScheduleStructure" in response.json()["detail"]
     assert ResyncRequest.objects.count() == 3
+
+
+def test_it_resends_one_group_from_its_link_in_the_summary(client, blocked):
+    client.force_login(blocked.alice)
+    html = client.get("/admin/history/errorlog/summary/").content.decode()
+    row = next(r for r in html.split('<tr class="cause"')[1:] if 'data-object="Enrollment"' in r)
+    link = re.search(r'href="([^"]+)" class="resend-group"', row).group(1).replace("&amp;", "&")
+    page = client.get(link).content.decode()
+    assert "Enrollment: 2 errors" in page and "PersonIdentity:" not in page
+    assert client.post(link).status_code == 303
+    sent = ResyncRequest.objects.latest("id")
+    assert sent.objects_asked == ["Enrollment"] and sent.check_dependencies
