@@ -8,6 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from audit.deletes import RecordedDeletes
 from core import timefmt
 from core.admin import NotFoundNotRedirected, ReadOnly
 from resync import rights
@@ -48,7 +49,7 @@ def dot(colour: str):
 
 
 @admin.register(DISBatchHistory)
-class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
+class DISBatchHistoryAdmin(RecordedDeletes, NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "asked",
@@ -95,7 +96,7 @@ class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
     def delete_queryset(self, request, queryset):
         # Checked again at the deletion itself: a request may have been sent since the confirmation.
-        queryset.exclude(pk__in=queryset.unfinished()).delete()
+        super().delete_queryset(request, queryset.exclude(pk__in=queryset.unfinished()))
 
     @admin.display(description="Status", ordering="status")
     def status_dot(self, obj: DISBatchHistory):
@@ -116,7 +117,7 @@ class DISBatchHistoryAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(ErrorLog)
-class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
+class ErrorLogAdmin(RecordedDeletes, NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     list_display = ["when", "district", "sync_object", "record", "reason_shown", "message", "asked"]
     list_select_related = ["district", "sync_object", "step__request"]
     list_filter = [
@@ -128,6 +129,7 @@ class ErrorLogAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
     search_fields = ["message"]
     date_hierarchy = "created_at"
     change_list_template = "admin/history/errorlog/change_list.html"
+    audit_level = "step__request__level"
 
     def get_queryset(self, request):
         # The district record's payload rides along: the Record column names it by its

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from alerts.api import AlertViewSet
+from audit.api import AuditViewSet
 from core.api import not_found
 from history.api import ErrorLogViewSet, HistoryViewSet
 from loads.api import DistrictRecords, DistrictRecordsDelete, LoadViewSet
@@ -27,6 +28,7 @@ router.register("verifications", VerificationViewSet, basename="verification")
 router.register("selective-syncs", SelectiveSyncViewSet, basename="selective-sync")
 router.register("state-records", StateRecordViewSet, basename="state-record")
 router.register("loads", LoadViewSet, basename="load")
+router.register("audit", AuditViewSet, basename="audit")
 router.register("schedules", ScheduleViewSet, basename="schedule")
 
 urlpatterns = [

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "schedules",
     "dashboard",
     "statecopy",
+    "audit",
     "worker",
     "live",
 ]
@@ -99,6 +100,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After authentication, so a 403 names its user (DRF's token user too: it sets request.user).
     "statesync.middleware.LogRefusals",
+    # After authentication: the audit trail names who changed what, and through which door.
+    "audit.doors.Door",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = (
     "core",
     "resync",
+    "audit",
     "history",
     "alerts",
     "runner",

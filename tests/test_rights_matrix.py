@@ -666,3 +666,32 @@ def test_it_lets_only_the_right_people_cancel_a_waiting_request(
     assert got == expected[actor]
     cancelled = ResyncRequest.objects.filter(status=ResyncRequest.Status.CANCELLED).count()
     assert cancelled == int(got in (200, 303))
+
+
+# ---- The audit trail (issue 15): audit R, which both groups hold (audit 0002) ----------
+# Each reads their districts' entries (test_audit); nobody writes one (405 once let in).
+AUDIT_DOORS = [
+    ("audit trail", "get", "/api/v1/audit/", None, outcomes(200, 200, 403, 200, 401)),
+    ("audit trail write", "post", "/api/v1/audit/", {}, outcomes(405, 405, 403, 405, 401)),
+    ("audit report", "get", "/admin/audit/auditentry/", None, outcomes(200, 200, 403, 200, 302)),
+    (
+        "audit report CSV",
+        "get",
+        "/admin/audit/auditentry/export.csv",
+        None,
+        outcomes(200, 200, 403, 200, 302),
+    ),
+    ("add an audit entry", "get", "/admin/audit/auditentry/add/", None, outcomes(403, 403, 403, 403, 302)),
+]
+
+
+@pytest.mark.parametrize("door, method, url, body, expected", AUDIT_DOORS, ids=[d[0] for d in AUDIT_DOORS])
+def test_it_lets_only_audit_r_holders_read_the_trail(client, world, door, method, url, body, expected):
+    from audit.models import AuditEntry
+    from audit.rights import GROUPS
+
+    groups.grant(Group, Permission, GROUPS)  # audit 0002 (the cast's groups are reset to their base)
+    before = AuditEntry.objects.count()
+    got = {actor: knock(client, world["users"][actor], method, url, body) for actor in ACTORS}
+    assert got == expected
+    assert AuditEntry.objects.count() == before

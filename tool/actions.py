@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
+from audit.trail import record
 from core import timefmt
 from core.errors import ResyncError, RightsError
 from history.models import DISBatchHistory, StepStatus
@@ -172,7 +173,14 @@ def do_request_resync(checked: Checked) -> ResyncRequest:
             lifecycle.start(request)
         if request.level == ResyncRequest.Level.STATE:
             alert_state_request(request)
+        # Here, once: every door (tool, admin, API, command, schedule) sends through this.
+        record("request.sent", request, user=checked.user, level=request.level, detail=_asked(request))
     return request
+
+
+def _asked(request: ResyncRequest) -> str:
+    what = ", ".join(request.objects_asked) if request.objects_asked else "full resync"
+    return f"{school_year_name(request.school_year)}: {what}"
 
 
 def alert_state_request(request: ResyncRequest) -> None:
@@ -255,6 +263,7 @@ def do_cancel(request: ResyncRequest, user: User | None = None) -> ResyncRequest
             lifecycle.start_next(request.district_id, request.school_year)
         if request.requested_by_id and request.requested_by_id != getattr(user, "pk", None):
             alert_cancelled(request)
+        record("request.cancelled", request, user=user, level=request.level, detail=_asked(request))
     return request
 
 

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertName, ProcessAlert
+from audit.trail import record
 from core import timefmt
 from core.errors import ResyncError
 from resync import rights
@@ -181,4 +182,5 @@ def do_year_switch(switch: YearSwitch) -> District:
             link=reverse("admin:resync_tool", args=[district.code]),
             district=district,
         )
+        record("year.switched", district, detail=f"school year {year - 1} to {year}")
     return district

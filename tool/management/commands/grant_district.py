@@ -8,6 +8,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from guardian.shortcuts import assign_perm
 
+from audit import doors
 from resync import rights
 from resync.groups import DISTRICT_ADMINS
 from resync.models import District, SyncObject
@@ -55,7 +56,7 @@ class Command(BaseCommand):
             password = self.checked_new_user(username, email) if create else ""
         except (PlanError, ValidationError) as e:
             raise CommandError("; ".join(getattr(e, "messages", [str(e)]))) from None
-        with transaction.atomic():
+        with transaction.atomic(), doors.entered(doors.COMMAND):
             if create:
                 user = User.objects.create_user(username, email, password)
             self.grant(user, found, names, admin)

@@ -1,0 +1,1 @@
+"""The audit trail: who changed what, when, through which door (README, Audit trail)."""
