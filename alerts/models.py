@@ -3,10 +3,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from core import events
+
+# Sent with `alerts` (one notify call's) once they are committed: notify mails and posts them.
+alerts_created = Signal()
 
 
 class AlertQuerySet(models.QuerySet):
@@ -38,6 +42,8 @@ class AlertQuerySet(models.QuerySet):
                 [events.user_group(alert.user_id)],
                 {"type": "alert.new", "alert": alert.pk, "name": alert.name, "unread": unread},
             )
+        if alerts:
+            transaction.on_commit(lambda: alerts_created.send(sender=ProcessAlert, alerts=alerts))
         return alerts
 
 

@@ -9,6 +9,7 @@ from audit.api import AuditViewSet
 from core.api import not_found
 from history.api import ErrorLogViewSet, HistoryViewSet
 from loads.api import DistrictRecords, DistrictRecordsDelete, LoadViewSet
+from notify.api import MyNotifications, WebhookViewSet
 from resync.api import SyncObjectViewSet
 from schedules.api import ScheduleViewSet
 from selective.api import SelectiveSyncViewSet
@@ -28,6 +29,7 @@ router.register("verifications", VerificationViewSet, basename="verification")
 router.register("selective-syncs", SelectiveSyncViewSet, basename="selective-sync")
 router.register("state-records", StateRecordViewSet, basename="state-record")
 router.register("loads", LoadViewSet, basename="load")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("schedules", ScheduleViewSet, basename="schedule")
 
@@ -39,6 +41,7 @@ urlpatterns = [
         DistrictRecordsDelete.as_view(),
         name="district-records-delete",
     ),
+    path("v1/notifications/", MyNotifications.as_view(), name="my-notifications"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "resync",
     "history",
     "alerts",
+    "notify",
     "loads",
     "tool",
     "verification",
@@ -281,6 +282,25 @@ if RESYNC_WRITE not in ("sql", "orm"):
 # Files uploaded in the admin for a load (loads.Upload): the web process writes them and
 # a worker reads them, so in production the two must share this folder.
 UPLOAD_DIR = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads"))).resolve()
+
+# Notifications (notify): mail over SMTP when EMAIL_HOST is set; else each mail is a
+# file under DATA_DIR/mail, so a newcomer reads what would have been sent.
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = DATA_DIR / "mail"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "StateSync <statesync@localhost>")
+# What mails and webhook bodies prefix to a page's path: the address users reach the site at.
+SITE_URL = env_str("SITE_URL", "http://localhost:8000")
+# Seconds before each retry of a failed webhook POST (RQ's Retry; a worker started
+# with --with-scheduler runs them). Its length is the number of retries.
+NOTIFY_RETRY_INTERVALS = [10, 60, 300, 1800]
 
 LOGGING = {
     "version": 1,

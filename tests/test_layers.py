@@ -22,6 +22,7 @@ LAYERS = (
     "audit",
     "history",
     "alerts",
+    "notify",
     "runner",
     "loads",
     "tool",

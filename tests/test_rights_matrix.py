@@ -49,6 +49,19 @@ DOORS = [
     ("catalog", "get", "/api/v1/sync-objects/", None, outcomes(200, 200, 200, 200, 401)),
     ("catalog entry", "get", "/api/v1/sync-objects/Enrollment/", None, outcomes(200, 200, 200, 200, 401)),
     ("districts", "get", "/api/v1/districts/", None, outcomes(200, 200, 200, 200, 401)),
+    # Notifications (issue 15): everyone their own email choices; webhooks listed to all, each
+    # seeing only those they manage (tests/test_notify.py has their writes' matrix).
+    ("my notifications", "get", "/api/v1/notifications/", None, outcomes(200, 200, 200, 200, 401)),
+    ("webhooks", "get", "/api/v1/webhooks/", None, outcomes(200, 200, 200, 200, 401)),
+    (
+        "my notifications page",
+        "get",
+        "/admin/notify/emailsubscription/",
+        None,
+        outcomes(200, 200, 200, 200, 302),
+    ),
+    ("webhooks page", "get", "/admin/notify/webhook/", None, outcomes(200, 200, 403, 200, 302)),
+    ("deliveries page", "get", "/admin/notify/delivery/", None, outcomes(200, 200, 403, 200, 302)),
     ("district A", "get", "/api/v1/districts/101/", None, outcomes(200, 200, 200, 404, 401)),
     (
         "plan for A with parents",
