@@ -19,9 +19,17 @@ from resync.models import District, ResyncRequest, State
 
 def next_after(cron: str, zone: str, moment: dt.datetime) -> dt.datetime:
     """The first occurrence of `cron` read in `zone` strictly after `moment`, in UTC.
-    croniter steps through the zone's own wall clock, so 02:00 stays 02:00 across DST."""
-    local = moment.astimezone(timefmt.zone(zone))
-    return croniter(cron, local).get_next(dt.datetime).astimezone(dt.UTC)
+    croniter steps through the zone's own wall clock, so 02:00 stays 02:00 across DST;
+    a time the clock skips runs at the hour after it (02:30 at 03:00 in spring)."""
+    tz = timefmt.zone(zone)
+    times = croniter(cron, moment.astimezone(tz))
+    while True:
+        found = times.get_next(dt.datetime).astimezone(dt.UTC)
+        # In autumn the clock shows 01:30 twice: run at the first only (as RQ's cron does),
+        # not twice in one night.
+        wall = found.astimezone(tz).replace(tzinfo=None)
+        if wall.replace(tzinfo=tz, fold=0).astimezone(dt.UTC) == found:
+            return found
 
 
 class Schedule(models.Model):
