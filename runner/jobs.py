@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import django_rq
 from django.conf import settings
@@ -74,9 +74,12 @@ def worker_dead(worker: str, heartbeat_at: datetime | None, now: datetime) -> bo
 
 
 def listening_workers(queue_name: str) -> int:
-    """How many RQ workers listen on `queue_name` now (RQ drops a worker from its
-    registry when its heartbeat lapses, so a killed one stops counting)."""
-    return len(Worker.all(queue=django_rq.get_queue(queue_name)))
+    """How many live RQ workers listen on `queue_name` now. RQ keeps a killed worker in
+    its registry until its key expires (minutes), so each is also asked worker_dead: on
+    this host its pid, elsewhere its heartbeat."""
+    now = datetime.now(UTC)
+    workers = Worker.all(queue=django_rq.get_queue(queue_name))
+    return sum(1 for w in workers if not worker_dead(f"{w.hostname}:{w.pid}", w.last_heartbeat, now))
 
 
 def job_lost(job_id: str) -> bool:

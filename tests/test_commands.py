@@ -195,3 +195,35 @@ def test_it_refuses_to_create_a_user_that_exists_or_a_bad_name_and_writes_nothin
     with pytest.raises(CommandError, match="No district with code '999'"):
         call_command("grant_district", "dana", "999", "--create")
     assert not User.objects.filter(username__startswith="d").exists()
+
+
+@COMMITTED
+def test_it_counts_no_killed_worker_as_listening():
+    # RQ keeps a SIGKILLed worker in its registry for minutes: --wait must not trust it.
+    import signal
+
+    import django_rq
+    from rq.worker import Worker
+
+    from runner.jobs import listening_workers
+
+    from .servers import start_worker
+
+    worker = start_worker(burst=False)
+    try:
+        queue = django_rq.get_queue(settings.RQ_QUEUE)
+        deadline = time.monotonic() + 60
+        while not any(w.pid == worker.pid for w in Worker.all(queue=queue)):
+            assert time.monotonic() < deadline and worker.poll() is None, "the worker never registered"
+            time.sleep(0.1)
+        assert listening_workers(settings.RQ_QUEUE) >= 1
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        assert any(w.pid == worker.pid for w in Worker.all(queue=queue))  # still registered
+        assert listening_workers(settings.RQ_QUEUE) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        for w in Worker.all(queue=django_rq.get_queue(settings.RQ_QUEUE)):
+            if w.pid == worker.pid:
+                w.register_death()

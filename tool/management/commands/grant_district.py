@@ -39,6 +39,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, username, district, admin, objects, create, email, load=False, **options):
+        for value, what in ((username, "A username"), (district, "A district code"), (email, "An email")):
+            if "\x00" in value:  # PostgreSQL refuses it in any query: say so before asking
+                raise CommandError(f"{what} cannot hold a NUL character (\\x00).")
         user = User.objects.filter(username=username).first()
         if user is None and not create:
             raise CommandError(f"No user named {username!r}: add --create to create them.")
