@@ -29,19 +29,30 @@ class ScheduleSerializer(serializers.ModelSerializer):
     objects = serializers.JSONField(source="objects_asked", read_only=True)
     next_run = serializers.SerializerMethodField(help_text="The next run in the schedule's own zone.")
     created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
-    requests = serializers.SerializerMethodField(help_text="Ids of the requests it sent, newest first.")
 
     class Meta:
         model = Schedule
         fields = [
             "id", "name", "district", "state", "objects", "check_dependencies", "level", "cron",
             "time_zone", "window_start", "window_end", "missed", "paused", "next_run_at", "next_run",
-            "last_run_at", "last_message", "created_by", "created_at", "requests",
+            "last_run_at", "last_message", "created_by", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
     def get_next_run(self, obj: Schedule) -> str:
         return timefmt.when(obj.next_run_at, obj.time_zone)
+
+
+class ScheduleDetailSerializer(ScheduleSerializer):
+    """One schedule, with what it sent: its history (in the list, a query per row)."""
+
+    requests = serializers.SerializerMethodField(
+        help_text="Ids of the latest 50 requests it sent, newest first."
+    )
+
+    class Meta(ScheduleSerializer.Meta):
+        fields = [*ScheduleSerializer.Meta.fields, "requests"]
+        read_only_fields = fields
 
     def get_requests(self, obj: Schedule) -> list[int]:
         return list(obj.requests.values_list("pk", flat=True)[:50])
@@ -94,12 +105,13 @@ def apply(schedule: Schedule, user, b: dict) -> None:
         summary="Schedules you may see, soonest first",
         responses={200: ScheduleSerializer, **errors(400, 404)},
     ),
-    retrieve=extend_schema(summary="One schedule", responses={200: ScheduleSerializer, **errors(404)}),
+    retrieve=extend_schema(summary="One schedule", responses={200: ScheduleDetailSerializer, **errors(404)}),
     destroy=extend_schema(summary="Delete a schedule", responses={204: None, **errors(403, 404)}),
 )
 class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, Endpoint):
     queryset = Schedule.objects.none()  # the model, for the schema; rows come from get_queryset
     serializer_class = ScheduleSerializer
+    detail_serializer_class = ScheduleDetailSerializer
 
     def get_queryset(self) -> QuerySet[Schedule]:
         return actions.visible(self.request.user)
@@ -109,7 +121,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         description="State administrators schedule any district or a whole state; a district user "
         "their own district's, what they could send by hand, when SCHEDULES_FOR_DISTRICTS allows.",
         request=ScheduleBody,
-        responses={201: ScheduleSerializer, **errors(400, 403)},
+        responses={201: ScheduleDetailSerializer, **errors(400, 403)},
     )
     def create(self, request: Request) -> Response:
         b = self.valid(ScheduleBody, request.data)
@@ -117,12 +129,12 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
             schedule = Schedule()
             apply(schedule, request.user, b)
             actions.do_save(actions.check_schedule(schedule, request.user), request.user)
-        return self.created(ScheduleSerializer(self.get_queryset().get(pk=schedule.pk)))
+        return self.created(ScheduleDetailSerializer(self.get_queryset().get(pk=schedule.pk)))
 
     @extend_schema(
         summary="Change a schedule",
         request=ScheduleBody,
-        responses={200: ScheduleSerializer, **errors(400, 403, 404)},
+        responses={200: ScheduleDetailSerializer, **errors(400, 403, 404)},
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         schedule = self.get_object()
@@ -133,7 +145,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
             actions.check_manage(request.user, schedule)
             apply(schedule, request.user, b)
             actions.do_save(actions.check_schedule(schedule, request.user), request.user)
-        return Response(ScheduleSerializer(self.get_queryset().get(pk=schedule.pk)).data)
+        return Response(ScheduleDetailSerializer(self.get_queryset().get(pk=schedule.pk)).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
         schedule = self.get_object()
@@ -147,10 +159,12 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         with refusals_answered():
             actions.check_manage(request.user, schedule)
         actions.do_pause(schedule, paused)
-        return Response(ScheduleSerializer(schedule).data)
+        return Response(ScheduleDetailSerializer(schedule).data)
 
     @extend_schema(
-        summary="Pause a schedule", request=None, responses={200: ScheduleSerializer, **errors(400, 403, 404)}
+        summary="Pause a schedule",
+        request=None,
+        responses={200: ScheduleDetailSerializer, **errors(400, 403, 404)},
     )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
@@ -159,7 +173,7 @@ class ScheduleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     @extend_schema(
         summary="Resume a schedule, from its next occurrence",
         request=None,
-        responses={200: ScheduleSerializer, **errors(400, 403, 404)},
+        responses={200: ScheduleDetailSerializer, **errors(400, 403, 404)},
     )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:

@@ -358,3 +358,16 @@ def test_it_lets_a_district_admin_add_their_own_in_the_admin_only_when_allowed(c
     assert "Select a valid choice" in response.content.decode()
     assert client.post("/admin/schedules/schedule/add/", form).status_code == 302
     assert Schedule.objects.get().level == ResyncRequest.Level.DISTRICT
+
+
+def test_it_lists_by_api_cheaply_and_shows_what_one_sent(client, cast, django_assert_max_num_queries):
+    schedule = make(cast.stella)
+    (fired,) = actions.tick()
+    for i in range(5):
+        make(cast.stella, due=None, name=f"Weekly {i}")
+    api(client, cast.stella, "get", "/api/v1/schedules/")  # the token, made once
+    with django_assert_max_num_queries(8):
+        listed = api(client, cast.stella, "get", "/api/v1/schedules/")
+    assert listed.json()["count"] == 6
+    one = api(client, cast.stella, "get", f"/api/v1/schedules/{schedule.pk}/").json()
+    assert one["requests"] == [fired.requests[0].pk]
