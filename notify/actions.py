@@ -52,6 +52,12 @@ def do_create_webhook(
     return Webhook.objects.create(district=district, url=url, names=names, active=active, created_by=user)
 
 
+def do_update_webhook(hook: Webhook, url: str, names: list[str], active: bool) -> Webhook:
+    hook.url, hook.names, hook.active = url, names, active
+    hook.save(update_fields=["url", "names", "active"])
+    return hook
+
+
 def do_set_subscriptions(user: User, names: Iterable[str]) -> list[str]:
     """Make `names` exactly the alerts mailed to `user`."""
     names = check_names(names)

@@ -74,6 +74,12 @@ class WebhookIn(serializers.Serializer):
     active = serializers.BooleanField(default=True)
 
 
+class WebhookChange(serializers.Serializer):
+    url = serializers.CharField(max_length=500, required=False)
+    names = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    active = serializers.BooleanField(required=False)
+
+
 class DeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = Delivery
@@ -113,6 +119,20 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
             names = actions.check_webhook(request.user, district, data["url"], data["names"])
             hook = actions.do_create_webhook(request.user, district, data["url"], names, data["active"])
         return self.created(NewWebhookSerializer(hook))
+
+    @extend_schema(
+        summary="Change a webhook's address, alert names or switch (its district stays)",
+        request=WebhookChange,
+        responses={200: WebhookSerializer, **errors(400, 403, 404)},
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        hook = self.get_object()
+        data = self.valid(WebhookChange, request.data)
+        url = data.get("url", hook.url)
+        with refusals_answered():
+            names = actions.check_webhook(request.user, hook.district, url, data.get("names", hook.names))
+            hook = actions.do_update_webhook(hook, url, names, data.get("active", hook.active))
+        return Response(WebhookSerializer(hook).data)
 
     @extend_schema(
         summary="A webhook's delivery attempts, newest first",

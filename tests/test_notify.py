@@ -259,6 +259,23 @@ def test_it_never_shows_a_secret_again_and_hides_other_districts_webhooks(client
     assert client.get("/admin/notify/webhook/").status_code == 403
 
 
+@COMMITTED
+def test_it_switches_a_webhook_off_by_the_api_and_posts_it_nothing_then(client, cast, queue):
+    with Receiver() as receiver:
+        hook = Webhook.objects.create(district=cast.district, url=receiver.url, names=[FINISHED])
+        url = f"/api/v1/webhooks/{hook.pk}/"
+        assert api(client, cast.charlie, "patch", url, {"active": False}).status_code == 404
+        assert api(client, cast.alice, "patch", url, {"names": ["Nope"]}).status_code == 400
+        off = api(client, cast.alice, "patch", url, {"active": False})
+        assert off.status_code == 200 and off.json()["active"] is False
+        add(cast.district, "District", 1)
+        resync(cast.district, cast.alice)
+        run_queue()
+    hook.refresh_from_db()
+    assert (hook.active, hook.names, receiver.posts) == (False, [FINISHED], [])
+    assert not Delivery.objects.exists()
+
+
 def test_it_shows_the_secret_once_when_made_in_the_admin(client, cast):
     client.force_login(cast.alice)
     made = client.post(
