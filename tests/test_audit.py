@@ -191,6 +191,39 @@ def test_it_records_a_data_load_by_the_api(client, cast):
     assert "1 inserted" in entry.detail
 
 
+def test_it_mirrors_a_setting_the_admin_changed_from_djangos_log(client, cast, superuser):
+    client.force_login(superuser)
+    page = client.get(f"/admin/resync/district/{cast.district.pk}/change/")
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
+    data["time_zone"] = "America/New_York"
+    data.update(_inline_management(page))
+    response = client.post(f"/admin/resync/district/{cast.district.pk}/change/", data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    entry = AuditEntry.objects.get(action="setting.changed")
+    assert (entry.username, entry.door, entry.district, entry.object_type) == (
+        "root",
+        "admin",
+        cast.district,
+        "resync.district",
+    )
+    assert entry.detail == "Changed Time zone."
+
+
+def _inline_management(page) -> dict:
+    """The management form fields of the page's inlines, as the browser sends them."""
+    out = {}
+    for formset in page.context.get("inline_admin_formsets", []):
+        prefix = formset.formset.prefix
+        out[f"{prefix}-TOTAL_FORMS"] = formset.formset.total_form_count()
+        out[f"{prefix}-INITIAL_FORMS"] = formset.formset.initial_form_count()
+        for i, f in enumerate(formset.formset.forms):
+            for name, value in f.initial.items():
+                out[f"{prefix}-{i}-{name}"] = value
+    return out
+
+
 @pytest.fixture
 def trail(cast, queue) -> dict[str, AuditEntry]:
     """A's district request, the state's request to A and B's request, each recorded."""
