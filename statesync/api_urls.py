@@ -13,6 +13,7 @@ from notify.api import MyNotifications, WebhookViewSet
 from resync.api import SyncObjectViewSet
 from schedules.api import ScheduleViewSet
 from selective.api import SelectiveSyncViewSet
+from selective.resend import ResendFailedRecords
 from statecopy.api import StateRecordViewSet
 from tool.api import DistrictViewSet, ResyncRequestViewSet, StateRequestViewSet
 from verification.api import VerificationViewSet
@@ -42,6 +43,11 @@ urlpatterns = [
         name="district-records-delete",
     ),
     path("v1/notifications/", MyNotifications.as_view(), name="my-notifications"),
+    path(
+        "v1/requests/<int:pk>/resend-failed-records/",
+        ResendFailedRecords.as_view(),
+        name="request-resend-failed-records",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

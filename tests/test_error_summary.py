@@ -216,3 +216,39 @@ def test_it_resends_one_group_from_its_link_in_the_summary(client, blocked):
     assert client.post(link).status_code == 303
     sent = ResyncRequest.objects.latest("id")
     assert sent.objects_asked == ["Enrollment"] and sent.check_dependencies
+
+
+@pytest.fixture
+def excluded(tool_cast, queue):
+    """District A: Enrollments 3 and 4 state-excluded (their parent at the state), sent alone."""
+    chain(tool_cast.district)
+    for rid in (3, 4):
+        add(tool_cast.district, "Enrollment", rid, {"PersonIdentity": 1}, excluded=True)
+    add(tool_cast.district, "Enrollment", 5, {"PersonIdentity": 1})
+    tool_cast.req = resync(tool_cast.district, ["Enrollment", "PersonIdentity"], check_dependencies=True)
+    run_queue()
+    assert sorted(ErrorLog.objects.values_list("record_id", flat=True)) == [3, 4]
+    return tool_cast
+
+
+def test_it_resends_exactly_the_failed_records_by_selective_sync(client, excluded):
+    client.force_login(excluded.alice)
+    url = f"/api/v1/requests/{excluded.req.pk}/resend-failed-records/"
+    preview = client.get(url).json()
+    assert preview == {"district": "101", "year": 2027, "object": "Enrollment", "records": [3, 4]}
+    response = client.post(url)
+    assert response.status_code == 201, response.content
+    sent = ResyncRequest.objects.get(pk=response.json()["id"])
+    assert sent.records == [3, 4] and sent.objects_asked == ["Enrollment"]
+
+
+def test_it_refuses_a_records_resend_when_a_parent_was_missing_or_another_is_asking(client, blocked):
+    client.force_login(blocked.stella)
+    url = f"/api/v1/requests/{blocked.req_b.pk}/resend-failed-records/"
+    response = client.post(url)
+    assert response.status_code == 400 and "sends no parents" in str(response.json())
+    client.force_login(blocked.charlie)
+    assert client.post(f"/api/v1/requests/{blocked.req_a.pk}/resend-failed-records/").status_code == 404
+    client.force_login(blocked.alice)
+    assert client.get(f"/api/v1/requests/{blocked.req_state.pk}/resend-failed-records/").status_code == 404
+    assert ResyncRequest.objects.count() == 3

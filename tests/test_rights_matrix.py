@@ -98,6 +98,13 @@ DOORS = [
         outcomes(400, 400, 400, 404, 401),
     ),
     (
+        "resend A's failed records",
+        "post",
+        "/api/v1/requests/{req_a}/resend-failed-records/",
+        None,
+        outcomes(400, 400, 400, 404, 401),
+    ),
+    (
         "resend the state request's failures",
         "post",
         "/api/v1/requests/{req_state}/resend-failed/",
