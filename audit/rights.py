@@ -1,6 +1,6 @@
-"""Who reads the trail: audit R (`audit.view_auditentry`, both groups hold it: audit 0002).
-The state's administrators read all of it; anyone else their districts' entries minus the
-state's (the rule resync.rights.visible_q writes)."""
+"""Who reads the trail: the state's administrators (state R and W) all of it; a holder of
+audit R (`audit.view_auditentry`: the District Administrators, audit 0002) their
+districts' entries minus the state's (the rule resync.rights.visible_q writes)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from audit.models import AuditEntry
 from resync import groups, rights
 
 READ = "audit.view_auditentry"
-# Granted by audit 0002 (resync.groups.grant): both groups read the trail.
-GROUPS = {groups.STATE_ADMINS: [READ], groups.DISTRICT_ADMINS: [READ]}
+# Granted by audit 0002 (resync.groups.grant). The State Administrators need no list of
+# their own: state R and W read it all, and their group's rights stay as resync.groups lists.
+GROUPS = {groups.DISTRICT_ADMINS: [READ]}
 
 
 def may_read(user) -> bool:
     # A permission, not a group lookup: Django caches it, and every admin page's
     # sidebar asks.
-    return rights.holds(user, READ)
+    return rights.holds(user, READ) or rights.may_edit_schemas(user)
 
 
 def readable(user) -> QuerySet[AuditEntry]:

@@ -688,7 +688,7 @@ def test_it_lets_only_the_right_people_cancel_a_waiting_request(
     assert cancelled == int(got in (200, 303))
 
 
-# ---- The audit trail (issue 15): audit R, which both groups hold (audit 0002) ----------
+# ---- The audit trail (issue 15): state R and W, or audit R (District Administrators, audit 0002)
 # Each reads their districts' entries (test_audit); nobody writes one (405 once let in).
 AUDIT_DOORS = [
     ("audit trail", "get", "/api/v1/audit/", None, outcomes(200, 200, 403, 200, 401)),

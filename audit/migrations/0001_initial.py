@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("resync", "0014_district_time_zone_field_label"),
+        ("resync", "0003_state_district_staterecord_districtrecord_and_more"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

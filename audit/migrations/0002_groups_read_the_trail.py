@@ -1,5 +1,5 @@
-"""Both groups get audit R: a District Administrator reads their districts' entries, the
-State Administrator every one (audit.rights). Adds only."""
+"""The District Administrators get audit R: they read their districts' entries (the
+State Administrators read every one by state R and W; audit.rights). Adds only."""
 
 from django.db import migrations
 
