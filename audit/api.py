@@ -47,7 +47,7 @@ class MayRead(permissions.BasePermission):
         summary="The audit trail you may read",
         description="A state administrator reads every entry; a District Administrator their "
         "districts' entries, never a state request's.",
-        responses={200: AuditEntrySerializer, **errors(400, 403)},
+        responses={200: AuditEntrySerializer, **errors(400, 403, 404)},
     )
 )
 class AuditViewSet(mixins.ListModelMixin, Endpoint):

@@ -55,3 +55,12 @@ class Door:
     def __call__(self, request: HttpRequest):
         with entered(API if request.path.startswith("/api/") else ADMIN, request):
             return self.get_response(request)
+
+
+class CommandDoor:
+    """A management command's mixin: what it changes came through the command door
+    (`class Command(CommandDoor, BaseCommand)`)."""
+
+    def execute(self, *args, **options):
+        with entered(COMMAND):
+            return super().execute(*args, **options)

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from audit import doors
 from core import timefmt
 from core.errors import REFUSALS, ResyncError, RightsError
 from resync import rights
@@ -208,7 +209,8 @@ def fire(pk: int, at: dt.datetime, now: dt.datetime) -> Fired | None:
                 f"Skipped the run due {timefmt.when(at, schedule.time_zone)}: missed while no scheduler ran."
             )
         else:
-            message = send(schedule, sent)
+            with doors.entered(doors.SCHEDULE):  # the audit trail names the schedule's door
+                message = send(schedule, sent)
         Schedule.objects.filter(pk=pk).update(last_message=message)
     return Fired(schedule, sent, message)
 

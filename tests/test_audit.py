@@ -306,3 +306,23 @@ def test_it_lists_the_report_in_a_fixed_number_of_queries(client, cast, trail):
 def test_it_hides_what_a_state_request_hides_by_the_one_rule(cast, trail):
     assert set(audit_rights.readable(cast.alice).filter(action="request.sent")) == {trail["alice"]}
     assert rights.level_shown(trail["stella"].level, rights.is_state(cast.alice)) is False
+
+
+def test_it_names_the_schedule_and_the_command_doors_where_they_start(cast, queue):
+    # The real entry points, not a door set by hand: a schedule's tick and resync_run.
+    from schedules import actions as schedules
+
+    from .test_schedules import make
+
+    add(cast.district, "District", 1)
+    make(cast.stella)
+    (fired,) = schedules.tick()
+    (request,) = fired.requests
+    entry = AuditEntry.objects.get(action="request.sent", object_id=str(request.pk))
+    assert (entry.door, entry.username) == ("schedule", "stella")
+    ResyncRequest.objects.filter(pk=request.pk).update(status="finished")
+    call_command("resync_run", "School", "--district", "101")
+    latest = ResyncRequest.objects.latest("id")
+    entry = AuditEntry.objects.get(action="request.sent", object_id=str(latest.pk))
+    assert entry.door == "command"
+    assert doors.current() == doors.SYSTEM

@@ -18,6 +18,7 @@ from history.models import DISBatchHistory
 from resync.models import District, ResyncRequest
 from schedules import actions, jobs
 from schedules.models import Schedule, next_after
+from tool import actions as tool_actions
 
 from .conftest import BOTH, COMMITTED, add, run_queue
 
@@ -371,3 +372,21 @@ def test_it_lists_by_api_cheaply_and_shows_what_one_sent(client, cast, django_as
     assert listed.json()["count"] == 6
     one = api(client, cast.stella, "get", f"/api/v1/schedules/{schedule.pk}/").json()
     assert one["requests"] == [fired.requests[0].pk]
+
+
+def test_it_marks_a_scheduled_request_in_the_history_and_the_api(client, cast, queue):
+    add(cast.district, "District", 1)
+    schedule = make(cast.stella)
+    (fired,) = actions.tick()
+    (request,) = fired.requests
+    by_hand = tool_actions.do_request_resync(
+        tool_actions.check_resync(cast.district, None, ["School"], False)
+    )
+    body = api(client, cast.stella, "get", f"/api/v1/requests/{request.pk}/").json()
+    assert body["schedule"] == schedule.pk
+    client.force_login(cast.stella)
+    page = client.get(f"/admin/resync/resyncrequest/{request.pk}/change/").content.decode()
+    assert "Schedule:" in page and str(schedule) in page
+    listed = client.get("/admin/resync/resyncrequest/", {"schedule__isempty": "0"}).content.decode()
+    assert f"/admin/resync/resyncrequest/{request.pk}/change/" in listed
+    assert f"/admin/resync/resyncrequest/{by_hand.pk}/change/" not in listed

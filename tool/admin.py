@@ -144,7 +144,7 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         "asked_at",
     ]
     list_select_related = ["district", "requested_by"]
-    list_filter = ["status", "level", "outcome", "school_year"]
+    list_filter = ["status", "level", "outcome", "school_year", ("schedule", admin.EmptyFieldListFilter)]
     search_fields = ["district__code", "district__name"]
     date_hierarchy = "created_at"
     # The request's page: what was asked, by whom, how it went; its steps below (the template).
@@ -155,6 +155,7 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         "asked",
         "asked_by",
         "asked_at",
+        "schedule",  # empty unless a schedule sent it (issue 15: marked as scheduled)
         "status",
         "outcome",
         "started",

@@ -146,6 +146,9 @@ class ResyncRequestSerializer(serializers.ModelSerializer):
     cancelled_by = serializers.CharField(
         source="cancelled_by.username", allow_null=True, help_text="Who cancelled it while it waited."
     )
+    schedule = serializers.IntegerField(
+        source="schedule_id", read_only=True, allow_null=True, help_text="The schedule that sent it, or null."
+    )
 
     class Meta:
         model = ResyncRequest
@@ -164,6 +167,7 @@ class ResyncRequestSerializer(serializers.ModelSerializer):
             "finished_at",
             "cancelled_by",
             "cancelled_at",
+            "schedule",
         ]
 
 

@@ -1,11 +1,12 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.doors import CommandDoor
 from core.errors import ResyncError
 from core.parsers import whole_number_arg
 from loads.actions import do_add_district, parse_school
 
 
-class Command(BaseCommand):
+class Command(CommandDoor, BaseCommand):
     help = "Create a district (and its state when missing) with its schools, so a newcomer needs no shell."
 
     def add_arguments(self, parser):

@@ -4,13 +4,14 @@ import sys
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.doors import CommandDoor
 from core.errors import REFUSALS
 from core.parsers import whole_number_arg
 from loads.actions import check_load, do_load, wire_rows
 from loads.files import FileError, format_for, opened, read
 
 
-class Command(BaseCommand):
+class Command(CommandDoor, BaseCommand):
     help = (
         "Load one sync object's records of a district from a CSV or NDJSON file (- for standard input). "
         "Atomic: one bad row and nothing is written, unless --skip-invalid."

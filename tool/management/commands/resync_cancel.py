@@ -1,13 +1,14 @@
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.doors import CommandDoor
 from core.errors import REFUSALS
 from resync import rights
 from resync.models import ResyncRequest
 from tool import actions
 
 
-class Command(BaseCommand):
+class Command(CommandDoor, BaseCommand):
     help = (
         "Cancel a waiting resync request (none of its steps started), through the same checks "
         "as the admin and the API; --user checks that user's rights, else an operator's."

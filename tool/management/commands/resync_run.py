@@ -4,6 +4,7 @@ import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.doors import CommandDoor
 from core.errors import ResyncError
 from core.parsers import whole_number_arg
 from history.models import FINISHED, DISBatchHistory, StepStatus
@@ -15,7 +16,7 @@ from tool import actions
 WORKER_CHECK_SECONDS = 5  # how often --wait asks Redis whether a worker still listens
 
 
-class Command(BaseCommand):
+class Command(CommandDoor, BaseCommand):
     help = "Request a resync of a district and, with --wait, show its progress and results."
 
     def add_arguments(self, parser):

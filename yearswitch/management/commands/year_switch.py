@@ -2,13 +2,14 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.doors import CommandDoor
 from core import timefmt
 from core.errors import ResyncError
 from resync.models import District, school_year_name
 from yearswitch import actions
 
 
-class Command(BaseCommand):
+class Command(CommandDoor, BaseCommand):
     help = (
         "Switch a district's scoped school year to the next one. Refused unless a full resync "
         "of the current year started after the district's last data change (the end-of-year rule)."
