@@ -46,15 +46,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, records, workers, json_path, repeat, seed, no_latency, **options):
-        if records < 1000:
-            raise CommandError(f"--records {records}: give at least 1000.")
+        repeat = bench.rounds(records, repeat, json_path)
         if workers < 1:
             raise CommandError(f"--workers {workers}: give at least 1.")
-        if repeat is not None and repeat < 1:
-            raise CommandError(f"--repeat {repeat}: give at least 1.")
-        repeat = repeat or (3 if records <= 200_000 else 1)
-        if json_path and not Path(json_path).resolve().parent.is_dir():
-            raise CommandError(f"--json {json_path}: its folder does not exist.")
         for alias, model, fix in (
             ("default", DistrictRecord, "python manage.py migrate"),
             ("state", StateRecord, "python manage.py migrate --database state"),

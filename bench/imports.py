@@ -31,6 +31,8 @@ from resync.models import District, DistrictRecord, SyncObject
 from runner.engine import copy_text
 from statesync.env import child_env
 
+from .parts import rounds
+
 CODE = "BENCHLOAD"
 OBJECT = "Enrollment"
 YEAR = 2027
@@ -161,13 +163,7 @@ class Command(BaseCommand):
         parser.add_argument("--repeat", type=int, help="Rounds, medians reported (default 3, 1 above 200k).")
 
     def handle(self, *args, records, json_path, repeat, **options):
-        if records < 1000:
-            raise CommandError(f"--records {records}: give at least 1000.")
-        if repeat is not None and repeat < 1:
-            raise CommandError(f"--repeat {repeat}: give at least 1.")
-        repeat = repeat or (3 if records <= 200_000 else 1)
-        if json_path and not Path(json_path).resolve().parent.is_dir():
-            raise CommandError(f"--json {json_path}: its folder does not exist.")
+        repeat = rounds(records, repeat, json_path)
         log = self.stdout.write
         d = district()
         env = child_env()

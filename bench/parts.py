@@ -148,6 +148,20 @@ def _raw(alias: str):
     return wrapper.get_new_connection(wrapper.get_connection_params())
 
 
+def rounds(records: int, repeat: int | None, json_path: str | None) -> int:
+    """Both benchmarks' own arguments checked alike (CommandError naming the one at
+    fault), and how many timed rounds to run: `repeat`, else 3, 1 above 200k records."""
+    from django.core.management.base import CommandError
+
+    if records < 1000:
+        raise CommandError(f"--records {records}: give at least 1000.")
+    if repeat is not None and repeat < 1:
+        raise CommandError(f"--repeat {repeat}: give at least 1.")
+    if json_path and not Path(json_path).resolve().parent.is_dir():
+        raise CommandError(f"--json {json_path}: its folder does not exist.")
+    return repeat or (3 if records <= 200_000 else 1)
+
+
 @dataclass
 class Floor:
     district: District
