@@ -1,20 +1,23 @@
 """Changes recorded where Django tells of them, whichever code made them: rights (a
-user's permissions and groups, a group's permissions, guardian's per-object rights:
-grant_district, the admin's user and group pages), schema changes (each SyncFieldChange
-mirrored), settings changed in the admin (Django's own LogEntry, mirrored for the
-models in SETTINGS) and data loads (each Load row). Bulk writes (the migrations' seeding) send
-no signals and are not recorded."""
+user's permissions, groups and status flags, a group's permissions, guardian's per-object
+rights: grant_district, the admin's user and group pages), schema changes (each
+SyncFieldChange mirrored), settings changed in the admin (Django's own LogEntry, mirrored
+for the models in SETTINGS), the settings people change through every door (schedules,
+webhooks, email subscriptions: the model's own save and delete, WATCHED), history deleted
+(Selective Syncs, verification runs) and data loads (each Load row). Bulk writes (the
+migrations' seeding, a queryset's update) send no signals and are not recorded."""
 
 from __future__ import annotations
 
 from django.apps import apps
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Group, Permission, User
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models import Model, QuerySet
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from guardian.models import BaseObjectPermission
 
 from audit.trail import record
-from resync.models import District, ResyncRequest, SyncFieldChange
+from resync.models import District, ResyncRequest, SyncFieldChange, school_year_name
 
 VERBS = {"post_add": "granted", "post_remove": "revoked", "post_clear": "revoked"}
 
@@ -87,12 +90,12 @@ def data_loaded(sender, instance, created: bool, **kwargs) -> None:
 # The admin's settings pages, whose saves Django logs as LogEntry rows: mirrored. Not
 # the rows the trail records by its own hooks (users, groups, history deletions, loads),
 # which would be there twice, nor those the admin never edits.
+# Schedules and webhooks are not here: the API and the admin's actions (pause, resume)
+# change them too, and WATCHED records every door's change once, the admin's included.
 SETTINGS = {
     "resync.district",
     "resync.syncobject",
     "verification.verificationsetting",
-    "schedules.schedule",
-    "notify.webhook",
 }
 ADMIN_VERBS = {ADDITION: "added", CHANGE: "changed", DELETION: "deleted"}
 
@@ -125,6 +128,123 @@ def admin_logged(sender, instance: LogEntry, created: bool, **kwargs) -> None:
     )
 
 
+# The settings people change through more than one door (admin, API, admin actions,
+# commands): recorded from the model's own save and delete, so no door is missed and each
+# records the same action names as the admin's mirror (setting.added, .changed, .deleted).
+# Each names the fields kept out of the entry: what the system itself moves (a schedule's
+# next run, claimed by every tick) and what is never written down (a webhook's secret).
+WATCHED = {
+    "schedules.Schedule": {"next_run_at", "last_run_at", "last_message", "created_at", "created_by", "level"},
+    "notify.Webhook": {"secret", "created_at", "created_by"},
+    "notify.EmailSubscription": set(),
+}
+
+
+def _fields(model) -> list:
+    skipped = WATCHED[model._meta.label]
+    return [f for f in model._meta.concrete_fields if not f.primary_key and f.name not in skipped]
+
+
+def _values(obj: Model) -> dict:
+    return {f.name: getattr(obj, f.attname) for f in _fields(type(obj))}
+
+
+def change_message(old: dict, new: dict, labels: dict[str, str]) -> str:
+    """What changed, old → new, in field order: "" when nothing people set did."""
+    parts = [f"{labels[k]}: {old[k]!r} → {new[k]!r}" for k in new if k in old and old[k] != new[k]]
+    return ("Changed " + "; ".join(parts) + ".") if parts else ""
+
+
+def _level(obj: Model) -> str:
+    # A state schedule is the state's, as its requests are: a district never sees its entries.
+    return getattr(obj, "level", "") or ResyncRequest.Level.DISTRICT
+
+
+def setting_before(sender, instance: Model, update_fields=None, **kwargs) -> None:
+    """Keep what a watched row held before this save, to name what the save changed."""
+    instance._audit_before = None
+    if instance.pk is None or instance._state.adding:
+        return
+    names = [f.attname for f in _fields(sender)]
+    if update_fields is not None:
+        names = [n for n in names if n in update_fields or n.removesuffix("_id") in update_fields]
+        if not names:
+            return  # only fields the trail leaves out (a tick's claim, a last message)
+    before = sender._base_manager.filter(pk=instance.pk).values(*names).first()
+    if before is not None:
+        by_attname = {f.attname: f.name for f in _fields(sender)}
+        instance._audit_before = {by_attname[k]: v for k, v in before.items()}
+
+
+def setting_saved(sender, instance: Model, created: bool, **kwargs) -> None:
+    if created:
+        record("setting.added", instance, level=_level(instance), detail=f"Added {instance}.")
+        return
+    before = getattr(instance, "_audit_before", None)
+    if not before:
+        return
+    labels = {f.name: str(f.verbose_name).capitalize() for f in _fields(sender)}
+    message = change_message(before, _values(instance), labels)
+    if message:
+        record("setting.changed", instance, level=_level(instance), detail=message)
+
+
+def _own(sender, origin) -> bool:
+    """Was the row deleted for itself, not along with what it hung on (a district, a user)?
+    Those deletions are the owner's to record; and a district deleted meanwhile could not
+    be named by an entry written now."""
+    if isinstance(origin, QuerySet):
+        return issubclass(origin.model, sender)
+    return isinstance(origin, sender)
+
+
+def setting_deleted(sender, instance: Model, origin=None, **kwargs) -> None:
+    if _own(sender, origin):
+        record("setting.deleted", instance, level=_level(instance), detail=f"Deleted {instance}.")
+
+
+def history_deleted(sender, instance: Model, origin=None, **kwargs) -> None:
+    """A Selective Sync or a verification run deleted from its history (its D right):
+    one entry per row, naming it, at its level (a state's is the state's)."""
+    if not _own(sender, origin):
+        return
+    objects = ", ".join(getattr(instance, "objects_asked", None) or getattr(instance, "sync_objects", []))
+    records = getattr(instance, "records", None) or []
+    if records:
+        objects += " records " + ", ".join(map(str, records[:20])) + (" …" if len(records) > 20 else "")
+    record(
+        f"{sender._meta.model_name}.deleted",
+        instance,
+        district=instance.district,
+        level=_level(instance),
+        detail=f"Deleted {sender._meta.verbose_name} {instance.pk} ({objects or 'every object'}) "
+        f"for {school_year_name(instance.school_year)}.",
+    )
+
+
+# A user's flags are rights too: the admin's user page switches them (superuser, staff, active).
+FLAGS = {"is_superuser": "superuser status", "is_staff": "staff status", "is_active": "active"}
+
+
+def flags_before(sender, instance: User, update_fields=None, **kwargs) -> None:
+    instance._audit_flags = None
+    if instance.pk is None or instance._state.adding:
+        return
+    if update_fields is not None and not set(FLAGS) & set(update_fields):
+        return  # a login's last_login, a password: no flag changes
+    instance._audit_flags = User._base_manager.filter(pk=instance.pk).values(*FLAGS).first()
+
+
+def flags_saved(sender, instance: User, created: bool, **kwargs) -> None:
+    before = getattr(instance, "_audit_flags", None)
+    if created or not before:
+        return
+    for flag, name in FLAGS.items():
+        now = getattr(instance, flag)
+        if before[flag] != now:
+            record(f"right.{'granted' if now else 'revoked'}", instance, detail=name)
+
+
 def connect() -> None:
     for through in (User.user_permissions.through, User.groups.through, Group.permissions.through):
         m2m_changed.connect(m2m_rights, sender=through, dispatch_uid=f"audit-{through._meta.label}")
@@ -135,3 +255,15 @@ def connect() -> None:
     post_save.connect(schema_change, sender=SyncFieldChange, dispatch_uid="audit-schema")
     post_save.connect(admin_logged, sender=LogEntry, dispatch_uid="audit-admin-log")
     post_save.connect(data_loaded, sender=apps.get_model("loads", "Load"), dispatch_uid="audit-load")
+    for label in WATCHED:
+        model = apps.get_model(label)
+        pre_save.connect(setting_before, sender=model, dispatch_uid=f"audit-before-{label}")
+        post_save.connect(setting_saved, sender=model, dispatch_uid=f"audit-saved-{label}")
+        post_delete.connect(setting_deleted, sender=model, dispatch_uid=f"audit-deleted-{label}")
+    # SelectiveSync is a proxy: its deletions are sent as its own, not ResyncRequest's.
+    for label in ("verification.SelectiveSync", "verification.VerificationRun"):
+        post_delete.connect(
+            history_deleted, sender=apps.get_model(label), dispatch_uid=f"audit-history-{label}"
+        )
+    pre_save.connect(flags_before, sender=User, dispatch_uid="audit-flags-before")
+    post_save.connect(flags_saved, sender=User, dispatch_uid="audit-flags")

@@ -64,7 +64,9 @@ def do_set_subscriptions(user: User, names: Iterable[str]) -> list[str]:
     with transaction.atomic():
         EmailSubscription.objects.filter(user=user).exclude(name__in=names).delete()
         have = set(EmailSubscription.objects.filter(user=user).values_list("name", flat=True))
-        EmailSubscription.objects.bulk_create(
-            EmailSubscription(user=user, name=n) for n in names if n not in have
-        )
+        # One save per name (a dozen at most), not bulk_create: each sends the signal the
+        # audit trail records it from (audit.signals.WATCHED), as the admin's page does.
+        for name in names:
+            if name not in have:
+                EmailSubscription.objects.create(user=user, name=name)
     return names
