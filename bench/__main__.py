@@ -1,6 +1,7 @@
 """`python -m bench --records N [--workers K] [--json PATH] …`: the benchmark, with the project's settings.
 
 `python -m bench import --records N …` benchmarks a file's import instead (bench/imports.py).
+`python -m bench state --districts N --records M …` one state request for N districts (bench/state.py).
 
 bench is not in INSTALLED_APPS, so `manage.py` has no bench command and
 production never imports it: this entry point sets Django up and runs it.
@@ -26,6 +27,11 @@ def main() -> None:
         from bench.imports import Command as ImportCommand
 
         ImportCommand().run_from_argv(["python -m", "bench import", *sys.argv[2:]])
+        return
+    if sys.argv[1:2] == ["state"]:  # a state request for many districts (bench/state.py)
+        from bench.state import Command as StateCommand
+
+        StateCommand().run_from_argv(["python -m", "bench state", *sys.argv[2:]])
         return
     from bench.command import Command
 

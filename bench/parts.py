@@ -63,34 +63,75 @@ def _set_schools(district: District, count: int) -> None:
         )
 
 
-def make_district(records: int, seed: int = 2027, log: Callable[[str], None] = print) -> tuple:
-    """Create (or refill) the benchmark district with about `records` demo records.
+def schools_for(students: int) -> int:
+    return max(2, students // 400)  # the demo's own rule: a school per 400 students
 
-    The demo generator's mix is fixed (students, their records, schools per
-    400 students), so two dry runs tell how many students make `records`.
-    Returns (district, expected, students). On PostgreSQL the records go in
-    with COPY (a million in seconds); elsewhere through the demo loader.
+
+def fit_generator(district: District) -> tuple[float, float, float]:
+    """The generator's record count as a + b*students + c*schools, from three dry runs.
+
+    Its mix is fixed, so the count is linear in both; one fit serves every
+    district of a state, where a fit per district would cost three dry runs each.
+    Leaves `district` with two schools.
     """
+    _set_schools(district, 4)
+    wide = _count_rows(district, 500)
+    _set_schools(district, 2)
+    one, two = _count_rows(district, 500), _count_rows(district, 1000)
+    per_student = (two - one) / 500
+    per_school = (wide - one) / 2
+    return one - 500 * per_student - 2 * per_school, per_student, per_school
+
+
+def students_for(records: int, fit: tuple[float, float, float]) -> int:
+    """How many students make about `records` (at least 30: the demo's smallest district)."""
+    base, per_student, per_school = fit
+    students = 30
+    for _ in range(2):  # the school count follows the students: settle it in two rounds
+        students = max(30, round((records - base - per_school * schools_for(students)) / per_student))
+    return students
+
+
+def bench_district(code: str = CODE, name: str = "Bench County") -> District:
+    """A benchmark district (created, or renamed back) in the demo's state."""
     state, _ = State.objects.update_or_create(
         code="KY", defaults={"name": "Commonwealth Department of Education", "edition": "KY"}
     )
     district, _ = District.objects.update_or_create(
-        code=CODE, defaults={"state": state, "name": "Bench County", "scope_year": 2027}
+        code=code, defaults={"state": state, "name": name, "scope_year": 2027}
     )
-    students = 30
-    for _ in range(2):  # the school count follows the students: settle it in two rounds
-        _set_schools(district, max(2, students // 400))
-        one, two = _count_rows(district, 500), _count_rows(district, 1000)
-        per_student = (two - one) / 500
-        students = max(30, round((records - (one - 500 * per_student)) / per_student))
-    _set_schools(district, max(2, students // 400))
+    return district
+
+
+def make_district(
+    records: int,
+    seed: int = 2027,
+    log: Callable[[str], None] = print,
+    code: str = CODE,
+    name: str = "Bench County",
+    fit: tuple[float, float, float] | None = None,
+) -> tuple:
+    """Create (or refill) a benchmark district with about `records` demo records.
+
+    The demo generator's mix is fixed (students, their records, schools per
+    400 students), so dry runs tell how many students make `records` (`fit`,
+    when given, saves them). Returns (district, expected, students). On
+    PostgreSQL the records go in with COPY (a million in seconds); elsewhere
+    through the demo loader.
+    """
+    district = bench_district(code, name)
+    students = students_for(records, fit or fit_generator(district))
+    _set_schools(district, schools_for(students))
     started = time.monotonic()
     if is_postgres("default"):
         expected = _copy_district(district, students, seed)
     else:
         expected = demo.load_district(district, students, seed)
     count = sum(expected.processed.values())
-    log(f"Generated {count:,} records ({students:,} students) in {time.monotonic() - started:.1f} s")
+    log(
+        f"Generated {count:,} records ({students:,} students) for district {code} "
+        f"in {time.monotonic() - started:.1f} s"
+    )
     return district, expected, students
 
 
@@ -162,9 +203,11 @@ def rounds(records: int, repeat: int | None, json_path: str | None) -> int:
     return repeat or (3 if records <= 200_000 else 1)
 
 
-@dataclass
 class Floor:
-    district: District
+    """The floor for one district or a whole state's: one statement set moves them all."""
+
+    def __init__(self, districts: District | list[District]):
+        self.districts = districts if isinstance(districts, list) else [districts]
 
     def prepare(self) -> None:
         """Create the floor's copy of the state table and its staging table, empty."""
@@ -175,8 +218,8 @@ class Floor:
                     cur.execute(f"DROP TABLE IF EXISTS {FLOOR}, {STAGE}")
                     cur.execute(f"CREATE TABLE {FLOOR} (LIKE resync_staterecord INCLUDING ALL)")
                     cur.execute(
-                        f"CREATE UNLOGGED TABLE {STAGE} (school_year smallint, record_id bigint, "
-                        "parent_ids jsonb, payload jsonb, sync_object varchar(64))"
+                        f"CREATE UNLOGGED TABLE {STAGE} (district_code varchar(16), school_year smallint, "
+                        "record_id bigint, parent_ids jsonb, payload jsonb, sync_object varchar(64))"
                     )
             else:
                 cur = conn.cursor()
@@ -215,7 +258,7 @@ class Floor:
             conn.close()
 
     def run(self) -> float:
-        """Move the district's records to the floor table once; return the seconds it took."""
+        """Move the districts' records to the floor table once; return the seconds it took."""
         started = time.perf_counter()
         if is_postgres("state"):
             self._run_postgres()
@@ -224,16 +267,20 @@ class Floor:
         return time.perf_counter() - started
 
     def _select(self) -> str:
+        # The code comes with each record, as the state table keys on it (a join with a
+        # table of a few rows: the one-district floor pays next to nothing for it).
+        ids = ", ".join(str(int(d.pk)) for d in self.districts)
         return (
-            "SELECT r.school_year, r.record_id, r.parent_ids, r.payload, o.name AS sync_object "
-            "FROM resync_districtrecord r JOIN resync_syncobject o ON o.id = r.sync_object_id "
-            f"WHERE r.district_id = {int(self.district.pk)}"
+            "SELECT d.code AS district_code, r.school_year, r.record_id, r.parent_ids, r.payload, "
+            "o.name AS sync_object FROM resync_districtrecord r "
+            "JOIN resync_syncobject o ON o.id = r.sync_object_id "
+            f"JOIN resync_district d ON d.id = r.district_id WHERE r.district_id IN ({ids})"
         )
 
     def _upsert(self, source: str, now: str) -> str:
         return (
             f"INSERT INTO {FLOOR} (district_code, sync_object, school_year, record_id, parent_ids, "
-            f"payload, step, synced_at) SELECT '{self.district.code}', sync_object, school_year, "
+            f"payload, step, synced_at) SELECT district_code, sync_object, school_year, "
             f"record_id, parent_ids, payload, 0, {now} FROM {source} WHERE true "
             "ON CONFLICT (district_code, sync_object, record_id) DO UPDATE SET "
             "school_year = excluded.school_year, parent_ids = excluded.parent_ids, "
@@ -275,6 +322,7 @@ class Floor:
             conn.execute("ATTACH DATABASE ? AS district", [str(connections["default"].settings_dict["NAME"])])
             select = self._select().replace("resync_districtrecord", "district.resync_districtrecord")
             select = select.replace("resync_syncobject", "district.resync_syncobject")
+            select = select.replace("resync_district ", "district.resync_district ")
             conn.execute("BEGIN")
             conn.execute(self._upsert(f"({select})", "strftime('%Y-%m-%d %H:%M:%f', 'now')"))
             conn.commit()
