@@ -52,6 +52,8 @@ class AlertName(models.TextChoices):
 
     STATE_RESYNC_REQUESTED = "State Resync Requested"  # tool: the state asked a district
     RESYNC_FINISHED = "Resync Finished"  # runner: a request's last layer ended
+    RESYNC_CANCELLED = "Resync Cancelled"  # tool: someone else withdrew a waiting request
+    SCHEDULED_RESYNC_REFUSED = "Scheduled Resync Refused"  # schedules: an occurrence's check refused it
     VERIFICATION_FINISHED = "Verification Finished"  # verification: a run ended
     # yearswitch: the new year's first resync (a label of its own: the derived one drops the hyphens)
     START_OF_YEAR_NEEDED = "Start-of-Year Resync Needed", "Start-of-Year Resync Needed"

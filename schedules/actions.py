@@ -21,8 +21,10 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
+from alerts.models import AlertName, ProcessAlert
 from audit import doors
 from core import timefmt
 from core.errors import REFUSALS, ResyncError, RightsError
@@ -210,15 +212,16 @@ def fire(pk: int, at: dt.datetime, now: dt.datetime) -> Fired | None:
             )
         else:
             with doors.entered(doors.SCHEDULE):  # the audit trail names the schedule's door
-                message = send(schedule, sent)
+                message = send(schedule, sent, at)
         Schedule.objects.filter(pk=pk).update(last_message=message)
     return Fired(schedule, sent, message)
 
 
-def send(schedule: Schedule, sent: list[ResyncRequest]) -> str:
+def send(schedule: Schedule, sent: list[ResyncRequest], at: dt.datetime | None = None) -> str:
     """Send the schedule's request to each district it targets, as its creator, marked
     with it; a district refused (its creator lost a right, a year not configured)
-    does not stop the others, and says why."""
+    does not stop the others, and says why, in the last message and an alert to the
+    schedule's owner."""
     refused = []
     for district in targets(schedule):
         try:
@@ -241,4 +244,35 @@ def send(schedule: Schedule, sent: list[ResyncRequest]) -> str:
     parts = [f"Sent {len(sent)} request(s)."]
     if refused:
         parts.append("Refused: " + "; ".join(refused))
+        alert_refused(schedule, refused, at or timezone.now())
     return " ".join(parts)
+
+
+# ProcessAlert.message's length: a state-wide schedule may be refused at every district.
+MESSAGE_MAX = 500
+
+
+def refused_message(name: str, when: str, refused: list[str], most: int = MESSAGE_MAX) -> str:
+    """The alert's words: the schedule, its occurrence and each refusal, cut to `most`."""
+    text = f"Schedule {name!r}, due {when}: refused for {'; '.join(refused)}"
+    return text if len(text) + 1 <= most else text[: most - 1] + "…"
+
+
+def alert_refused(schedule: Schedule, refused: list[str], at: dt.datetime) -> None:
+    """Tell the schedule's owner an occurrence was refused, and why. A state schedule's
+    alert is the state's (no district): a district's webhooks never hear of it, as they
+    never hear of the state's requests. A schedule an operator's command made has no
+    owner to tell; its last message says why."""
+    owner = schedule.created_by
+    if owner is None:
+        return
+    state = schedule.district_id is None or schedule.level == ResyncRequest.Level.STATE
+    ProcessAlert.objects.notify(
+        [owner],
+        name=AlertName.SCHEDULED_RESYNC_REFUSED,
+        category=ProcessAlert.VERTICAL_INTEROPERABILITY,
+        message=refused_message(schedule.name, timefmt.when(at, schedule.time_zone), refused),
+        # Checked when shown (alerts.links): the schedule's page, to those it is visible to.
+        link=reverse("admin:schedules_schedule_change", args=[schedule.pk]),
+        district=None if state else schedule.district,
+    )

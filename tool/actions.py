@@ -274,7 +274,7 @@ def alert_cancelled(request: ResyncRequest) -> None:
     who = request.cancelled_by.username if request.cancelled_by else "an operator"
     ProcessAlert.objects.notify(
         [request.requested_by],
-        name=AlertName.RESYNC_FINISHED,
+        name=AlertName.RESYNC_CANCELLED,  # its own name: mail and webhooks choose it apart from finishes
         category=ProcessAlert.VERTICAL_INTEROPERABILITY,
         message=f"{request} was cancelled by {who} before it started.",
         link=reverse("admin:resync_resyncrequest_change", args=[request.pk]),
