@@ -6,7 +6,7 @@ from alerts.models import AlertName
 from core.admin import NotFoundNotRedirected
 from core.errors import REFUSALS
 
-from . import actions, rights
+from . import actions, rights, signing
 from .models import Delivery, EmailSubscription, Webhook
 
 
@@ -73,6 +73,13 @@ class WebhookForm(forms.ModelForm):
     class Meta:
         model = Webhook
         fields = ["district", "url", "names", "active"]
+
+    def clean_url(self):
+        # Only public addresses (the API's serializer asks the same check, same words).
+        try:
+            return signing.check_address(self.cleaned_data["url"])
+        except REFUSALS as e:
+            raise ValidationError(str(e)) from None
 
     def clean(self):
         data = super().clean()

@@ -12,9 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import Endpoint, errors, refusals_answered
+from core.errors import ResyncError
 from core.parsers import StrictJSONParser
 
-from . import actions, rights
+from . import actions, rights, signing
 from .models import Delivery, EmailSubscription, Webhook
 
 Names = inline_serializer(
@@ -65,17 +66,25 @@ class NewWebhookSerializer(WebhookSerializer):
         fields = [*WebhookSerializer.Meta.fields, "secret"]
 
 
+def public_url(url: str) -> str:
+    """An http(s) URL of public addresses only: the admin form's check, its words (notify.signing)."""
+    try:
+        return signing.check_address(url)
+    except ResyncError as e:
+        raise serializers.ValidationError(str(e)) from None
+
+
 class WebhookIn(serializers.Serializer):
     district = serializers.CharField(
         required=False, allow_null=True, default=None, help_text="A district code; null for the state's."
     )
-    url = serializers.CharField(max_length=500)
+    url = serializers.CharField(max_length=500, validators=[public_url])
     names = serializers.ListField(child=serializers.CharField(max_length=100))
     active = serializers.BooleanField(default=True)
 
 
 class WebhookChange(serializers.Serializer):
-    url = serializers.CharField(max_length=500, required=False)
+    url = serializers.CharField(max_length=500, required=False, validators=[public_url])
     names = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     active = serializers.BooleanField(required=False)
 

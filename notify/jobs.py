@@ -5,15 +5,24 @@ alerts.models sends `alerts_created` once the alerts' transaction has committed;
 per matching webhook. A webhook that fails (no answer, or not a 2xx) makes its
 job raise, and RQ's Retry runs it again after NOTIFY_RETRY_INTERVALS; each
 attempt is a Delivery row.
+
+A POST connects only to addresses notify.signing.address_refusal allows, judged
+when it connects (DNS may have changed since the webhook was saved), and through
+no proxy and no redirect, either of which would take it elsewhere. A refused
+address is a failed Delivery naming why, and is not retried: the answer would be
+the same.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import socket
 import urllib.error
 import urllib.request
 import uuid
+from urllib.parse import urlsplit
 
 import django_rq
 from django.conf import settings
@@ -35,6 +44,74 @@ TIMEOUT = 10  # seconds a receiver has to answer one POST
 
 class DeliveryFailed(Exception):
     """The receiver did not take the POST: RQ retries the job."""
+
+
+class AddressRefused(OSError):
+    """The webhook's host resolves to an address it may not be POSTed to."""
+
+
+def connect_public(address: tuple[str, int], timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None):
+    """socket.create_connection for a webhook: resolve once, refuse the lot if any
+    address is not public (unless WEBHOOK_ALLOW_PRIVATE), then connect to those very
+    addresses, so no second lookup can swap in another."""
+    host, port = address
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not settings.WEBHOOK_ALLOW_PRIVATE:
+        for *_, sockaddr in infos:
+            why = signing.address_refusal(sockaddr[0])
+            if why:
+                named = f"{host} is" if host == sockaddr[0] else f"{host} resolves to {sockaddr[0]},"
+                raise AddressRefused(f"{named} {why}")
+    error: OSError = OSError(f"{host} resolves to no address")
+    for family, kind, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error
+
+
+class PublicHTTP(http.client.HTTPConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = connect_public
+
+
+class PublicHTTPS(http.client.HTTPSConnection):
+    # HTTPSConnection.connect opens its socket through HTTPConnection.connect, then TLS
+    # on it with the URL's host name: the certificate is still checked against the name.
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = connect_public
+
+
+class PublicHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(PublicHTTP, req)
+
+
+class PublicHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(PublicHTTPS, req, context=self._context, check_hostname=self._check_hostname)
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 3xx is then an HTTPError: a failed delivery, as any non-2xx
+
+
+# No ProxyHandler from the environment: through a proxy the address judged would be
+# the proxy's, not the receiver's.
+opener = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), PublicHTTPHandler, PublicHTTPSHandler, NoRedirects
+)
 
 
 def absolute(link: str) -> str:
@@ -133,27 +210,30 @@ def deliver(webhook_id: int, event: str, body: str, key: str) -> None:
         return  # removed or switched off since
     attempt = Delivery.objects.filter(webhook=hook, key=key).count() + 1
     data = body.encode()
-    req = urllib.request.Request(
-        hook.url,
-        data=data,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "StateSync-Webhook",
-            signing.HEADER: signing.sign(hook.secret, data),
-            signing.EVENT_HEADER: event,
-        },
-    )
-    code, error = None, ""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "StateSync-Webhook",
+        signing.HEADER: signing.sign(hook.secret, data),
+        signing.EVENT_HEADER: event,
+    }
+    code, error, refused = None, "", False
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as answer:  # noqa: S310 (http(s) URLField)
+        # Saved before the check, or written by SQL: urllib would open file:// and ftp:// too.
+        if urlsplit(hook.url).scheme not in ("http", "https"):
+            raise AddressRefused(f"{hook.url!r} is not an http:// or https:// address")
+        req = urllib.request.Request(hook.url, data=data, method="POST", headers=headers)
+        with opener.open(req, timeout=TIMEOUT) as answer:
             code = answer.status
     except urllib.error.HTTPError as e:
         code, error = e.code, f"HTTP {e.code} {e.reason}"
-    except (urllib.error.URLError, OSError) as e:
-        error = str(getattr(e, "reason", e))
+    except (urllib.error.URLError, OSError, ValueError) as e:  # ValueError: a URL urllib cannot read
+        reason = getattr(e, "reason", e)
+        refused = isinstance(reason, AddressRefused | ValueError)
+        error = f"Refused, not retried: {reason}" if refused else str(reason)
     Delivery.objects.create(
         webhook=hook, event=event, key=key, attempt=attempt, status_code=code, error=error[:500]
     )
+    if refused:
+        return  # listed as failed; the same address would be refused at every retry
     if code is None or not 200 <= code < 300:
         raise DeliveryFailed(f"{hook.url}: {error or code}")

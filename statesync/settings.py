@@ -301,6 +301,9 @@ SITE_URL = env_str("SITE_URL", "http://localhost:8000")
 # Seconds before each retry of a failed webhook POST (RQ's Retry; a worker started
 # with --with-scheduler runs them). Its length is the number of retries.
 NOTIFY_RETRY_INTERVALS = [10, 60, 300, 1800]
+# Webhooks POST to public addresses only (SSRF: a district administrator chooses the
+# URL): true lets them reach loopback and private networks, for a receiver inside one.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 
 LOGGING = {
     "version": 1,
