@@ -16,6 +16,7 @@ from django.db.models import Model, QuerySet
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from guardian.models import BaseObjectPermission
 
+from audit import doors
 from audit.trail import record
 from resync.models import District, ResyncRequest, SyncFieldChange, school_year_name
 
@@ -222,6 +223,13 @@ def history_deleted(sender, instance: Model, origin=None, **kwargs) -> None:
     )
 
 
+def district_added(sender, instance: District, created: bool, **kwargs) -> None:
+    """A district made outside the admin (add_district, the demo): the admin's own are its
+    LogEntry's, mirrored with its message; the system's (fixtures, migrations) nobody's."""
+    if created and doors.current() not in (doors.ADMIN, doors.SYSTEM):
+        record("setting.added", instance, detail=f"Added district {instance} of {instance.state.code}.")
+
+
 # A user's flags are rights too: the admin's user page switches them (superuser, staff, active).
 FLAGS = {"is_superuser": "superuser status", "is_staff": "staff status", "is_active": "active"}
 
@@ -265,5 +273,6 @@ def connect() -> None:
         post_delete.connect(
             history_deleted, sender=apps.get_model(label), dispatch_uid=f"audit-history-{label}"
         )
+    post_save.connect(district_added, sender=District, dispatch_uid="audit-district-added")
     pre_save.connect(flags_before, sender=User, dispatch_uid="audit-flags-before")
     post_save.connect(flags_saved, sender=User, dispatch_uid="audit-flags")

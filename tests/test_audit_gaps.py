@@ -5,8 +5,11 @@ a user's status flags are rights; and a schedule's own tick changes nothing peop
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.contrib.auth.models import Group, Permission, User
+from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
 from audit import rights as audit_rights
@@ -246,3 +249,11 @@ def test_it_records_a_users_superuser_and_active_flags_from_the_admins_user_page
         ("right.granted", "superuser status", "root"),
         ("right.revoked", "active", "root"),
     ]
+
+
+def test_it_records_a_district_added_by_the_command(cast):
+    args = ["--state", "KY", "--code", "303", "--name", "Clay County", "--year", "2027"]
+    call_command("add_district", *args, stdout=io.StringIO())
+    entry = AuditEntry.objects.get(action="setting.added", object_type="resync.district")
+    assert (entry.door, entry.username, entry.district.code) == ("command", "", "303")
+    assert entry.detail == "Added district 303 Clay County of KY."
