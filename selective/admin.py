@@ -6,7 +6,7 @@ Its pages keep the URLs of the SelectiveSync proxy they have always had
 
 from django.contrib import admin
 from django.db.models import Max, Sum
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core import timefmt
@@ -50,6 +50,18 @@ class SelectiveSyncAdmin(NotFoundNotRedirected, ReadOnly, admin.ModelAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         return views.selective_form(request, admin_site=self.admin_site)
+
+    def get_urls(self):
+        # Resend the failed records: its page takes the Error Log's filters (a request's
+        # page links it with its own), so it needs no row of this list.
+        page = self.admin_site.admin_view(self.resend_records_view)
+        return [
+            path("resend-failed-records/", page, name="verification_selectivesync_resend_records"),
+            *super().get_urls(),
+        ]
+
+    def resend_records_view(self, request):
+        return views.resend_records(request, admin_site=self.admin_site)
 
     def has_module_permission(self, request):
         return may_view_selective(request.user)

@@ -10,6 +10,8 @@ with Check Dependencies).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
@@ -20,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import errors, refusals_answered
-from core.errors import ResyncError
+from core.errors import REFUSALS, ResyncError
 from history.models import ErrorLog
 from resync.models import District
 from resync.rules import Reason
@@ -57,9 +59,27 @@ def check_resend_records(rows: QuerySet[ErrorLog], user: User | None = None) -> 
             "objects instead (with Check Dependencies).",
             "errors",
         )
-    ids = sorted(set(rows.values_list("record_id", flat=True)[: SELECTIVE_MAX + 1]))
+    # Distinct before the cut: a record that failed twice must not crowd out another.
+    ids = sorted(rows.order_by().values_list("record_id", flat=True).distinct()[: SELECTIVE_MAX + 1])
     district = District.objects.select_related("state").get(pk=district_id)
     return check_selective_sync(district, year, name, ids, user=user)
+
+
+def may_offer(objects: Iterable[str]) -> bool:
+    """Could check_resend_records accept errors of these objects? A first test from what
+    a page already holds, before any query: errors of one object Selective Sync resyncs."""
+    names = set(objects)
+    return len(names) == 1 and names <= set(SELECTIVE_OBJECTS)
+
+
+def accepts(rows: QuerySet[ErrorLog], user: User) -> bool:
+    """Would check_resend_records send these rows' records for `user`? A page offers
+    the action only then."""
+    try:
+        check_resend_records(rows, user)
+    except REFUSALS:
+        return False
+    return True
 
 
 class RecordsResend(serializers.Serializer):
