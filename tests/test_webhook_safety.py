@@ -5,6 +5,9 @@ posted; and a webhook's delayed retry runs on a worker started as bin/demo start
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from django.core.management import call_command
 
 from notify import jobs, signing
 from notify.models import Delivery, Webhook
+from statesync.env import child_env
 
 from .conftest import BOTH, COMMITTED, add, run_queue
 from .test_notify import FINISHED, Receiver, api, resync
@@ -223,3 +227,40 @@ def test_it_runs_a_delayed_retry_on_a_worker_started_with_the_scheduler(client, 
         (2, 204),
     ]
     assert registry.get_job_ids() == []
+
+
+@COMMITTED
+def test_it_runs_a_delayed_retry_on_a_long_running_worker_started_as_bin_demo_starts_it(
+    client, cast, queue, settings
+):
+    settings.NOTIFY_RETRY_INTERVALS = [10]
+    with Receiver(failures=1) as receiver:
+        Webhook.objects.create(district=cast.district, url=receiver.url, names=[FINISHED])
+        add(cast.district, "District", 1)
+        resync(cast.district, cast.alice)
+        worker()  # the step and the first POST, answered 500; the retry is scheduled
+        registry = django_rq.get_queue(settings.RQ_QUEUE).scheduled_job_registry
+        (waiting,) = registry.get_job_ids()
+        registry.schedule(registry.get_queue().fetch_job(waiting), datetime.now(UTC))  # due now
+        # bin/demo's own command line (not burst): RQ's scheduler runs in a process of its own.
+        args = [sys.executable, "manage.py", "rqworker", *demo_flags(), settings.RQ_QUEUE]
+        child = subprocess.Popen(
+            args,
+            cwd=Path(__file__).resolve().parent.parent,
+            env=child_env(WEBHOOK_ALLOW_PRIVATE="true"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            # A bound on waiting for the second POST, not a measure of anything.
+            deadline = time.monotonic() + 90
+            while len(receiver.posts) < 2 and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            child.terminate()  # RQ's warm shutdown, its scheduler process too
+            child.wait(60)
+    assert len(receiver.posts) == 2
+    assert list(Delivery.objects.order_by("attempt").values_list("attempt", "status_code")) == [
+        (1, 500),
+        (2, 204),
+    ]
