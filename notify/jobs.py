@@ -50,7 +50,11 @@ class AddressRefused(OSError):
     """The webhook's host resolves to an address it may not be POSTed to."""
 
 
-def connect_public(address: tuple[str, int], timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None):
+def connect_public(
+    address: tuple[str, int],
+    timeout: float | object = socket._GLOBAL_DEFAULT_TIMEOUT,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
     """socket.create_connection for a webhook: resolve once, refuse the lot if any
     address is not public (unless WEBHOOK_ALLOW_PRIVATE), then connect to those very
     addresses, so no second lookup can swap in another."""
