@@ -223,6 +223,19 @@ def history_deleted(sender, instance: Model, origin=None, **kwargs) -> None:
     )
 
 
+def verification_requested(sender, instance, created: bool, **kwargs) -> None:
+    """A verification run asked for (the admin, the API, a command): a request like a
+    resync's, recorded by whom and at its level; the worker's saves after are not."""
+    if created:
+        record(
+            "verification.requested",
+            instance,
+            user=instance.requested_by,
+            level=_level(instance),
+            detail=f"{', '.join(instance.sync_objects)} for {school_year_name(instance.school_year)}",
+        )
+
+
 def district_added(sender, instance: District, created: bool, **kwargs) -> None:
     """A district made outside the admin (add_district, the demo): the admin's own are its
     LogEntry's, mirrored with its message; the system's (fixtures, migrations) nobody's."""
@@ -274,5 +287,10 @@ def connect() -> None:
             history_deleted, sender=apps.get_model(label), dispatch_uid=f"audit-history-{label}"
         )
     post_save.connect(district_added, sender=District, dispatch_uid="audit-district-added")
+    post_save.connect(
+        verification_requested,
+        sender=apps.get_model("verification", "VerificationRun"),
+        dispatch_uid="audit-verification-requested",
+    )
     pre_save.connect(flags_before, sender=User, dispatch_uid="audit-flags-before")
     post_save.connect(flags_saved, sender=User, dispatch_uid="audit-flags")

@@ -257,3 +257,17 @@ def test_it_records_a_district_added_by_the_command(cast):
     entry = AuditEntry.objects.get(action="setting.added", object_type="resync.district")
     assert (entry.door, entry.username, entry.district.code) == ("command", "", "303")
     assert entry.detail == "Added district 303 Clay County of KY."
+
+
+def test_it_records_a_verification_asked_for_by_the_api_at_its_level(client, tool_cast, queue):
+    body = {"district": "101", "objects": ["District"]}
+    for user in (tool_cast.alice, tool_cast.stella):
+        assert api(client, user, "post", "/api/v1/verifications/", body).status_code == 201
+    entries = AuditEntry.objects.filter(action="verification.requested").order_by("id")
+    assert [(e.username, e.door, e.district, e.level, e.detail) for e in entries] == [
+        ("alice", "api", tool_cast.district, ResyncRequest.Level.DISTRICT, "District for 2026-2027"),
+        ("stella", "api", tool_cast.district, ResyncRequest.Level.STATE, "District for 2026-2027"),
+    ]
+    # The state's run is the state's: alice reads her own entry only.
+    seen = api(client, tool_cast.alice, "get", "/api/v1/audit/?action=verification.requested").json()
+    assert [e["user"] for e in seen["results"]] == ["alice"]
