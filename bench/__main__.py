@@ -2,6 +2,7 @@
 
 `python -m bench import --records N …` benchmarks a file's import instead (bench/imports.py).
 `python -m bench state --districts N --records M …` one state request for N districts (bench/state.py).
+`python -m bench verify --records N [--changed 0.01] …` a verification against the floor (bench/verify.py).
 
 bench is not in INSTALLED_APPS, so `manage.py` has no bench command and
 production never imports it: this entry point sets Django up and runs it.
@@ -32,6 +33,11 @@ def main() -> None:
         from bench.state import Command as StateCommand
 
         StateCommand().run_from_argv(["python -m", "bench state", *sys.argv[2:]])
+        return
+    if sys.argv[1:2] == ["verify"]:  # a verification against the floor (bench/verify.py)
+        from bench.verify import Command as VerifyCommand
+
+        VerifyCommand().run_from_argv(["python -m", "bench verify", *sys.argv[2:]])
         return
     from bench.command import Command
 
