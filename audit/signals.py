@@ -13,7 +13,7 @@ from django.apps import apps
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Group, Permission, User
 from django.db.models import Model, QuerySet
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from guardian.models import BaseObjectPermission
 
 from audit import doors
@@ -243,6 +243,20 @@ def district_added(sender, instance: District, created: bool, **kwargs) -> None:
         record("setting.added", instance, detail=f"Added district {instance} of {instance.state.code}.")
 
 
+def account_added(sender, instance: Model, created: bool, **kwargs) -> None:
+    """A user or group made by a person (the admin's pages, a command of ours): the
+    system's (fixtures, seeding, migrations) are nobody's change."""
+    if created and doors.current() != doors.SYSTEM:
+        record(f"{sender._meta.model_name}.added", instance, detail=f"Added {instance}.")
+
+
+def account_deleting(sender, instance: Model, origin=None, **kwargs) -> None:
+    """Before the row goes (pre_delete): an entry naming a user being deleted, even by
+    themselves, is then one their deletion clears like every other reference to them."""
+    if doors.current() != doors.SYSTEM and _own(sender, origin):
+        record(f"{sender._meta.model_name}.deleted", instance, detail=f"Deleted {instance}.")
+
+
 # A user's flags are rights too: the admin's user page switches them (superuser, staff, active).
 FLAGS = {"is_superuser": "superuser status", "is_staff": "staff status", "is_active": "active"}
 
@@ -292,5 +306,8 @@ def connect() -> None:
         sender=apps.get_model("verification", "VerificationRun"),
         dispatch_uid="audit-verification-requested",
     )
+    for model in (User, Group):
+        post_save.connect(account_added, sender=model, dispatch_uid=f"audit-added-{model._meta.label}")
+        pre_delete.connect(account_deleting, sender=model, dispatch_uid=f"audit-del-{model._meta.label}")
     pre_save.connect(flags_before, sender=User, dispatch_uid="audit-flags-before")
     post_save.connect(flags_saved, sender=User, dispatch_uid="audit-flags")

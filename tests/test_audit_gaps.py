@@ -271,3 +271,27 @@ def test_it_records_a_verification_asked_for_by_the_api_at_its_level(client, too
     # The state's run is the state's: alice reads her own entry only.
     seen = api(client, tool_cast.alice, "get", "/api/v1/audit/?action=verification.requested").json()
     assert [e["user"] for e in seen["results"]] == ["alice"]
+
+
+def test_it_records_a_user_added_and_deleted_on_the_admins_user_pages(client, cast, superuser):
+    client.force_login(superuser)
+    form = {"username": "dora", "password1": "a long pass phrase 1", "password2": "a long pass phrase 1",
+            "usable_password": "true"}  # fmt: skip
+    response = client.post("/admin/auth/user/add/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    dora = User.objects.get(username="dora")
+    assert client.post(f"/admin/auth/user/{dora.pk}/delete/", {"post": "yes"}).status_code == 302
+    entries = AuditEntry.objects.filter(object_type="auth.user", object_id=str(dora.pk)).order_by("id")
+    assert [(e.action, e.door, e.username, e.object_repr) for e in entries] == [
+        ("user.added", "admin", "root", "dora"),
+        ("user.deleted", "admin", "root", "dora"),
+    ]
+
+
+def test_it_records_a_superuser_deleting_themselves(client, superuser):
+    # The entry names its author, who is being deleted: written before the row goes, it is
+    # one of the references the deletion clears (after it, it would break the foreign key).
+    client.force_login(superuser)
+    assert client.post(f"/admin/auth/user/{superuser.pk}/delete/", {"post": "yes"}).status_code == 302
+    entry = AuditEntry.objects.get(action="user.deleted")
+    assert (entry.user, entry.username, entry.object_repr) == (None, "root", "root")
