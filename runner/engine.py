@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +41,7 @@ from django.utils import timezone
 from history.models import DISBatchHistory, ErrorLog
 from resync import rules
 from resync.models import DistrictRecord, StateRecord, SyncObject, record_scope
+from runner import jobs
 
 log = logging.getLogger(__name__)
 
@@ -403,10 +405,10 @@ class StateSide:
         self.failure: BaseException | None = None
         # Instrumentation on the step's connection (execute_wrapper) sees these statements too.
         self.wrappers = list(connections[StateRecord.objects.db].execute_wrappers)
-        self.thread = threading.Thread(target=self._run, name=f"resync-step-{step.pk}-state", daemon=True)
+        self.future: Future | None = None
 
     def __enter__(self) -> StateSide:
-        self.thread.start()
+        self.future = _state_thread().submit(self._run)
         return self
 
     def write(self, rows: list[tuple]) -> None:
@@ -417,7 +419,7 @@ class StateSide:
         try:
             self._hand_over(self._ABORT if exc_type else self._DONE)
         finally:
-            self.thread.join()
+            wait([self.future])
         if exc_type is None and self.failure is not None:
             raise self.failure
 
@@ -425,7 +427,7 @@ class StateSide:
         while True:
             if self.failure is not None and item is not self._ABORT:
                 raise self.failure
-            if not self.thread.is_alive():
+            if self.future.done():
                 return
             try:
                 self.chunks.put(item, timeout=0.2)
@@ -457,7 +459,8 @@ class StateSide:
 
     def _run(self) -> None:
         alias = StateRecord.objects.db
-        connections[alias].execute_wrappers.extend(self.wrappers)
+        jobs.reset_connections()  # a connection a previous step's failure left broken
+        connections[alias].execute_wrappers[:] = self.wrappers
         try:
             with transaction.atomic(using=alias):
                 # Nothing at the state before (a first load): nothing to remove after.
@@ -479,7 +482,23 @@ class StateSide:
         except BaseException as e:  # handed to the step's thread, which raises it
             self.failure = e
         finally:
-            connections.close_all()  # this thread's own connections
+            connections[alias].execute_wrappers.clear()
+            if not jobs.keep_connections:
+                connections.close_all()  # this thread's own connections
+
+
+_local = threading.local()
+
+
+def _state_thread() -> ThreadPoolExecutor:
+    """The thread that runs the state side of the calling thread's steps, one after
+    another. It lives as long as its caller: in a worker its database connection
+    serves every step (jobs.keep_connections), rather than a thread and a new
+    connection per step."""
+    executor = getattr(_local, "state", None)
+    if executor is None:
+        executor = _local.state = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resync-state")
+    return executor
 
 
 def refresh_statistics(alias: str, written: int) -> None:
