@@ -491,6 +491,11 @@ class ResyncRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.WAITING)
     current_layer = models.SmallIntegerField(default=-1, help_text="The layer now running; -1 before start.")
+    one_job = models.BooleanField(
+        default=False,
+        help_text="Small enough to run whole in one RQ job, its steps one after another "
+        "(runner.lifecycle.run_request); set when it starts.",
+    )
     outcome = models.CharField(max_length=8, blank=True, help_text="Worst step colour once finished.")
     # Written when the request finishes, for the end-of-year rule: it must not change
     # when someone later deletes the failed step's DISBatchHistory row (history D).

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import django_rq
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import Q, QuerySet
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -49,11 +49,35 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# True in a worker process (worker.worker.ResyncWorker.work): its database connections
+# are kept from one job to the next, and only closed when unusable (reset_connections).
+# A new PostgreSQL connection costs a server process and about 5 ms; a step opened
+# four (its own two aliases, its state side's thread, the worker's check after it).
+keep_connections = False
+
+
 def reset_connections() -> None:
-    """Close this thread's database connections that are unusable or obsolete, on every
-    alias (default and state), as Django does around each request. Connections here
-    live no longer than a job (CONN_MAX_AGE 0), so each job starts on fresh ones."""
-    close_old_connections()
+    """Close this thread's database connections that are unusable, on every alias
+    (default and state), so no job inherits one a previous job (or a cut connection)
+    left broken. In a worker (keep_connections) a healthy one is kept for the next job;
+    elsewhere every one is closed, as Django does around each request (CONN_MAX_AGE 0)."""
+    if not keep_connections:
+        close_old_connections()
+        return
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.in_atomic_block:
+            continue
+        # One SELECT 1: a connection the server cut while the worker idled is closed
+        # here, not found broken by the next step's claim.
+        if conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"] or not conn.is_usable():
+            conn.close()
+        else:
+            conn.errors_occurred = False
+
+
+def close_connections() -> None:
+    """Close this thread's connections whatever their state (an idle worker holds none)."""
+    connections.close_all()
 
 
 def worker_dead(worker: str, heartbeat_at: datetime | None, now: datetime) -> bool:
@@ -90,12 +114,26 @@ def job_lost(job_id: str) -> bool:
     if status is None:
         return True
     status = JobStatus(as_text(status))
+    if status == JobStatus.STARTED:
+        # A killed worker leaves its job "started" until RQ's cleanup, minutes later.
+        return started_by_dead_worker(queue.connection, job_id)
     if status == JobStatus.QUEUED:
         # A worker moves the job it takes to the intermediate queue and only then
         # marks it started: there it is being taken, not lost.
         taking = queue.connection.lpos(queue.intermediate_queue_key, job_id) is not None
         return queue.get_job_position(job_id) is None and not taking
     return status in _JOB_ENDED
+
+
+def started_by_dead_worker(connection, job_id: str) -> bool:
+    """Has the worker that started job `job_id` gone (no longer registered, or dead)?"""
+    name = connection.hget(Job.key_for(job_id), "worker_name")
+    if not name:
+        return False  # being taken: RQ names the worker as it starts the job
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + as_text(name), connection=connection)
+    if worker is None:
+        return True
+    return worker_dead(f"{worker.hostname}:{worker.pid}", worker.last_heartbeat, datetime.now(UTC))
 
 
 def requeue_job(func: Callable[[int], None], pk: int, job_id: str) -> None:

@@ -20,6 +20,11 @@ How a resync starts, runs and lands:
             or a lost job left behind.
             Every step's end calls advance(): once a layer has finished, the
             next one is queued; after the last, finish_request().
+            A small district's request (fewer records than
+            RESYNC_ONE_JOB_RECORDS) is one job instead, run_request `request-<id>`:
+            it runs each layer's steps one after another through the same
+            run_step, and advances between layers itself (issue 16: a job and a
+            wake-up per step cost more than a small object's records).
     lands   the step's DISBatchHistory row (status, counts) and its ErrorLog rows;
             the state's StateRecord rows (runner.engine, one transaction per step);
             the request's outcome; live events (step.status, request.finished)
@@ -47,7 +52,7 @@ from core import events, timefmt
 from core.errors import log_refusal
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import rights, status
-from resync.models import District, ResyncRequest
+from resync.models import District, DistrictRecord, ResyncRequest
 from runner import engine, jobs
 
 log = logging.getLogger(__name__)
@@ -61,11 +66,61 @@ DATABASE_LOST = (OperationalError, InterfaceError)
 
 
 def start(request: ResyncRequest) -> None:
-    """Run the request: its first layer is queued. The caller holds its district's lock."""
+    """Run the request: its first layer is queued, or its one job (a small district's).
+    The caller holds its district's lock."""
+    one_job = fits_one_job(request)
     ResyncRequest.objects.filter(pk=request.pk).update(
-        status=ResyncRequest.Status.RUNNING, started_at=timezone.now(), current_layer=-1
+        status=ResyncRequest.Status.RUNNING, started_at=timezone.now(), current_layer=-1, one_job=one_job
     )
+    if one_job:
+        queue_request(request.pk)
+        return
     advance_locked(request.pk)
+
+
+def fits_one_job(request: ResyncRequest) -> bool:
+    """Does the district hold fewer records than settings.RESYNC_ONE_JOB_RECORDS? Then
+    its request runs whole in one job (run_request). One index read of at most that
+    many entries, whatever the district's size; a Selective Sync names few records."""
+    limit = settings.RESYNC_ONE_JOB_RECORDS
+    if not limit:
+        return False
+    if request.records is not None:
+        return True
+    beyond = DistrictRecord.objects.filter(district_id=request.district_id).order_by("pk")
+    return not beyond.values_list("pk", flat=True)[limit - 1 : limit].exists()
+
+
+def request_job_id(request_id: int) -> str:
+    """The one RQ job of a one-job request."""
+    return f"request-{request_id}"
+
+
+def queue_request(request_id: int, force: bool = False) -> None:
+    """Enqueue a one-job request's job (once the transaction commits) unless RQ still
+    has it; `force` when its worker is known dead."""
+    job_id = request_job_id(request_id)
+    if force or jobs.job_lost(job_id):
+        jobs.requeue_job(run_request, request_id, job_id)
+
+
+def run_request(request_id: int) -> None:
+    """The RQ job of a one-job request: its steps, layer after layer, one after another
+    on this worker. Each step is still claimed, run, counted and ended (its history row,
+    its own state transaction, its live pushes) as a step's own job does it; only the
+    job round trips and the wake-ups between layers are saved. A step queued again
+    (its connection cut) runs again here; one another worker runs (recovery's) ends
+    this job, and that step's end enqueues it again."""
+    queued = DISBatchHistory.objects.filter(request_id=request_id, status=StepStatus.QUEUED)
+    while True:
+        ids = list(queued.order_by("layer", "id").values_list("pk", flat=True))
+        if not ids:
+            with transaction.atomic():
+                ids = advance_locked(request_id, driving=True)
+            if not ids:
+                return
+        for step_id in ids:
+            run_step(step_id, then_advance=False)
 
 
 def advance(request_id: int) -> None:
@@ -74,7 +129,7 @@ def advance(request_id: int) -> None:
         advance_locked(request_id)
 
 
-def advance_locked(request_id: int) -> None:
+def advance_locked(request_id: int, driving: bool = False) -> list[int]:
     """Advance the request, in the caller's transaction, under its district's lock.
 
     The district's row is the one lock a district and year's requests take, in
@@ -84,28 +139,38 @@ def advance_locked(request_id: int) -> None:
     created are serialised, so the finishing one always sees the new one
     waiting: on separate locks it could miss it, and the new request waited
     with nothing running until some other request ended.
+
+    Returns the ids of the steps it queued. A one-job request is moved on by its
+    job (run_request, `driving`): its steps are queued for that job to run, not
+    enqueued; anyone else advancing it makes sure its job is in RQ.
     """
     district_id = ResyncRequest.objects.values_list("district_id", flat=True).get(pk=request_id)
     District.objects.select_for_update().only("pk").get(pk=district_id)
     request = ResyncRequest.objects.select_for_update().get(pk=request_id)
     if request.status != ResyncRequest.Status.RUNNING:
-        return
+        return []
     steps = DISBatchHistory.objects.filter(request=request)
     if steps.filter(layer=request.current_layer).exclude(status__in=FINISHED).exists():
-        return
+        return []
+    if request.one_job and not driving:
+        queue_request(request.pk)
+        return []
     nxt = request.current_layer + 1
-    ids = longest_first(request, steps.filter(layer=nxt, status=StepStatus.PENDING))
+    layer = steps.filter(layer=nxt, status=StepStatus.PENDING)
+    # One job runs them one after another: the order is the planner's.
+    ids = list(layer.values_list("pk", flat=True)) if request.one_job else longest_first(request, layer)
     if ids:
         request.current_layer = nxt
         request.save(update_fields=["current_layer"])
         ids = finish_empty(request, ids)
         if not ids:  # nothing to move in the whole layer: on to the next one
-            return advance_locked(request_id)
-        queue_steps(ids)
-        return
+            return advance_locked(request_id, driving)
+        queue_steps(ids, enqueue=not request.one_job)
+        return ids
     if steps.exclude(status__in=FINISHED).exists():
-        return
+        return []
     finish_request(request)
+    return []
 
 
 def longest_first(request: ResyncRequest, layer: QuerySet[DISBatchHistory]) -> list[int]:
@@ -190,10 +255,12 @@ def step_job_id(step_id: int) -> str:
     return f"step-{step_id}"
 
 
-def queue_steps(step_ids: list[int]) -> None:
+def queue_steps(step_ids: list[int], enqueue: bool = True) -> None:
     """Mark the steps queued and enqueue a job for each (once the transaction commits:
-    django-rq's on_db_commit mode)."""
+    django-rq's on_db_commit mode); a one-job request's job runs them (enqueue=False)."""
     DISBatchHistory.objects.filter(pk__in=step_ids).update(status=StepStatus.QUEUED, queued_at=timezone.now())
+    if not enqueue:
+        return
     queue = django_rq.get_queue(settings.RQ_QUEUE)
     for step_id in step_ids:
         queue.enqueue(run_step, step_id, job_id=step_job_id(step_id))
@@ -259,8 +326,9 @@ def refusal(step: DISBatchHistory) -> str:
     return f"Refused at run time: {denied}"
 
 
-def run_step(step_id: int) -> None:
-    """The RQ job of one step: claim it, move its records, record its end."""
+def run_step(step_id: int, then_advance: bool = True) -> None:
+    """The RQ job of one step: claim it, move its records, record its end, and move its
+    request on (not when a one-job request's job runs it: that job moves it on)."""
     worker = jobs.worker_name()
     step = claim(step_id, worker)
     if step is None:
@@ -268,11 +336,11 @@ def run_step(step_id: int) -> None:
         return
     try:
         if refused := refusal(step):
-            fail_step(step, refused)
+            fail_step(step, refused, then_advance)
             return
         push_step(step)
         engine.move_records(step, on_progress=push_step)
-        finish_step(step)
+        finish_step(step, then_advance)
     except DATABASE_LOST as e:
         # The step's state transaction died with its connection: nothing it did
         # counts. It must not stay "running" on this live worker (its pid alive,
@@ -294,19 +362,21 @@ def run_step(step_id: int) -> None:
             .first()
         )
         if step is not None and not step.finished:
-            fail_step(step, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
+            fail_step(step, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}", then_advance)
 
 
-def finish_step(step: DISBatchHistory) -> None:
+def finish_step(step: DISBatchHistory, then_advance: bool = True) -> None:
     """Record a step's end, its colour from its counts, and move the request on."""
     _record_end(step, "")
-    advance(step.request_id)
+    if then_advance:
+        advance(step.request_id)
 
 
-def fail_step(step: DISBatchHistory, failure: str) -> None:
+def fail_step(step: DISBatchHistory, failure: str, then_advance: bool = True) -> None:
     """Record a step's failure (nothing it did counts) and move the request on."""
     _record_end(step, failure)
-    advance(step.request_id)
+    if then_advance:
+        advance(step.request_id)
 
 
 def interrupt_step(step_id: int, worker: str, error: str) -> bool:

@@ -36,7 +36,10 @@ def recover_stale_steps() -> list[int]:
         if step.attempts < jobs.MAX_ATTEMPTS:
             with transaction.atomic():
                 if running.update(status=StepStatus.QUEUED, worker="", queued_at=now):
-                    jobs.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
+                    if step.request.one_job:  # its request's job died with the worker
+                        lifecycle.queue_request(step.request_id, force=True)
+                    else:
+                        jobs.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
                     touched.append(step.pk)
                     log.warning("re-queued step %s: its worker %s died", step.pk, step.worker)
         # Clearing the worker claims the step, so two recoverers never both fail it.
@@ -46,7 +49,12 @@ def recover_stale_steps() -> list[int]:
             touched.append(step.pk)
             log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
     queued = DISBatchHistory.objects.filter(status=StepStatus.QUEUED)
-    return touched + jobs.requeue_lost(queued, lifecycle.run_step, lifecycle.step_job_id, now)
+    # A one-job request's queued steps have no job of their own: its job is what may be lost.
+    for request_id in set(queued.filter(request__one_job=True).values_list("request_id", flat=True)):
+        with transaction.atomic():
+            lifecycle.queue_request(request_id)
+    own_jobs = queued.filter(request__one_job=False)
+    return touched + jobs.requeue_lost(own_jobs, lifecycle.run_step, lifecycle.step_job_id, now)
 
 
 def recover_requests() -> list[int]:

@@ -271,6 +271,12 @@ LOGIN_URL = "admin:login"
 
 # How many records a resync step reads and validates at a time (it writes them in batches).
 RESYNC_CHUNK = env_int("RESYNC_CHUNK", 2000, minimum=1)
+# A request of a district with fewer records than this runs whole in one RQ job, its
+# steps one after another (runner.lifecycle.run_request): a step of its own each cost
+# a job's round trip and a layer's wake-up, which took most of a small district's time.
+# 0 runs every request a job per step. Larger districts keep a job per step, so
+# several workers share one district's layers.
+RESYNC_ONE_JOB_RECORDS = env_int("RESYNC_ONE_JOB_RECORDS", 200_000, minimum=0)
 # How a step writes the state store: "sql" stages each batch (COPY on
 # PostgreSQL, executemany on SQLite) and upserts it in one statement; "orm"
 # uses bulk_create, slower on both (2.4x on SQLite), kept as the reference the

@@ -27,6 +27,11 @@ COMMITTED = pytest.mark.django_db(transaction=True, databases=BOTH)
 # CPU priority, nor with it that of every server and worker it starts.
 settings.RESYNC_WORKER_NICE = 0
 
+# Most tests hold a step to its own RQ job (its id, its recovery, a worker per step);
+# tests/test_one_job.py runs small districts' requests in one job, as production does
+# below RESYNC_ONE_JOB_RECORDS, and the servers and workers tests start keep the default.
+settings.RESYNC_ONE_JOB_RECORDS = 0
+
 # The webhook tests' receivers listen on loopback, which production refuses to POST to
 # (notify.signing); tests/test_webhook_safety.py turns it off again to check that.
 settings.WEBHOOK_ALLOW_PRIVATE = True
