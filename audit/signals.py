@@ -257,6 +257,18 @@ def account_deleting(sender, instance: Model, origin=None, **kwargs) -> None:
         record(f"{sender._meta.model_name}.deleted", instance, detail=f"Deleted {instance}.")
 
 
+def token_changed(sender, instance, created: bool = False, origin=None, **kwargs) -> None:
+    """An API token made or deleted for a user (the admin's Tokens page): a credential.
+    The entry names the token's user, never the key (a token's str() is its key)."""
+    if doors.current() == doors.SYSTEM:
+        return
+    if kwargs.get("signal") is post_save:
+        if created:
+            record("token.added", instance.user, detail=f"An API token for {instance.user}.")
+    elif _own(sender, origin):
+        record("token.deleted", instance.user, detail=f"The API token of {instance.user}.")
+
+
 # A user's flags are rights too: the admin's user page switches them (superuser, staff, active).
 FLAGS = {"is_superuser": "superuser status", "is_staff": "staff status", "is_active": "active"}
 
@@ -309,5 +321,10 @@ def connect() -> None:
     for model in (User, Group):
         post_save.connect(account_added, sender=model, dispatch_uid=f"audit-added-{model._meta.label}")
         pre_delete.connect(account_deleting, sender=model, dispatch_uid=f"audit-del-{model._meta.label}")
+    # The admin's Tokens page saves the TokenProxy proxy: signals name the proxy, not Token.
+    for token in (apps.get_model("authtoken", "Token"), apps.get_model("authtoken", "TokenProxy")):
+        label = token._meta.label
+        post_save.connect(token_changed, sender=token, dispatch_uid=f"audit-token-added-{label}")
+        post_delete.connect(token_changed, sender=token, dispatch_uid=f"audit-token-deleted-{label}")
     pre_save.connect(flags_before, sender=User, dispatch_uid="audit-flags-before")
     post_save.connect(flags_saved, sender=User, dispatch_uid="audit-flags")

@@ -295,3 +295,18 @@ def test_it_records_a_superuser_deleting_themselves(client, superuser):
     assert client.post(f"/admin/auth/user/{superuser.pk}/delete/", {"post": "yes"}).status_code == 302
     entry = AuditEntry.objects.get(action="user.deleted")
     assert (entry.user, entry.username, entry.object_repr) == (None, "root", "root")
+
+
+def test_it_records_an_api_token_made_and_deleted_in_the_admin_never_its_key(client, cast, superuser):
+    client.force_login(superuser)
+    assert client.post("/admin/authtoken/tokenproxy/add/", {"user": cast.bob.pk}).status_code == 302
+    key = Token.objects.get(user=cast.bob).key
+    delete = f"/admin/authtoken/tokenproxy/{cast.bob.pk}/delete/"  # DRF's proxy: the user's pk
+    assert client.post(delete, {"post": "yes"}).status_code == 302
+    assert not Token.objects.filter(user=cast.bob).exists()
+    entries = AuditEntry.objects.filter(action__startswith="token.").order_by("id")
+    assert [(e.action, e.door, e.username, e.object_id) for e in entries] == [
+        ("token.added", "admin", "root", str(cast.bob.pk)),
+        ("token.deleted", "admin", "root", str(cast.bob.pk)),
+    ]
+    assert not [e for e in entries if key in e.detail or key in e.object_repr or key in e.object_id]
