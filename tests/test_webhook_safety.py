@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import django_rq
 import pytest
 from django.conf import settings
 from django.core.management import call_command
@@ -191,6 +190,21 @@ def test_it_still_posts_to_loopback_when_the_setting_allows_it(client, cast, que
     assert list(Delivery.objects.values_list("status_code", "error")) == [(204, "")]
 
 
+@pytest.fixture
+def scheduled(queue):
+    """The queue's scheduled registry (delayed retries), empty before and after: the
+    queue fixture empties the queue alone, and a failed test's retry would stay."""
+    registry = queue.scheduled_job_registry
+
+    def empty() -> None:
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id, delete_job=True)
+
+    empty()
+    yield registry
+    empty()
+
+
 def demo_flags() -> list[str]:
     """The flags bin/demo starts its worker with."""
     script = (Path(__file__).resolve().parent.parent / "bin" / "demo").read_text()
@@ -204,7 +218,7 @@ def worker(*flags: str) -> None:
 
 
 @COMMITTED
-def test_it_runs_a_delayed_retry_on_a_worker_started_with_the_scheduler(client, cast, queue, settings):
+def test_it_runs_a_delayed_retry_on_a_worker_started_with_the_scheduler(client, cast, scheduled, settings):
     settings.NOTIFY_RETRY_INTERVALS = [10]  # a real delay: RQ schedules the retry, not enqueues it
     demo = demo_flags()
     assert demo == ["--with-scheduler"]
@@ -214,7 +228,7 @@ def test_it_runs_a_delayed_retry_on_a_worker_started_with_the_scheduler(client, 
         resync(cast.district, cast.alice)
         worker(*demo)
         assert len(receiver.posts) == 1  # the first POST, answered 500
-        registry = django_rq.get_queue(settings.RQ_QUEUE).scheduled_job_registry
+        registry = scheduled
         (waiting,) = registry.get_job_ids()
         # The ten seconds pass (set as due now, rather than waited for).
         registry.schedule(registry.get_queue().fetch_job(waiting), datetime.now(UTC))
@@ -231,7 +245,7 @@ def test_it_runs_a_delayed_retry_on_a_worker_started_with_the_scheduler(client, 
 
 @COMMITTED
 def test_it_runs_a_delayed_retry_on_a_long_running_worker_started_as_bin_demo_starts_it(
-    client, cast, queue, settings
+    client, cast, scheduled, settings
 ):
     settings.NOTIFY_RETRY_INTERVALS = [10]
     with Receiver(failures=1) as receiver:
@@ -239,7 +253,7 @@ def test_it_runs_a_delayed_retry_on_a_long_running_worker_started_as_bin_demo_st
         add(cast.district, "District", 1)
         resync(cast.district, cast.alice)
         worker()  # the step and the first POST, answered 500; the retry is scheduled
-        registry = django_rq.get_queue(settings.RQ_QUEUE).scheduled_job_registry
+        registry = scheduled
         (waiting,) = registry.get_job_ids()
         registry.schedule(registry.get_queue().fetch_job(waiting), datetime.now(UTC))  # due now
         # bin/demo's own command line (not burst): RQ's scheduler runs in a process of its own.
