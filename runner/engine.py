@@ -273,7 +273,7 @@ class SqlWriter:
 
     encode() does the Python work on the step's thread; open() and write()
     only talk to the database, on the state side's thread and inside its
-    transaction (on PostgreSQL the staging table goes with it: ON COMMIT DROP).
+    transaction (on PostgreSQL the staging table is emptied with it: ON COMMIT DELETE ROWS).
     """
 
     STAGE = "resync_stage"
@@ -307,9 +307,12 @@ class SqlWriter:
     def open(self) -> None:
         with connections[self.alias].cursor() as cursor:
             if self.postgres:
+                # Made once per connection, emptied by every commit: a worker's state
+                # connection serves step after step, and a table made and dropped per
+                # step cost each step catalog writes (pg_class, pg_attribute, pg_type).
                 cursor.execute(
-                    f"CREATE TEMPORARY TABLE {self.STAGE} (school_year smallint, record_id bigint, "
-                    "parent_ids jsonb, payload jsonb) ON COMMIT DROP"
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.STAGE} (school_year smallint, "
+                    "record_id bigint, parent_ids jsonb, payload jsonb) ON COMMIT DELETE ROWS"
                 )
             else:
                 cursor.execute(
@@ -499,6 +502,14 @@ def _state_thread() -> ThreadPoolExecutor:
     if executor is None:
         executor = _local.state = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resync-state")
     return executor
+
+
+def close_state_connections() -> None:
+    """Close the connections of the calling thread's state-side thread (a worker that
+    stops: they would outlive it, holding the server's backends)."""
+    executor = getattr(_local, "state", None)
+    if executor is not None:
+        executor.submit(connections.close_all).result()
 
 
 def refresh_statistics(alias: str, written: int) -> None:

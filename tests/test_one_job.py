@@ -25,6 +25,7 @@ from tool import actions
 from .conftest import BOTH, run_queue
 from .servers import start_worker
 from .test_resync import results, state_rows
+from .test_worker_crash import backends_of_others
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
 ONE_JOB = override_settings(RESYNC_ONE_JOB_RECORDS=1_000_000)
@@ -188,6 +189,9 @@ def test_it_keeps_a_workers_connections_from_one_job_to_the_next(district, queue
         assert request.status == ResyncRequest.Status.FINISHED
     assert len(seen) == 2 and seen[0] == seen[1]
     assert not runner_jobs.keep_connections  # only while a worker works
+    if connections["default"].vendor == "postgresql":
+        # A worker that stops leaves no backend open, its state-side thread's neither.
+        assert backends_of_others() == []
 
 
 def test_it_pushes_through_one_long_lived_event_loop_and_back(queue):

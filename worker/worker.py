@@ -17,7 +17,7 @@ from rq.worker import SimpleWorker
 
 from core import events
 from history.models import DISBatchHistory, StepStatus
-from runner import jobs, recovery
+from runner import engine, jobs, recovery
 from verification.actions import recover_stale_runs
 from verification.models import VerificationRun
 
@@ -70,6 +70,7 @@ class ResyncWorker(SimpleWorker):
             jobs.keep_connections = False
             events.stop_loop()
             jobs.close_connections()
+            engine.close_state_connections()
 
     @property
     def dequeue_timeout(self) -> int:
