@@ -251,16 +251,24 @@ def hash_pairs(district_side: QuerySet, state_side: QuerySet, chunk: int) -> Ite
     district_keys = district_side.annotate(key=RawSQL(DISTRICT_HASH, [], BigIntegerField()))
     state_keys = state_side.annotate(key=RawSQL(HASH, [], BigIntegerField()))
     threaded = threads_allowed(district_side.db, state_side.db)
+    first = itemgetter(0)
     for d_page, s_page in pages(district_keys, state_keys, chunk * PAGE_CHUNKS, threaded):
         if d_page == s_page:  # the common page: compared in C, no set built (None never equals)
             if d_page:
                 yield Matched(len(d_page))
             continue
-        d_set, s_set = set(d_page), set(s_page)
-        both = d_set & s_set
-        if both:
-            yield Matched(len(both))
-        odd = sorted({r[0] for r in d_set - both} | {r[0] for r in s_set - both})
+        if len(d_page) == len(s_page) and list(map(first, d_page)) == list(map(first, s_page)):
+            # The same ids on both sides, some hashes apart (a changed payload): pair by
+            # position, a tenth of the cost of two sets of a page.
+            odd = [d[0] for d, s in zip(d_page, s_page, strict=True) if d != s]
+            if len(d_page) > len(odd):
+                yield Matched(len(d_page) - len(odd))
+        else:
+            d_set, s_set = set(d_page), set(s_page)
+            both = d_set & s_set
+            if both:
+                yield Matched(len(both))
+            odd = sorted({r[0] for r in d_set - both} | {r[0] for r in s_set - both})
         for i in range(0, len(odd), chunk):
             ids = odd[i : i + chunk]
             yield from merge(
