@@ -42,6 +42,7 @@ import traceback
 
 import django_rq
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, QuerySet
 from django.urls import reverse
@@ -112,6 +113,7 @@ def run_request(request_id: int) -> None:
     (its connection cut) runs again here; one another worker runs (recovery's) ends
     this job, and that step's end enqueues it again."""
     queued = DISBatchHistory.objects.filter(request_id=request_id, status=StepStatus.QUEUED)
+    requester_id = ResyncRequest.objects.values_list("requested_by_id", flat=True).get(pk=request_id)
     while True:
         ids = list(queued.order_by("layer", "id").values_list("pk", flat=True))
         if not ids:
@@ -119,8 +121,12 @@ def run_request(request_id: int) -> None:
                 ids = advance_locked(request_id, driving=True)
             if not ids:
                 return
+        # The requester read afresh for each layer, its rights then cached on the
+        # instance for the layer's steps: checked from the database for every step,
+        # they cost a state request's small steps more than their records (issue 16).
+        requester = User.objects.filter(pk=requester_id).first() if requester_id else None
         for step_id in ids:
-            run_step(step_id, then_advance=False)
+            run_step(step_id, then_advance=False, requester=requester)
 
 
 def advance(request_id: int) -> None:
@@ -277,7 +283,10 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
         "district", "sync_object", "request__requested_by"
     )
     rest = []
+    # One requester for the layer's steps: its rights are read once, not once a step.
+    requester = next((s.request.requested_by for s in steps), None)
     for step in sorted(steps, key=lambda s: ids.index(s.pk)):
+        step.request.requested_by = requester
         district_side, state_side = engine.scope(step)
         if district_side.exists() or state_side.exists():
             rest.append(step.pk)
@@ -326,14 +335,17 @@ def refusal(step: DISBatchHistory) -> str:
     return f"Refused at run time: {denied}"
 
 
-def run_step(step_id: int, then_advance: bool = True) -> None:
+def run_step(step_id: int, then_advance: bool = True, requester: User | None = None) -> None:
     """The RQ job of one step: claim it, move its records, record its end, and move its
-    request on (not when a one-job request's job runs it: that job moves it on)."""
+    request on (not when a one-job request's job runs it: that job moves it on, and
+    hands over its `requester`, read once for the layer)."""
     worker = jobs.worker_name()
     step = claim(step_id, worker)
     if step is None:
         log.info("step %s is not queued any more; skipping", step_id)
         return
+    if requester is not None and requester.pk == step.request.requested_by_id:
+        step.request.requested_by = requester
     try:
         if refused := refusal(step):
             fail_step(step, refused, then_advance)

@@ -216,3 +216,30 @@ def test_it_pushes_through_one_long_lived_event_loop_and_back(queue):
     finally:
         events.stop_loop()
         async_to_sync(layer.group_discard)("probe", channel)
+
+
+def test_it_checks_the_requesters_rights_again_for_each_layer(cast, queue, monkeypatch):
+    from guardian.shortcuts import remove_perm
+
+    from resync import rights
+
+    from .conftest import chain
+
+    bob = cast.bob  # may resync district A, Enrollment and PersonIdentity only
+    chain(cast.district)  # PersonIdentity has a record; Enrollment, a layer later, none
+    with ONE_JOB:
+        checked = actions.check_resync(cast.district, None, ["PersonIdentity", "Enrollment"], False, user=bob)
+        request = actions.do_request_resync(checked)
+    real = engine.move_records
+
+    def revoke_while_running(step, on_progress=None):
+        remove_perm(rights.DISTRICT, bob, cast.district)  # during the first layer's step
+        return real(step, on_progress)
+
+    monkeypatch.setattr(engine, "move_records", revoke_while_running)
+    run_queue()
+    steps = {s.sync_object.name: s for s in DISBatchHistory.objects.filter(request=request)}
+    ran = steps["PersonIdentity"]  # checked before it ran: it ran (its parents are not at the state)
+    assert (ran.status, ran.processed, ran.message) == (StepStatus.RED, 1, "")
+    assert steps["Enrollment"].status == StepStatus.FAILED
+    assert steps["Enrollment"].message.startswith("Refused at run time: ")
