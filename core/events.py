@@ -101,11 +101,11 @@ def send(groups: list[str], message: dict[str, Any]) -> None:
         if layer is None:
             return
         if (loop := _loop) is not None:
+            pushed = asyncio.run_coroutine_threadsafe(_deliver(layer, groups, message), loop)
             try:
-                asyncio.run_coroutine_threadsafe(_deliver(layer, groups, message), loop).result(
-                    PUSH_TIMEOUT_SECONDS
-                )
+                pushed.result(PUSH_TIMEOUT_SECONDS)
             except Exception:  # a live push must never break a resync (_deliver logs its own)
+                pushed.cancel()  # never late, after the pushes that follow it
                 log.exception("could not push %s", message.get("type"))
             return
         # One trip through async_to_sync for all groups: each trip costs an event

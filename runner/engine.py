@@ -432,6 +432,7 @@ class StateSide:
             self._hand_over(self._ABORT if exc_type else self._DONE)
         finally:
             wait([self.future])
+        self.future.result()  # what _run could not hand over (it hands over everything else)
         if exc_type is None and self.failure is not None:
             raise self.failure
 
@@ -471,9 +472,9 @@ class StateSide:
 
     def _run(self) -> None:
         alias = StateRecord.objects.db
-        jobs.reset_connections()  # a connection a previous step's failure left broken
-        connections[alias].execute_wrappers[:] = self.wrappers
         try:
+            jobs.reset_connections()  # a connection a previous step's failure left broken
+            connections[alias].execute_wrappers[:] = self.wrappers
             with transaction.atomic(using=alias):
                 # Nothing at the state before (a first load): nothing to remove after.
                 had_rows = self.state_side.exists()

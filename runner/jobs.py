@@ -133,7 +133,34 @@ def started_by_dead_worker(connection, job_id: str) -> bool:
     worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + as_text(name), connection=connection)
     if worker is None:
         return True
+    if worker.hostname == socket.gethostname() and worker.pid:
+        # On this host its pid says it (worker_dead would also read a heartbeat, which a
+        # worker busy with one long job writes only every HEARTBEAT_SECONDS).
+        me = f"{worker.hostname}:{worker.pid}" == worker_name()
+        return (me and not job_running_here) or not _pid_alive(worker.pid)
+    # Elsewhere its heartbeat: ResyncWorker keeps it fresh during a job too.
     return worker_dead(f"{worker.hostname}:{worker.pid}", worker.last_heartbeat, datetime.now(UTC))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def claim_enqueue(job_id: str, seconds: int) -> bool:
+    """Claim the enqueueing of `job_id` for `seconds` (one atomic SET NX in Redis): False
+    when another process enqueued it in that time, so a job is not enqueued twice."""
+    queue = django_rq.get_queue(settings.RQ_QUEUE)
+    return bool(queue.connection.set(enqueue_claim_key(job_id), "1", nx=True, ex=max(1, seconds)))
+
+
+def enqueue_claim_key(job_id: str) -> str:
+    return f"statesync:{settings.RQ_QUEUE}:enqueued:{job_id}"
 
 
 def requeue_job(func: Callable[[int], None], pk: int, job_id: str) -> None:

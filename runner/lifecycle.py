@@ -98,11 +98,21 @@ def request_job_id(request_id: int) -> str:
 
 
 def queue_request(request_id: int, force: bool = False) -> None:
-    """Enqueue a one-job request's job (once the transaction commits) unless RQ still
-    has it; `force` when its worker is known dead."""
+    """Enqueue a one-job request's job once the transaction commits, unless RQ still has
+    it or someone enqueued it in the last RESYNC_LOST_AFTER seconds; `force` when its
+    worker is known dead. After the commit, so Redis is never called under the
+    district's lock, and a Redis that is down leaves the request to recovery."""
+    transaction.on_commit(lambda: _enqueue_request(request_id, force))
+
+
+def _enqueue_request(request_id: int, force: bool) -> None:
     job_id = request_job_id(request_id)
-    if force or jobs.job_lost(job_id):
-        jobs.requeue_job(run_request, request_id, job_id)
+    if not force and not jobs.job_lost(job_id):
+        return
+    # The claim: of two recoverers (or a recoverer and the enqueue it raced), one enqueues.
+    if not jobs.claim_enqueue(job_id, settings.RESYNC_LOST_AFTER) and not force:
+        return
+    jobs.requeue_job(run_request, request_id, job_id)
 
 
 def run_request(request_id: int) -> None:

@@ -51,8 +51,7 @@ def recover_stale_steps() -> list[int]:
     queued = DISBatchHistory.objects.filter(status=StepStatus.QUEUED)
     # A one-job request's queued steps have no job of their own: its job is what may be lost.
     for request_id in set(queued.filter(request__one_job=True).values_list("request_id", flat=True)):
-        with transaction.atomic():
-            lifecycle.queue_request(request_id)
+        lifecycle.queue_request(request_id)  # no transaction here: at once
     own_jobs = queued.filter(request__one_job=False)
     return touched + jobs.requeue_lost(own_jobs, lifecycle.run_step, lifecycle.step_job_id, now)
 

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from resync import demo
 from resync.catalog import load_catalog
 from resync.models import District, DistrictRecord, School, State, SyncObject, SyncObjectParent
+from runner import jobs
 
 BOTH = ["default", "state"]
 
@@ -91,9 +92,16 @@ def superuser(db):
 def queue():
     """The real RQ queue on the real Redis, emptied before and after each test."""
     q = django_rq.get_queue(settings.RQ_QUEUE)
-    q.empty()
+
+    def empty() -> None:
+        q.empty()
+        # Ids start again in each test's databases: an enqueue claim (runner.jobs) must not outlive its test.
+        for key in q.connection.scan_iter(jobs.enqueue_claim_key("*")):
+            q.connection.delete(key)
+
+    empty()
     yield q
-    q.empty()
+    empty()
 
 
 def run_queue() -> None:

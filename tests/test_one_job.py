@@ -91,9 +91,19 @@ def test_it_runs_again_in_the_same_job_a_step_whose_connection_was_cut(district,
         return real(step, on_progress)
 
     monkeypatch.setattr(engine, "move_records", cut_once)
+    runs = []
+    real_request = lifecycle.run_request
+
+    def counted(request_id):
+        runs.append(request_id)
+        return real_request(request_id)
+
     with ONE_JOB:
         request = resync(district, ["CourseCode"])
+    # After the send: its job names the function by path, and a worker imports this one.
+    monkeypatch.setattr(lifecycle, "run_request", counted)
     run_queue()
+    assert runs == [request.pk]  # the job ran it again itself, not a job recovery enqueued
     request.refresh_from_db()
     step = DISBatchHistory.objects.get(request=request)
     assert (request.status, step.status, step.processed, step.attempts) == ("finished", "green", 50, 2)
@@ -104,7 +114,8 @@ def test_it_enqueues_again_a_one_job_requests_lost_job(district, queue):
     course_codes(district, 5)
     with ONE_JOB:
         request = resync(district, ["CourseCode"])
-    queue.empty()  # Redis lost it before any worker took it
+    queue.empty()  # Redis lost it before any worker took it, RESYNC_LOST_AFTER ago
+    queue.connection.delete(runner_jobs.enqueue_claim_key(lifecycle.request_job_id(request.pk)))
     assert recovery.recover_requests() == []  # nothing moved: it only enqueued its job again
     assert queue.job_ids == [lifecycle.request_job_id(request.pk)]
     recovery.recover_requests()  # the job waits in the queue: not enqueued twice
@@ -177,7 +188,7 @@ def test_it_keeps_a_workers_connections_from_one_job_to_the_next(district, queue
     real = engine.move_records
 
     def watch(step, on_progress=None):
-        seen.append(id(connections["default"].connection))
+        seen.append(connections["default"].connection)  # the object: an id() may be reused
         return real(step, on_progress)
 
     monkeypatch.setattr(engine, "move_records", watch)
@@ -187,7 +198,7 @@ def test_it_keeps_a_workers_connections_from_one_job_to_the_next(district, queue
     for request in (first, second):
         request.refresh_from_db()
         assert request.status == ResyncRequest.Status.FINISHED
-    assert len(seen) == 2 and seen[0] == seen[1]
+    assert len(seen) == 2 and seen[0] is seen[1]
     assert not runner_jobs.keep_connections  # only while a worker works
     if connections["default"].vendor == "postgresql":
         # A worker that stops leaves no backend open, its state-side thread's neither.
@@ -243,3 +254,33 @@ def test_it_checks_the_requesters_rights_again_for_each_layer(cast, queue, monke
     assert (ran.status, ran.processed, ran.message) == (StepStatus.RED, 1, "")
     assert steps["Enrollment"].status == StepStatus.FAILED
     assert steps["Enrollment"].message.startswith("Refused at run time: ")
+
+
+def test_it_enqueues_again_the_job_of_a_request_whose_worker_died_between_steps(district, queue):
+    course_codes(district, 5)
+    with ONE_JOB:
+        request = resync(district, ["CourseCode"])
+    job_id = lifecycle.request_job_id(request.pk)
+    queue.empty()
+    queue.connection.delete(runner_jobs.enqueue_claim_key(job_id))  # enqueued long ago
+    # Its worker took the job, queued the first layer's step, then died before claiming it.
+    DISBatchHistory.objects.filter(request=request).update(status=StepStatus.QUEUED)
+    queue.connection.hset(Job.key_for(job_id), mapping={"status": "started", "worker_name": "gone-worker"})
+    assert recovery.recover_stale_steps() == []
+    assert queue.job_ids == [job_id]
+    run_queue()
+    request.refresh_from_db()
+    assert (request.status, request.outcome) == (ResyncRequest.Status.FINISHED, "green")
+
+
+def test_it_enqueues_a_request_job_once_when_two_recoverers_find_it_lost(district, queue, monkeypatch):
+    course_codes(district, 5)
+    with ONE_JOB:
+        request = resync(district, ["CourseCode"])
+    job_id = lifecycle.request_job_id(request.pk)
+    queue.empty()
+    queue.connection.delete(runner_jobs.enqueue_claim_key(job_id))  # the send's claim, long expired
+    monkeypatch.setattr(runner_jobs, "job_lost", lambda _id: True)  # both look before either enqueues
+    lifecycle.queue_request(request.pk)
+    lifecycle.queue_request(request.pk)
+    assert queue.job_ids == [job_id]

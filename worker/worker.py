@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 from django.conf import settings
@@ -22,6 +23,10 @@ from verification.actions import recover_stale_runs
 from verification.models import VerificationRun
 
 log = logging.getLogger(__name__)
+
+# How often a worker busy with a job writes its RQ heartbeat (jobs.STALE_AFTER_SECONDS
+# is when another host takes it for dead).
+HEARTBEAT_SECONDS = 30
 
 
 def recover() -> tuple[list[int], list[int], list[int]]:
@@ -87,6 +92,10 @@ class ResyncWorker(SimpleWorker):
 
     def run_maintenance_tasks(self):
         if super().should_run_maintenance_tasks:
+            # RQ's maintenance may fork its scheduler: a child must not inherit (and, on
+            # its exit, close) the sockets of the connections this worker keeps.
+            jobs.close_connections()
+            engine.close_state_connections()
             super().run_maintenance_tasks()
         self.recover()
 
@@ -108,11 +117,25 @@ class ResyncWorker(SimpleWorker):
     def execute_job(self, job, queue):
         jobs.reset_connections()
         jobs.job_running_here = True
+        # RQ's SimpleWorker writes its heartbeat only between jobs; a one-job request may
+        # run for minutes, and a worker silent that long is taken for dead elsewhere.
+        beating = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(beating,), name="rq-heartbeat", daemon=True)
+        beat.start()
         try:
             return super().execute_job(job, queue)
         finally:
+            beating.set()
+            beat.join()
             jobs.job_running_here = False
             self._after_job()
+
+    def _beat(self, done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            try:
+                self.heartbeat(self.job_monitoring_interval + 60)
+            except Exception:  # a missed beat is not the job's failure
+                log.exception("could not write the worker's heartbeat")
 
     def _after_job(self) -> None:
         """Fresh connections for what comes next, and recovery at once when the job
