@@ -18,7 +18,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
-from rq.registry import StartedJobRegistry
 
 from history.models import DISBatchHistory
 from resync.groups import STATE_ADMINS
@@ -125,11 +124,7 @@ class Command(BaseCommand):
         finally:
             ended = time.monotonic()
             probes.quiet()
-        # The request finishes inside a job, which then writes its SQL counts: wait for them.
-        registry = StartedJobRegistry(queue=django_rq.get_queue(settings.RQ_QUEUE))
-        deadline = time.monotonic() + 30
-        while registry.get_job_ids() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        bench.wait_for_counts(redis)
         steps = list(DISBatchHistory.objects.filter(request=request).select_related("sync_object"))
         got = {s.sync_object.name: (s.processed, s.errors) for s in steps}
         want = {name: (n, expected.errors[name]) for name, n in expected.processed.items()}

@@ -41,6 +41,8 @@ CODE = "900"  # the benchmark's own district: its records are replaced on every 
 FLOOR = "bench_floor"  # the floor's copy of the state table (same columns, indexes and constraints)
 STAGE = "bench_floor_stage"
 SQL_KEY = "statesync:bench:sql"
+# The workers running a job now (BenchWorker), so the benchmark can wait for their counts.
+BUSY_KEY = "statesync:bench:busy"
 
 
 def is_postgres(alias: str) -> bool:
@@ -375,6 +377,7 @@ class BenchWorker(ResyncWorker):
 
             return wrapper
 
+        self.connection.sadd(BUSY_KEY, self.name)
         try:
             with (
                 connections["default"].execute_wrapper(counter("default")),
@@ -386,7 +389,17 @@ class BenchWorker(ResyncWorker):
             pipe = self.connection.pipeline()
             for key, value in counts.items():
                 pipe.hincrby(SQL_KEY, key, value)
+            pipe.srem(BUSY_KEY, self.name)
             pipe.execute()
+
+
+def wait_for_counts(redis, seconds: float = 30) -> None:
+    """Wait until no worker runs a job, so every job's SQL counts are in SQL_KEY: a request
+    finishes inside its last job (a one-job request inside its only one), before the
+    job writes its counts."""
+    deadline = time.monotonic() + seconds
+    while redis.scard(BUSY_KEY) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @dataclass

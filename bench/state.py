@@ -279,6 +279,7 @@ class Command(BaseCommand):
         )
         ran = [s for s in steps if step_ran(s)]
         small = [_seconds(s["started_at"], s["ended_at"]) for s in ran if s["processed"] <= SMALL_STEP]
+        bench.wait_for_counts(redis)
         sql = {k.decode(): int(v) for k, v in redis.hgetall(bench.SQL_KEY).items()}
         pg_after = bench.postgres_cpu_seconds() if pg else None
         return {
