@@ -135,6 +135,19 @@ class Command(BaseCommand):
         ):
             if model._meta.db_table not in connections[alias].introspection.table_names():
                 raise CommandError(f"The {alias!r} database has no StateSync tables yet: run `{fix}`.")
+        # A run stopped half-way leaves its requests running and their jobs queued: the next
+        # run's requests would wait behind them (one request at a time per district) and
+        # its workers run the old ones' steps, so its figures would measure both.
+        left = ResyncRequest.objects.filter(
+            district__code__in=[str(FIRST_CODE + n) for n in range(districts)],
+            status__in=ResyncRequest.ACTIVE,
+        ).values_list("pk", flat=True)
+        if left:
+            raise CommandError(
+                f"The benchmark's districts still have {len(left)} unfinished request(s) from an earlier "
+                f"run (ids {', '.join(map(str, sorted(left)[:5]))}{'…' if len(left) > 5 else ''}): let a worker on {settings.RQ_QUEUE!r} "
+                "finish them, or delete them and their queued jobs, first."
+            )
         log = self.stdout.write
         rev = revision()
 
@@ -341,6 +354,10 @@ class Command(BaseCommand):
                     if ran
                     else None,
                     f"worker_cpu_s_{kind}": round(median(r["worker_cpu_s"] for r in mine), 1),
+                    # CPU, unlike wall time, hardly moves with a neighbour's load on a shared machine.
+                    f"worker_cpu_ms_per_step_{kind}": (
+                        round(median(r["worker_cpu_s"] for r in mine) / ran * 1000, 1) if ran else None
+                    ),
                     f"postgres_cpu_s_{kind}": _round(_median_or_none([r["postgres_cpu_s"] for r in mine])),
                 }
             )
@@ -394,6 +411,7 @@ class Command(BaseCommand):
         row(f"median step of <= {SMALL_STEP} records, ms", "small_step_median_ms_{}")
         row("SQL statements per step run", "sql_per_step_{}")
         row("worker CPU s", "worker_cpu_s_{}")
+        row("worker CPU ms per step run", "worker_cpu_ms_per_step_{}")
         row("PostgreSQL CPU s", "postgres_cpu_s_{}")
         w(f"Peak worker RSS: {', '.join(f'{v} MiB' for v in f['worker_rss_mib'])}")
         w(

@@ -41,6 +41,7 @@ KEYS = {
     "small_step_median_ms_first",
     "peak_worker_rss_mib",
     "worker_cpu_s_first",
+    "worker_cpu_ms_per_step_first",
     "postgres_cpu_s_first",
     "websocket_max_gap_s",
 }
@@ -160,3 +161,16 @@ def test_it_counts_an_object_planted_nothing_that_counted_something_as_wrong():
 def test_it_refuses_a_state_too_small_to_mean_anything(args, message):
     with pytest.raises(CommandError, match=message):
         call_command(state.Command(), *args)
+
+
+@pytest.mark.django_db(databases=BOTH)
+def test_it_refuses_to_start_behind_an_earlier_runs_unfinished_request(catalog):
+    district = parts.bench_district("902", "Bench District 2")
+    left = ResyncRequest.objects.create(
+        district=district, school_year=2027, status=ResyncRequest.Status.RUNNING
+    )
+    with pytest.raises(
+        CommandError, match=rf"1 unfinished request\(s\) from an earlier run \(ids {left.pk}\)"
+    ):
+        call_command(state.Command(), "--districts", "2", "--records", "1200")
+    assert not DistrictRecord.objects.exists()  # refused before filling anything
