@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -289,6 +290,7 @@ class SqlWriter:
 
     def __init__(self, step: DISBatchHistory):
         self.step = step
+        self.staged = False  # rows of an earlier write in the staging table
         self.alias = StateRecord.objects.db
         ops = connections[self.alias].ops
         self.postgres = connections[self.alias].vendor == "postgresql"
@@ -333,6 +335,8 @@ class SqlWriter:
     def write(self, pieces: list, now) -> None:
         step, connection = self.step, connections[self.alias]
         with connection.cursor() as cursor:
+            if self.staged:  # the last write's rows (the last ones go with the commit, or at open)
+                cursor.execute(f"TRUNCATE {self.STAGE}" if self.postgres else f"DELETE FROM {self.STAGE}")
             if self.postgres:
                 # COPY goes through the driver's own cursor, which raises the driver's
                 # errors: wrapped as Django wraps every other call, a connection cut
@@ -356,7 +360,7 @@ class SqlWriter:
                     connection.ops.adapt_datetimefield_value(now),
                 ],
             )
-            cursor.execute(f"TRUNCATE {self.STAGE}" if self.postgres else f"DELETE FROM {self.STAGE}")
+            self.staged = True
 
 
 def writer(step: DISBatchHistory) -> OrmWriter | SqlWriter:
@@ -408,10 +412,10 @@ class StateSide:
 
     _DONE, _ABORT = object(), object()
 
-    def __init__(self, step: DISBatchHistory, state_side):
+    def __init__(self, step: DISBatchHistory, state_side, looked_up: bool):
         self.step, self.state_side = step, state_side
         # Only a parent's records are looked up later (by its children's steps).
-        self.looked_up = step.sync_object.children.filter(enabled=True).exists()
+        self.looked_up = looked_up
         self.upsert = writer(step)
         self.chunks: queue.Queue = queue.Queue(maxsize=max(2, 2 * WRITE_ROWS // settings.RESYNC_CHUNK))
         self.failure: BaseException | None = None
@@ -606,21 +610,46 @@ class RunningCounts:
             connections.close_all()  # this thread's own connections
 
 
+@dataclass(frozen=True)
+class Catalog:
+    """What a step reads of the catalog: each enabled object's enabled parents (by name,
+    the order the rules name them in) and which objects have an enabled child (their
+    records are looked up later). Read once per layer by a one-job request."""
+
+    parents: dict[str, tuple[str, ...]]
+    looked_up: frozenset[str]
+
+
+def read_catalog() -> Catalog:
+    """The catalog as it is now, in three queries."""
+    enabled = set(SyncObject.objects.enabled().values_list("name", flat=True))
+    parents = {
+        name: tuple(sorted(p for p in of if p in enabled))
+        for name, of in SyncObject.objects.parents_map().items()
+    }
+    looked_up = frozenset(p for name, of in parents.items() if name in enabled for p in of)
+    return Catalog(parents, looked_up)
+
+
 def move_records(
-    step: DISBatchHistory, on_progress: Callable[[DISBatchHistory], None] | None = None
+    step: DISBatchHistory,
+    on_progress: Callable[[DISBatchHistory], None] | None = None,
+    catalog: Catalog | None = None,
 ) -> DISBatchHistory:
     """Move the step's records to the state and count them. The step must be claimed
-    (runner.lifecycle.claim); its end is the caller's to record."""
-    # A retried step starts its Error Log afresh: nothing is counted twice.
-    ErrorLog.objects.filter(step=step).delete()
-    enabled = set(SyncObject.objects.enabled().values_list("name", flat=True))
-    parents = tuple(p.name for p in step.sync_object.parents.all() if p.name in enabled)
+    (runner.lifecycle.claim); its end is the caller's to record. `catalog`: as read for
+    its layer (read_catalog), or read now."""
+    if step.attempts > 1:  # a retried step starts its Error Log afresh: nothing is counted twice
+        ErrorLog.objects.filter(step=step).delete()
+    catalog = catalog or read_catalog()
+    parents = catalog.parents[step.sync_object.name]
     scores = step.sync_object.name == "TestScore"
     blocked = blocked_tests(step) if scores else set()
     enrolled = enrolled_students(step) if scores else set()
     district_side, state_side = scope(step)
     size = settings.RESYNC_CHUNK
-    with RunningCounts(step, on_progress) as progress, StateSide(step, state_side) as state:
+    looked_up = step.sync_object.name in catalog.looked_up
+    with RunningCounts(step, on_progress) as progress, StateSide(step, state_side, looked_up) as state:
         for rows in chunks(district_side, size):
             ctx = context(step, parents, rows, blocked, enrolled)
             good, bad = split_chunk(step, rows, ctx)

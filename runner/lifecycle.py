@@ -135,8 +135,9 @@ def run_request(request_id: int) -> None:
         # instance for the layer's steps: checked from the database for every step,
         # they cost a state request's small steps more than their records (issue 16).
         requester = User.objects.filter(pk=requester_id).first() if requester_id else None
+        catalog = engine.read_catalog()  # likewise: the same for every step of the layer
         for step_id in ids:
-            run_step(step_id, then_advance=False, requester=requester)
+            run_step(step_id, then_advance=False, requester=requester, catalog=catalog)
 
 
 def advance(request_id: int) -> None:
@@ -345,10 +346,15 @@ def refusal(step: DISBatchHistory) -> str:
     return f"Refused at run time: {denied}"
 
 
-def run_step(step_id: int, then_advance: bool = True, requester: User | None = None) -> None:
+def run_step(
+    step_id: int,
+    then_advance: bool = True,
+    requester: User | None = None,
+    catalog: engine.Catalog | None = None,
+) -> None:
     """The RQ job of one step: claim it, move its records, record its end, and move its
     request on (not when a one-job request's job runs it: that job moves it on, and
-    hands over its `requester`, read once for the layer)."""
+    hands over its `requester` and `catalog`, read once for the layer)."""
     worker = jobs.worker_name()
     step = claim(step_id, worker)
     if step is None:
@@ -361,7 +367,7 @@ def run_step(step_id: int, then_advance: bool = True, requester: User | None = N
             fail_step(step, refused, then_advance)
             return
         push_step(step)
-        engine.move_records(step, on_progress=push_step)
+        engine.move_records(step, on_progress=push_step, catalog=catalog)
         finish_step(step, then_advance)
     except DATABASE_LOST as e:
         # The step's state transaction died with its connection: nothing it did

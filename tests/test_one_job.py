@@ -84,11 +84,11 @@ def test_it_runs_again_in_the_same_job_a_step_whose_connection_was_cut(district,
     course_codes(district, 50)
     real, cuts = engine.move_records, []
 
-    def cut_once(step, on_progress=None):
+    def cut_once(step, on_progress=None, catalog=None):
         if not cuts:
             cuts.append(step.pk)
             raise OperationalError("server closed the connection unexpectedly")
-        return real(step, on_progress)
+        return real(step, on_progress, catalog)
 
     monkeypatch.setattr(engine, "move_records", cut_once)
     runs = []
@@ -187,9 +187,9 @@ def test_it_keeps_a_workers_connections_from_one_job_to_the_next(district, queue
     seen = []
     real = engine.move_records
 
-    def watch(step, on_progress=None):
+    def watch(step, on_progress=None, catalog=None):
         seen.append(connections["default"].connection)  # the object: an id() may be reused
-        return real(step, on_progress)
+        return real(step, on_progress, catalog)
 
     monkeypatch.setattr(engine, "move_records", watch)
     first = resync(district, ["CourseCode"])
@@ -243,9 +243,9 @@ def test_it_checks_the_requesters_rights_again_for_each_layer(cast, queue, monke
         request = actions.do_request_resync(checked)
     real = engine.move_records
 
-    def revoke_while_running(step, on_progress=None):
+    def revoke_while_running(step, on_progress=None, catalog=None):
         remove_perm(rights.DISTRICT, bob, cast.district)  # during the first layer's step
-        return real(step, on_progress)
+        return real(step, on_progress, catalog)
 
     monkeypatch.setattr(engine, "move_records", revoke_while_running)
     run_queue()

@@ -185,10 +185,10 @@ def test_it_runs_children_after_a_failed_step_and_ends_red(district, queue, monk
     add(district, "Enrollment", 1, {"PersonIdentity": 1})
     real = engine.move_records
 
-    def explode(step, on_progress=None):
+    def explode(step, on_progress=None, catalog=None):
         if step.sync_object.name == "PersonIdentity":
             raise RuntimeError("disk on fire")
-        return real(step, on_progress)
+        return real(step, on_progress, catalog)
 
     monkeypatch.setattr(engine, "move_records", explode)
     request = resync(district, ["PersonIdentity", "Enrollment"])
