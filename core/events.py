@@ -104,9 +104,11 @@ def send(groups: list[str], message: dict[str, Any]) -> None:
             pushed = asyncio.run_coroutine_threadsafe(_deliver(layer, groups, message), loop)
             try:
                 pushed.result(PUSH_TIMEOUT_SECONDS)
-            except Exception:  # a live push must never break a resync (_deliver logs its own)
+            except TimeoutError:  # _deliver logs and swallows every other failure itself
+                # Only a timeout: anything else raised here (a worker's StopRequested, from
+                # its SIGTERM handler while it waits) is the caller's, never a push's.
                 pushed.cancel()  # never late, after the pushes that follow it
-                log.exception("could not push %s", message.get("type"))
+                log.error("could not push %s within %s s", message.get("type"), PUSH_TIMEOUT_SECONDS)
             return
         # One trip through async_to_sync for all groups: each trip costs an event
         # loop and a Redis connection, paid on every step and progress write.
