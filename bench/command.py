@@ -69,33 +69,15 @@ class Command(BaseCommand):
         env = child_env()
         probes = _Probes(district, env, latency=not no_latency)
         pool = bench.Workers(workers, env)
-        firsts, reloads = [], []
-        runs: dict[str, list[dict]] = {"first": [], "reload": []}
-        try:
-            floor.prepare()
-            probes.start()
-            pool.start()
-            for i in range(repeat):
-                floor.empty()
-                firsts.append(floor.run())
-                bench.vacuum("state", bench.FLOOR)
-                reloads.append(floor.run())
-                floor.empty()  # out of the state's cache and disk before StateSync's turn
-                if i:
-                    bench.clear_state(district)
-                runs["first"].append(self.resync(district, expected, pool, probes, busy=True))
-                probes.idle(runs["first"][-1]["request"])
-                bench.vacuum("state", "resync_staterecord")
-                runs["reload"].append(self.resync(district, expected, pool, probes, busy=True))
-                log(
-                    f"  round {i + 1}: floor first {firsts[-1]:.2f} s, reload {reloads[-1]:.2f} s; "
-                    f"StateSync first {runs['first'][-1]['seconds']:.2f} s, "
-                    f"reload {runs['reload'][-1]['seconds']:.2f} s"
-                )
-        finally:
-            floor.drop()
-            pool.stop()
-            probes.stop()
+        firsts, reloads, runs = bench.take_turns(
+            floor,
+            pool,
+            probes,
+            repeat,
+            lambda: self.resync(district, expected, pool, probes, busy=True),
+            lambda: bench.clear_state(district),
+            log,
+        )
 
         figures = self.figures(count, workers, firsts, reloads, runs, pool, probes)
         self.print_table(figures, runs["first"][0])

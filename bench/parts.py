@@ -393,6 +393,49 @@ class BenchWorker(ResyncWorker):
             pipe.execute()
 
 
+def take_turns(
+    floor: Floor,
+    pool: Workers,
+    probes,
+    repeat: int,
+    resync: Callable[[], dict],
+    clear: Callable[[], None],
+    log: Callable[[str], None],
+) -> tuple[list[float], list[float], dict[str, list[dict]]]:
+    """The floor and StateSync in turn, round by round (floor first load and reload,
+    then StateSync's: `resync()` runs one), so a neighbour's load on a shared machine
+    weighs on both sides of each ratio alike; the idle pages are timed between
+    StateSync's two runs. Returns (floor firsts, floor reloads, StateSync's runs)."""
+    firsts, reloads = [], []
+    runs: dict[str, list[dict]] = {"first": [], "reload": []}
+    try:
+        floor.prepare()
+        probes.start()
+        pool.start()
+        for i in range(repeat):
+            floor.empty()
+            firsts.append(floor.run())
+            vacuum("state", FLOOR)
+            reloads.append(floor.run())
+            floor.empty()  # out of the state's cache and disk before StateSync's turn
+            if i:
+                clear()
+            runs["first"].append(resync())
+            probes.idle(runs["first"][-1]["request"])
+            vacuum("state", "resync_staterecord")
+            runs["reload"].append(resync())
+            log(
+                f"  round {i + 1}: floor first {firsts[-1]:.2f} s, reload {reloads[-1]:.2f} s; "
+                f"StateSync first {runs['first'][-1]['seconds']:.2f} s, "
+                f"reload {runs['reload'][-1]['seconds']:.2f} s"
+            )
+    finally:
+        floor.drop()
+        pool.stop()
+        probes.stop()
+    return firsts, reloads, runs
+
+
 def wait_for_counts(redis, seconds: float = 30) -> None:
     """Wait until no worker runs a job, so every job's SQL counts are in SQL_KEY: a request
     finishes inside its last job (a one-job request inside its only one), before the

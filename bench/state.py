@@ -164,33 +164,9 @@ class Command(BaseCommand):
         env = child_env()
         probes = Probes(state[0], env, latency=not no_latency)  # the largest district's pages
         pool = bench.Workers(workers, env)
-        firsts, reloads = [], []
-        runs: dict[str, list[dict]] = {"first": [], "reload": []}
-        try:
-            floor.prepare()
-            probes.start()
-            pool.start()
-            for i in range(repeat):
-                floor.empty()
-                firsts.append(floor.run())
-                bench.vacuum("state", bench.FLOOR)
-                reloads.append(floor.run())
-                floor.empty()  # out of the state's cache and disk before StateSync's turn
-                if i:
-                    clear()
-                runs["first"].append(self.resync(state, planted, user, pool, probes))
-                probes.idle(runs["first"][-1]["request"])
-                bench.vacuum("state", "resync_staterecord")
-                runs["reload"].append(self.resync(state, planted, user, pool, probes))
-                log(
-                    f"  round {i + 1}: floor first {firsts[-1]:.2f} s, reload {reloads[-1]:.2f} s; "
-                    f"StateSync first {runs['first'][-1]['seconds']:.2f} s, "
-                    f"reload {runs['reload'][-1]['seconds']:.2f} s"
-                )
-        finally:
-            floor.drop()
-            pool.stop()
-            probes.stop()
+        firsts, reloads, runs = bench.take_turns(
+            floor, pool, probes, repeat, lambda: self.resync(state, planted, user, pool, probes), clear, log
+        )
 
         sizes = sorted((sum(e.processed.values()) for e in planted.values()), reverse=True)
         figures = self.figures(count, sizes, workers, firsts, reloads, runs, pool, probes)
