@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -148,6 +149,17 @@ class ErrorLogAdmin(RecordedDeletes, NotFoundNotRedirected, ReadOnly, admin.Mode
             return self.get_changelist_instance(request).get_queryset(request)
         finally:
             del request.filters_only
+
+    def resend_rows(self, request) -> tuple[QuerySet | None, str, int]:
+        """What a "resend what failed" page starts from: (the filtered rows, "", 200), or
+        (None, the refusal, 400) for a filter the page does not offer. PermissionDenied
+        for a user who may not read the Error Log at all."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            return self.filtered(request), "", 200
+        except IncorrectLookupParameters:
+            return None, "The Error Log filter in this address is not one it offers.", 400
 
     @admin.display(description="Reason", ordering="reason")
     def reason_shown(self, obj: ErrorLog):

@@ -7,7 +7,6 @@ proxy's (admin:verification_selectivesync_*), as they have always been.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
@@ -84,11 +83,8 @@ def resend_records(request: HttpRequest, admin_site) -> HttpResponse:
         raise PermissionDenied
     named_or_404(request)
     query = f"?{request.GET.urlencode()}" if request.GET else ""
-    refusal, status, checked = "", 200, None
-    try:
-        rows = log.filtered(request)
-    except IncorrectLookupParameters:
-        rows, refusal, status = None, "The Error Log filter in this address is not one it offers.", 400
+    checked = None
+    rows, refusal, status = log.resend_rows(request)
     if rows is not None:
         try:
             checked = resend.check_resend_records(rows, request.user)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -190,16 +188,11 @@ class ResyncRequestAdmin(AdminPages, NotFoundNotRedirected, ReadOnly, admin.Mode
         object's, any filter's), as the Error Log page shows them to this user; GET says
         what will be sent, POST sends it (tool.resend, as the API's resend-failed)."""
         log = self.admin_site._registry[ErrorLog]
-        if not log.has_view_permission(request):
-            raise PermissionDenied
+        rows, refusal, status = log.resend_rows(request)
         back = reverse("admin:history_errorlog_summary") + (
             f"?{request.GET.urlencode()}" if request.GET else ""
         )
-        refusal, status, plan = "", 200, None
-        try:
-            rows = log.filtered(request)
-        except IncorrectLookupParameters:
-            rows, refusal, status = None, "The Error Log filter in this address is not one it offers.", 400
+        plan = None
         if rows is not None:
             try:
                 plan = resend.check_resend_failed(rows, request.user)
