@@ -72,8 +72,18 @@ def start_loop() -> None:
     if _loop is not None:
         return
     _loop = asyncio.new_event_loop()
-    _loop_thread = threading.Thread(target=_loop.run_forever, name="events-loop", daemon=True)
+    _loop_thread = threading.Thread(target=_run, args=(_loop,), name="events-loop", daemon=True)
     _loop_thread.start()
+
+
+def _run(loop: asyncio.AbstractEventLoop) -> None:
+    # Closed on its own thread once stopped: channels-redis wraps close() to run a last
+    # flush on the loop, which fails on a thread that runs a loop of its own (the
+    # Playwright tests' main thread does).
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
 
 
 def stop_loop() -> None:
@@ -90,7 +100,6 @@ def stop_loop() -> None:
             log.exception("could not close the channel layer's connections")
     loop.call_soon_threadsafe(loop.stop)
     thread.join()
-    loop.close()
 
 
 def send(groups: list[str], message: dict[str, Any]) -> None:
