@@ -22,9 +22,10 @@ How a resync starts, runs and lands:
             next one is queued; after the last, finish_request().
             A small district's request (fewer records than
             RESYNC_ONE_JOB_RECORDS) is one job instead, run_request `request-<id>`:
-            it runs each layer's steps one after another through the same
-            run_step, and advances between layers itself (issue 16: a job and a
-            wake-up per step cost more than a small object's records).
+            it runs each layer's steps through the same run_step, side by side on
+            RESYNC_JOB_LANES threads (runner.lanes), and advances between layers
+            itself (issue 16: a job and a wake-up per step cost more than a small
+            object's records).
     lands   the step's DISBatchHistory row (status, counts) and its ErrorLog rows;
             the state's StateRecord rows (runner.engine, one transaction per step);
             the request's outcome; live events (step.status, request.finished)
@@ -37,6 +38,7 @@ advance_locked).
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 
@@ -54,7 +56,7 @@ from core.errors import log_refusal
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import rights, status
 from resync.models import District, DistrictRecord, ResyncRequest
-from runner import engine, jobs
+from runner import engine, jobs, lanes
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,8 @@ def _enqueue_request(request_id: int, force: bool) -> None:
 
 
 def run_request(request_id: int) -> None:
-    """The RQ job of a one-job request: its steps, layer after layer, one after another
-    on this worker. Each step is still claimed, run, counted and ended (its history row,
+    """The RQ job of a one-job request: its steps, layer after layer, on this worker's
+    lanes (runner.lanes). Each step is still claimed, run, counted and ended (its history row,
     its own state transaction, its live pushes) as a step's own job does it; only the
     job round trips and the wake-ups between layers are saved. A step queued again
     (its connection cut) runs again here; one another worker runs (recovery's) ends
@@ -136,8 +138,8 @@ def run_request(request_id: int) -> None:
         # they cost a state request's small steps more than their records (issue 16).
         requester = User.objects.filter(pk=requester_id).first() if requester_id else None
         catalog = engine.read_catalog()  # likewise: the same for every step of the layer
-        for step_id in ids:
-            run_step(step_id, then_advance=False, requester=requester, catalog=catalog)
+        run = functools.partial(run_step, then_advance=False, requester=requester, catalog=catalog)
+        lanes.run_all(ids, run, settings.RESYNC_JOB_LANES)
 
 
 def advance(request_id: int) -> None:
@@ -174,8 +176,9 @@ def advance_locked(request_id: int, driving: bool = False) -> list[int]:
         return []
     nxt = request.current_layer + 1
     layer = steps.filter(layer=nxt, status=StepStatus.PENDING)
-    # One job runs them one after another: the order is the planner's.
-    ids = list(layer.values_list("pk", flat=True)) if request.one_job else longest_first(request, layer)
+    # One job on one lane runs them one after another: the order is the planner's.
+    one_lane = request.one_job and settings.RESYNC_JOB_LANES == 1
+    ids = list(layer.values_list("pk", flat=True)) if one_lane else longest_first(request, layer)
     if ids:
         request.current_layer = nxt
         request.save(update_fields=["current_layer"])

@@ -277,6 +277,15 @@ RESYNC_CHUNK = env_int("RESYNC_CHUNK", 2000, minimum=1)
 # 0 runs every request a job per step. Larger districts keep a job per step, so
 # several workers share one district's layers.
 RESYNC_ONE_JOB_RECORDS = env_int("RESYNC_ONE_JOB_RECORDS", 200_000, minimum=0)
+# A one-job request runs each layer's steps on this many threads of its worker
+# (runner.lanes): one step's commit overlaps the next one's judging. PostgreSQL
+# only: SQLite takes one writer at a time, so there it is 1.
+_postgres = all(db["ENGINE"] == "django.db.backends.postgresql" for db in DATABASES.values())
+RESYNC_JOB_LANES = env_int("RESYNC_JOB_LANES", 2 if _postgres else 1, minimum=1, maximum=8)
+if RESYNC_JOB_LANES > 1 and not _postgres:
+    raise ImproperlyConfigured(
+        f"RESYNC_JOB_LANES={RESYNC_JOB_LANES} needs PostgreSQL on both sides: SQLite takes one writer at a time."
+    )
 # How a step writes the state store: "sql" stages each batch (COPY on
 # PostgreSQL, executemany on SQLite) and upserts it in one statement; "orm"
 # uses bulk_create, slower on both (2.4x on SQLite), kept as the reference the

@@ -18,7 +18,7 @@ from rq.worker import SimpleWorker
 
 from core import events
 from history.models import DISBatchHistory, StepStatus
-from runner import engine, jobs, recovery
+from runner import engine, jobs, lanes, recovery
 from verification.actions import recover_stale_runs
 from verification.models import VerificationRun
 
@@ -76,6 +76,7 @@ class ResyncWorker(SimpleWorker):
             events.stop_loop()
             jobs.close_connections()
             engine.close_state_connections()
+            lanes.close()
 
     @property
     def dequeue_timeout(self) -> int:
@@ -96,6 +97,7 @@ class ResyncWorker(SimpleWorker):
             # its exit, close) the sockets of the connections this worker keeps.
             jobs.close_connections()
             engine.close_state_connections()
+            lanes.close()
             super().run_maintenance_tasks()
         self.recover()
 
