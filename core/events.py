@@ -9,6 +9,7 @@ consumer's to decide.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import threading
@@ -61,19 +62,42 @@ SESSION_ENDED = {"type": "session.ended"}
 # through it, so the channel layer's Redis connections (channels-redis keeps them per
 # event loop) outlive one push. Through async_to_sync each push paid a new loop and a
 # new Redis connection: about 7 ms, three times a step (measured, issue 16).
+#
+# The pushes wait in the loop's outbox and go out one after another, in the order they
+# were sent: the sender does not wait for Redis (a push's round trips cost a small step
+# as much as its records, issue 16), and stop_loop delivers what is left.
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_thread: threading.Thread | None = None
+_outbox: asyncio.Queue | None = None
+_sender: concurrent.futures.Future | None = None
 PUSH_TIMEOUT_SECONDS = 10
 
 
 def start_loop() -> None:
     """Push through one long-lived event loop from now on (a worker process calls this)."""
-    global _loop, _loop_thread
+    global _loop, _loop_thread, _outbox, _sender
     if _loop is not None:
         return
-    _loop = asyncio.new_event_loop()
-    _loop_thread = threading.Thread(target=_run, args=(_loop,), name="events-loop", daemon=True)
-    _loop_thread.start()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=_run, args=(loop,), name="events-loop", daemon=True)
+    thread.start()
+    _outbox = asyncio.run_coroutine_threadsafe(_new_outbox(), loop).result()
+    _sender = asyncio.run_coroutine_threadsafe(_send_outbox(_outbox), loop)
+    _loop, _loop_thread = loop, thread
+
+
+async def _new_outbox() -> asyncio.Queue:
+    return asyncio.Queue()
+
+
+async def _send_outbox(outbox: asyncio.Queue) -> None:
+    """Deliver the outbox's pushes in order until stop_loop's None."""
+    while (item := await outbox.get()) is not None:
+        layer, groups, message = item
+        try:
+            await asyncio.wait_for(_deliver(layer, groups, message), PUSH_TIMEOUT_SECONDS)
+        except TimeoutError:  # Redis hangs: this push is dropped, the next ones still go
+            log.error("could not push %s within %s s", message.get("type"), PUSH_TIMEOUT_SECONDS)
 
 
 def _run(loop: asyncio.AbstractEventLoop) -> None:
@@ -87,11 +111,18 @@ def _run(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def stop_loop() -> None:
-    """Back to a loop per push; the long-lived loop's Redis connections are closed."""
-    global _loop, _loop_thread
-    loop, thread, _loop, _loop_thread = _loop, _loop_thread, None, None
+    """Back to a loop per push, once the outbox is delivered; the long-lived loop's Redis
+    connections are closed."""
+    global _loop, _loop_thread, _outbox, _sender
+    loop, thread, outbox, sender = _loop, _loop_thread, _outbox, _sender
+    _loop = _loop_thread = _outbox = _sender = None
     if loop is None:
         return
+    loop.call_soon_threadsafe(outbox.put_nowait, None)
+    try:
+        sender.result(PUSH_TIMEOUT_SECONDS + 5)
+    except Exception:
+        log.exception("could not deliver the pushes left in the outbox")
     layer = get_channel_layer()
     if layer is not None and hasattr(layer, "close_pools"):
         try:
@@ -109,16 +140,13 @@ def send(groups: list[str], message: dict[str, Any]) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        if (loop := _loop) is not None:
-            pushed = asyncio.run_coroutine_threadsafe(_deliver(layer, groups, message), loop)
+        loop, outbox = _loop, _outbox
+        if loop is not None and outbox is not None:
             try:
-                pushed.result(PUSH_TIMEOUT_SECONDS)
-            except TimeoutError:  # _deliver logs and swallows every other failure itself
-                # Only a timeout: anything else raised here (a worker's StopRequested, from
-                # its SIGTERM handler while it waits) is the caller's, never a push's.
-                pushed.cancel()  # never late, after the pushes that follow it
-                log.error("could not push %s within %s s", message.get("type"), PUSH_TIMEOUT_SECONDS)
-            return
+                loop.call_soon_threadsafe(outbox.put_nowait, (layer, groups, message))
+                return
+            except RuntimeError:  # the loop closed in between (stop_loop on another thread)
+                pass
         # One trip through async_to_sync for all groups: each trip costs an event
         # loop and a Redis connection, paid on every step and progress write.
         push = async_to_sync(_deliver)

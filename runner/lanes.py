@@ -37,9 +37,12 @@ def _lanes(count: int) -> list[ThreadPoolExecutor]:
 
 def run_all(ids: list[int], run: Callable[[int], None], lanes: int) -> None:
     """Call run(id) for every id, in their order, on the calling thread and up to
-    `lanes` - 1 more. Returns once every call has returned. If one raises (a worker's
-    StopRequested, on its main thread; a database gone, in a claim), no lane starts
-    another, those running finish, and the first error is raised here."""
+    `lanes` - 1 more. Returns once every call has returned. If one raises (a database
+    gone, in a claim), or the calling thread is interrupted (a worker's cold shutdown,
+    RQ's job timeout: signal handlers raise on the main thread), no lane starts
+    another, and the first error is raised here once those running have finished:
+    a step a lane still runs must not look orphaned (worker.orphaned_here) and be
+    queued again while it runs."""
     todo = collections.deque(ids)  # popleft is atomic: no id runs twice
     stopped = threading.Event()
 
@@ -56,18 +59,27 @@ def run_all(ids: list[int], run: Callable[[int], None], lanes: int) -> None:
             raise
 
     helpers = [lane.submit(_on_lane, drain) for lane in _lanes(min(lanes, len(ids)) - 1)]
+    failure: BaseException | None = None
     try:
         drain()
-    finally:
-        wait(helpers)
+    except BaseException as e:
+        failure = e
+    while not all(helper.done() for helper in helpers):
+        try:
+            wait(helpers)
+        except BaseException as e:  # a second signal while waiting: still wait
+            stopped.set()
+            failure = failure or e
+    if failure is not None:
+        raise failure
     for helper in helpers:
         helper.result()
 
 
 def _on_lane(drain: Callable[[], None]) -> None:
-    # A kept connection the server cut while the lane idled is replaced, not found broken.
-    jobs.reset_connections()
     try:
+        # A kept connection the server cut while the lane idled is replaced, not found broken.
+        jobs.reset_connections()
         drain()
     finally:
         if not jobs.keep_connections:

@@ -55,7 +55,7 @@ from core import events, timefmt
 from core.errors import log_refusal
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import rights, status
-from resync.models import District, DistrictRecord, ResyncRequest
+from resync.models import District, DistrictRecord, ResyncRequest, objects_holding
 from runner import engine, jobs, lanes
 
 log = logging.getLogger(__name__)
@@ -99,22 +99,32 @@ def request_job_id(request_id: int) -> str:
     return f"request-{request_id}"
 
 
-def queue_request(request_id: int, force: bool = False) -> None:
+def queue_request(request_id: int, dead_worker: str = "") -> None:
     """Enqueue a one-job request's job once the transaction commits, unless RQ still has
-    it or someone enqueued it in the last RESYNC_LOST_AFTER seconds; `force` when its
-    worker is known dead. After the commit, so Redis is never called under the
-    district's lock, and a Redis that is down leaves the request to recovery."""
-    transaction.on_commit(lambda: _enqueue_request(request_id, force))
+    it or someone enqueued it in the last RESYNC_LOST_AFTER seconds; whatever RQ holds
+    when its worker `dead_worker` is known dead. After the commit, so Redis is never
+    called under the district's lock, and a Redis that is down leaves the request to
+    recovery."""
+    transaction.on_commit(lambda: _enqueue_request(request_id, dead_worker))
 
 
-def _enqueue_request(request_id: int, force: bool) -> None:
+# A dead worker's name (host:pid) is not taken again this soon.
+DEAD_WORKER_CLAIM_SECONDS = 3600
+
+
+def _enqueue_request(request_id: int, dead_worker: str) -> None:
     job_id = request_job_id(request_id)
-    if not force and not jobs.job_lost(job_id):
+    if not dead_worker and not jobs.job_lost(job_id):
         return
     # The claim: of two recoverers (or a recoverer and the enqueue it raced), one enqueues.
-    if not jobs.claim_enqueue(job_id, settings.RESYNC_LOST_AFTER) and not force:
-        return
-    jobs.requeue_job(run_request, request_id, job_id)
+    claimed = jobs.claim_enqueue(job_id, settings.RESYNC_LOST_AFTER)
+    if dead_worker:
+        # Once per dead worker: it may have run two of the request's steps (its lanes),
+        # found by one recoverer or by two, and a second enqueue would delete the job the
+        # first one enqueued, maybe while another worker runs it.
+        claimed = jobs.claim_enqueue(f"{job_id}:{dead_worker}", DEAD_WORKER_CLAIM_SECONDS)
+    if claimed:
+        jobs.requeue_job(run_request, request_id, job_id)
 
 
 def run_request(request_id: int) -> None:
@@ -138,7 +148,8 @@ def run_request(request_id: int) -> None:
         # they cost a state request's small steps more than their records (issue 16).
         requester = User.objects.filter(pk=requester_id).first() if requester_id else None
         catalog = engine.read_catalog()  # likewise: the same for every step of the layer
-        run = functools.partial(run_step, then_advance=False, requester=requester, catalog=catalog)
+        read = read_steps(ids)
+        run = functools.partial(run_step, then_advance=False, requester=requester, catalog=catalog, read=read)
         lanes.run_all(ids, run, settings.RESYNC_JOB_LANES)
 
 
@@ -299,10 +310,10 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
     rest = []
     # One requester for the layer's steps: its rights are read once, not once a step.
     requester = next((s.request.requested_by for s in steps), None)
+    holding = objects_holding(steps[0].district, [s.sync_object for s in steps], request.school_year)
     for step in sorted(steps, key=lambda s: ids.index(s.pk)):
         step.request.requested_by = requester
-        district_side, state_side = engine.scope(step)
-        if district_side.exists() or state_side.exists():
+        if step.sync_object_id in holding:
             rest.append(step.pk)
             continue
         step.started_at = timezone.now()  # written with its end, in _record_end's one UPDATE
@@ -310,12 +321,21 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
     return rest
 
 
-def claim(step_id: int, worker: str) -> DISBatchHistory | None:
-    """Take a queued step for this worker; None if another took it or it is no longer queued."""
+def claim(step_id: int, worker: str, read: DISBatchHistory | None = None) -> DISBatchHistory | None:
+    """Take a queued step for this worker; None if another took it or it is no longer queued.
+
+    `read`: the step as its one-job request read it with its layer (read_steps), claimed
+    in two statements instead of four: it is claimed only if its attempts have not
+    changed since (a compare-and-swap), else read afresh as any step is.
+    """
     queued = DISBatchHistory.objects.filter(pk=step_id, status=StepStatus.QUEUED)
-    district_id = queued.values_list("district_id", flat=True).first()
-    if district_id is None:
-        return None
+    if read is not None:
+        district_id = read.district_id
+        queued = queued.filter(attempts=read.attempts)
+    else:
+        district_id = queued.values_list("district_id", flat=True).first()
+        if district_id is None:
+            return None
     with transaction.atomic():
         # The district's row lock, as a load's merge holds it (loads.actions.do_load): a
         # step starts before a merge, which then waits for it, or after it has committed,
@@ -332,10 +352,22 @@ def claim(step_id: int, worker: str) -> DISBatchHistory | None:
             attempts=F("attempts") + 1,
         )
     if not taken:
-        return None
-    return DISBatchHistory.objects.select_related(
+        # Its row moved on since the layer was read (recovery queued it again): as any step.
+        return claim(step_id, worker) if read is not None else None
+    if read is None:
+        return read_steps([step_id])[step_id]
+    read.status, read.started_at, read.heartbeat_at, read.worker = StepStatus.RUNNING, now, now, worker
+    read.processed = read.errors = 0
+    read.attempts += 1
+    return read
+
+
+def read_steps(ids: list[int]) -> dict[int, DISBatchHistory]:
+    """The steps by id, with what running them reads (district, object, request, requester)."""
+    steps = DISBatchHistory.objects.filter(pk__in=ids).select_related(
         "district", "sync_object", "request", "request__requested_by"
-    ).get(pk=step_id)
+    )
+    return {step.pk: step for step in steps}
 
 
 def refusal(step: DISBatchHistory) -> str:
@@ -354,12 +386,13 @@ def run_step(
     then_advance: bool = True,
     requester: User | None = None,
     catalog: engine.Catalog | None = None,
+    read: dict[int, DISBatchHistory] | None = None,
 ) -> None:
     """The RQ job of one step: claim it, move its records, record its end, and move its
     request on (not when a one-job request's job runs it: that job moves it on, and
-    hands over its `requester` and `catalog`, read once for the layer)."""
+    hands over its `requester`, `catalog` and steps as `read`, read once for the layer)."""
     worker = jobs.worker_name()
-    step = claim(step_id, worker)
+    step = claim(step_id, worker, read.get(step_id) if read else None)
     if step is None:
         log.info("step %s is not queued any more; skipping", step_id)
         return

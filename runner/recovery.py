@@ -37,7 +37,7 @@ def recover_stale_steps() -> list[int]:
             with transaction.atomic():
                 if running.update(status=StepStatus.QUEUED, worker="", queued_at=now):
                     if step.request.one_job:  # its request's job died with the worker
-                        lifecycle.queue_request(step.request_id, force=True)
+                        lifecycle.queue_request(step.request_id, dead_worker=step.worker)
                     else:
                         jobs.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
                     touched.append(step.pk)

@@ -3,8 +3,10 @@ the same results as a job per step, and the same recovery when a worker dies or 
 is lost. Issue 16: a step's own job and a layer's wake-up took most of a small
 district's time."""
 
+import asyncio
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -227,6 +229,27 @@ def test_it_pushes_through_one_long_lived_event_loop_and_back(queue):
     finally:
         events.stop_loop()
         async_to_sync(layer.group_discard)("probe", channel)
+
+
+def test_it_pushes_without_waiting_for_redis_in_order_and_delivers_all_before_it_stops(monkeypatch):
+    gate, got = threading.Event(), []
+
+    async def held(layer, groups, message):  # Redis slow to answer, until the gate opens
+        while not gate.is_set():
+            await asyncio.sleep(0.01)
+        got.append(message["n"])
+
+    monkeypatch.setattr(events, "_deliver", held)
+    monkeypatch.setattr(events, "PUSH_TIMEOUT_SECONDS", 1)
+    events.start_loop()
+    try:
+        for n in range(10):  # each would wait out its timeout, and be dropped, if send waited
+            events.send(["probe"], {"type": "probe", "n": n})
+        assert got == []
+        gate.set()
+    finally:
+        events.stop_loop()
+    assert got == list(range(10))
 
 
 def test_it_checks_the_requesters_rights_again_for_each_layer(cast, queue, monkeypatch):
