@@ -47,6 +47,7 @@ def test_it_parses_postgres_and_refuses_other_schemes():
         "db.local",
         "6543",
     )
+    assert db["OPTIONS"] == {"options": "-c jit=off"}  # milliseconds queries, not 25 ms of compiling
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL='mysql://x/y' has an unsupported scheme"):
         parse_database_url("DATABASE_URL", "mysql://x/y")
     with pytest.raises(ImproperlyConfigured, match="names no database"):
@@ -204,3 +205,15 @@ def test_the_readme_lists_every_environment_variable_the_code_reads():
     assert {"SECRET_KEY", "RQ_QUEUE", "PORT", "DEMO_SIZE"} <= set(read)  # the scan finds both kinds
     missing = {name: where for name, where in read.items() if name not in _variables_in_readme()}
     assert not missing, f"Read by the code but not in the README's configuration table: {missing}"
+
+
+@pytest.mark.django_db(databases=["default", "state"])
+def test_it_turns_postgresqls_jit_off_on_both_sides():
+    from django.db import connections
+
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("PostgreSQL's JIT: the SQLite run has none (run under .ci/run)")
+    for alias in ("default", "state"):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SHOW jit")
+            assert cursor.fetchone() == ("off",), alias
