@@ -28,6 +28,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ PROGRESS_SECONDS = 0.5
 # The state side writes the chunks that wait for it together, up to this many
 # records: each write costs a few statements whatever its size.
 WRITE_ROWS = 10_000
+# The state side asks the server whether its kept connection still works unless the
+# connection worked this recently (jobs.reset_connections).
+STATE_SIDE_FRESH_SECONDS = 1.0
 # A step of a parent object that writes at least this many records, and a
 # fifth of the state store or more, refreshes the store's statistics (see
 # refresh_statistics).
@@ -159,39 +163,53 @@ def blocked_tests(step: DISBatchHistory) -> set[int]:
     return {rid for rid, payload in tests if not (isinstance(payload, dict) and payload.get("end_year"))}
 
 
-def at_state(district_code: str, sync_object: str, ids: set[int]) -> set[int]:
-    """Which of `ids` the state holds for this district and object: one indexed query."""
-    if not ids:
-        return set()
-    qs = StateRecord.objects.filter(district_code=district_code, sync_object=sync_object)
-    low, high = min(ids), max(ids)
-    if high - low < 4 * len(ids):
-        # Children stream in their parents' order, so a chunk's parent ids are
-        # mostly close together: one index range scan beats a lookup per id.
-        return ids.intersection(qs.filter(record_id__range=(low, high)).values_list("record_id", flat=True))
-    connection = connections[qs.db]
-    if connection.vendor != "postgresql":
-        return set(qs.filter(record_id__in=ids).values_list("record_id", flat=True))
-    # One array parameter rather than thousands: the ORM's IN list costs more to build than to run.
+def at_state(district_code: str, wanted: Mapping[str, set[int]]) -> dict[str, set[int]]:
+    """Which of the ids wanted of each object the state holds for this district: one
+    indexed query for all of a chunk's parents (a small step's parents are a statement
+    each otherwise)."""
+    present: dict[str, set[int]] = {name: set() for name in wanted}
+    asked = {name: ids for name, ids in wanted.items() if ids}
+    if not asked:
+        return present
+    connection = connections[StateRecord.objects.db]
+    postgres = connection.vendor == "postgresql"
+    conditions, params = [], [district_code]
+    for name, ids in asked.items():
+        low, high = min(ids), max(ids)
+        if high - low < 4 * len(ids):
+            # Children stream in their parents' order, so a chunk's parent ids are
+            # mostly close together: one index range scan beats a lookup per id.
+            conditions.append("(sync_object = %s AND record_id BETWEEN %s AND %s)")
+            params += [name, low, high]
+        elif postgres:  # one array parameter rather than thousands
+            conditions.append("(sync_object = %s AND record_id = ANY(%s))")
+            params += [name, list(ids)]
+        else:
+            conditions.append(f"(sync_object = %s AND record_id IN ({', '.join(['%s'] * len(ids))}))")
+            params += [name, *ids]
+    table = connection.ops.quote_name(StateRecord._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT record_id FROM {connection.ops.quote_name(StateRecord._meta.db_table)} "
-            "WHERE district_code = %s AND sync_object = %s AND record_id = ANY(%s)",
-            [district_code, sync_object, list(ids)],
+            f"SELECT sync_object, record_id FROM {table} WHERE district_code = %s AND ({' OR '.join(conditions)})",
+            params,
         )
-        return {r[0] for r in cursor.fetchall()}
+        for name, record_id in cursor.fetchall():
+            if record_id in asked[name]:
+                present[name].add(record_id)
+    return present
 
 
 def context(
     step: DISBatchHistory, parents: tuple[str, ...], rows: list[tuple], blocked: set[int], enrolled: set[int]
 ):
     code, name = step.district.code, step.sync_object.name
-    present = {}
     # Only well-formed ids are looked up; the rules error the others (Reason.MALFORMED).
     objects = [r[PARENT_IDS] for r in rows if isinstance(r[PARENT_IDS], dict)]
-    for parent in parents:
-        ids = {n for p in objects if (n := rules.whole_number(p.get(parent))) is not None}
-        present[parent] = at_state(code, parent, ids)
+    wanted = {
+        parent: {n for p in objects if (n := rules.whole_number(p.get(parent))) is not None}
+        for parent in parents
+    }
+    present = at_state(code, wanted)
     tests = {}
     if name == "TestScore":
         test_ids = {n for p in objects if (n := rules.whole_number(p.get("Test"))) is not None}
@@ -316,15 +334,21 @@ class SqlWriter:
         )
 
     def open(self) -> None:
-        with connections[self.alias].cursor() as cursor:
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
             if self.postgres:
                 # Made once per connection, emptied by every commit: a worker's state
                 # connection serves step after step, and a table made and dropped per
-                # step cost each step catalog writes (pg_class, pg_attribute, pg_type).
+                # step cost each step catalog writes (pg_class, pg_attribute, pg_type),
+                # and asking whether it exists, a statement.
+                if connection.connection in _staged:
+                    return
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.STAGE} (school_year smallint, "
                     "record_id bigint, parent_ids jsonb, payload jsonb) ON COMMIT DELETE ROWS"
                 )
+                # Known once its transaction commits: rolled back, the table is gone too.
+                transaction.on_commit(lambda raw=connection.connection: _staged.add(raw), using=self.alias)
             else:
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.STAGE} "
@@ -361,6 +385,11 @@ class SqlWriter:
                 ],
             )
             self.staged = True
+
+
+# The PostgreSQL connections (the driver's own, which a reconnect replaces) that hold
+# the staging table.
+_staged: weakref.WeakSet = weakref.WeakSet()
 
 
 def writer(step: DISBatchHistory) -> OrmWriter | SqlWriter:
@@ -477,7 +506,9 @@ class StateSide:
     def _run(self) -> None:
         alias = StateRecord.objects.db
         try:
-            jobs.reset_connections()  # a connection a previous step's failure left broken
+            # A connection a previous step's failure left broken, or the server cut while
+            # the worker idled (the last step's state side a second ago: healthy).
+            jobs.reset_connections(used_within=STATE_SIDE_FRESH_SECONDS)
             connections[alias].execute_wrappers[:] = self.wrappers
             with transaction.atomic(using=alias):
                 # Nothing at the state before (a first load): nothing to remove after.
@@ -502,6 +533,8 @@ class StateSide:
             connections[alias].execute_wrappers.clear()
             if not jobs.keep_connections:
                 connections.close_all()  # this thread's own connections
+            elif self.failure is None:
+                jobs.mark_used()
 
 
 _local = threading.local()

@@ -45,8 +45,9 @@ import traceback
 import django_rq
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, QuerySet
+from django.db.models.sql import UpdateQuery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -336,21 +337,8 @@ def claim(step_id: int, worker: str, read: DISBatchHistory | None = None) -> DIS
         district_id = queued.values_list("district_id", flat=True).first()
         if district_id is None:
             return None
-    with transaction.atomic():
-        # The district's row lock, as a load's merge holds it (loads.actions.do_load): a
-        # step starts before a merge, which then waits for it, or after it has committed,
-        # never during it, so the step reads the load all or not at all.
-        list(District.objects.select_for_update().filter(pk=district_id).values_list("pk"))
-        now = timezone.now()
-        taken = queued.update(
-            status=StepStatus.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            worker=worker,
-            processed=0,
-            errors=0,
-            attempts=F("attempts") + 1,
-        )
+    now = timezone.now()
+    taken = _take(queued, district_id, worker, now)
     if not taken:
         # Its row moved on since the layer was read (recovery queued it again): as any step.
         return claim(step_id, worker) if read is not None else None
@@ -360,6 +348,39 @@ def claim(step_id: int, worker: str, read: DISBatchHistory | None = None) -> DIS
     read.processed = read.errors = 0
     read.attempts += 1
     return read
+
+
+def _take(queued: QuerySet[DISBatchHistory], district_id: int, worker: str, now) -> int:
+    """Mark the step `queued` finds running on `worker`, under its district's row lock, in
+    one transaction; returns 1 if it did. The lock is a load's merge's
+    (loads.actions.do_load): a step starts before a merge, which then waits for it, or
+    after it has committed, never during it, so the step reads the load all or not at all.
+    """
+    values = {
+        "status": StepStatus.RUNNING,
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker": worker,
+        "processed": 0,
+        "errors": 0,
+        "attempts": F("attempts") + 1,
+    }
+    lock = District.objects.select_for_update().filter(pk=district_id).values_list("pk")
+    connection = connections[queued.db]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with transaction.atomic():
+            list(lock)
+            return queued.update(**values)
+    # Both statements in one round trip: PostgreSQL runs a multi-statement query as one
+    # transaction (the connection is in autocommit), so the lock is held until the
+    # update commits, as in an atomic block: one round trip instead of four.
+    update = queued.query.chain(UpdateQuery)
+    update.add_update_values(values)
+    update_sql, update_params = update.get_compiler(queued.db).as_sql()
+    lock_sql = f"SELECT 1 FROM {connection.ops.quote_name(District._meta.db_table)} WHERE id = %s FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(f"{lock_sql}; {update_sql}", [district_id, *update_params])
+        return cursor.rowcount
 
 
 def read_steps(ids: list[int]) -> dict[int, DISBatchHistory]:

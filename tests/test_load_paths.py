@@ -175,10 +175,13 @@ def test_it_finds_parents_at_the_state_whether_their_ids_are_close_or_scattered(
     )
     StateRecord.objects.create(district_code="101", sync_object="Roster", record_id=13, step=0, synced_at=now)
     # Close together: one range scan, then only the ids asked for.
-    assert engine.at_state("101", "Enrollment", {2, 3, 4, 12, 13}) == {2, 3, 4}
+    assert engine.at_state("101", {"Enrollment": {2, 3, 4, 12, 13}}) == {"Enrollment": {2, 3, 4}}
     # Scattered: looked up one by one.
-    assert engine.at_state("101", "Enrollment", {1, 5, 1000, 5000}) == {1, 5, 1000}
-    assert engine.at_state("101", "Enrollment", set()) == set()
+    assert engine.at_state("101", {"Enrollment": {1, 5, 1000, 5000}}) == {"Enrollment": {1, 5, 1000}}
+    assert engine.at_state("101", {"Enrollment": set()}) == {"Enrollment": set()}
+    # Several objects in one query, close and scattered, each its own ids only.
+    both = engine.at_state("101", {"Enrollment": {3, 13, 1000, 9000}, "Roster": {3, 13}, "School": set()})
+    assert both == {"Enrollment": {3, 1000}, "Roster": {13}, "School": set()}
 
 
 @COMMITTED
