@@ -58,7 +58,9 @@ def run_all(ids: list[int], run: Callable[[int], None], lanes: int) -> None:
             stopped.set()
             raise
 
-    helpers = [lane.submit(_on_lane, drain) for lane in _lanes(min(lanes, len(ids)) - 1)]
+    # Instrumentation on the caller's connections (execute_wrapper) sees the lanes' statements too.
+    wrappers = {alias: list(connections[alias].execute_wrappers) for alias in connections}
+    helpers = [lane.submit(_on_lane, drain, wrappers) for lane in _lanes(min(lanes, len(ids)) - 1)]
     failure: BaseException | None = None
     try:
         drain()
@@ -76,12 +78,16 @@ def run_all(ids: list[int], run: Callable[[int], None], lanes: int) -> None:
         helper.result()
 
 
-def _on_lane(drain: Callable[[], None]) -> None:
+def _on_lane(drain: Callable[[], None], wrappers: dict[str, list]) -> None:
     try:
         # A kept connection the server cut while the lane idled is replaced, not found broken.
         jobs.reset_connections()
+        for alias, found in wrappers.items():
+            connections[alias].execute_wrappers[:] = found
         drain()
     finally:
+        for alias in wrappers:
+            connections[alias].execute_wrappers.clear()
         if not jobs.keep_connections:
             _close_here()
 

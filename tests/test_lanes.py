@@ -84,10 +84,18 @@ def test_it_runs_a_one_job_requests_layers_on_two_lanes_with_one_lanes_results(
         return run_step(step_id, **kwargs)
 
     monkeypatch.setattr(lifecycle, "run_step", spy)
-    with ONE_JOB, override_settings(RESYNC_JOB_LANES=2):
+    counted = set()  # instrumentation on the caller's connection (the benchmark's) sees the lanes' too
+
+    def count(execute, sql, params, many, context):
+        counted.add(threading.current_thread().name)
+        return execute(sql, params, many, context)
+
+    with ONE_JOB, override_settings(RESYNC_JOB_LANES=2), connection.execute_wrapper(count):
         side_by_side = resync(district)
         run_queue()
     assert any(name.startswith("resync-lane") for name in threads), threads
+    assert any(name.startswith("resync-lane") for name in counted), counted
+    assert connection.execute_wrappers == []
     got = results(side_by_side)
     for name, processed in expected.processed.items():
         assert got[name][:2] == (processed, expected.errors[name]), name
