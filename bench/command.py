@@ -34,16 +34,7 @@ class Command(BaseCommand):
     help = "Benchmark a full resync of a synthetic district against plain SQL (the floor)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--records", type=int, required=True, help="About how many records.")
-        parser.add_argument("--workers", type=int, default=1, help="RQ worker processes (default 1).")
-        parser.add_argument("--json", dest="json_path", help="Also write the figures as JSON to this path.")
-        parser.add_argument(
-            "--repeat", type=int, help="Timed runs of each kind, medians reported (default 3, 1 above 200k)."
-        )
-        parser.add_argument("--seed", type=int, default=2027)
-        parser.add_argument(
-            "--no-latency", action="store_true", help="Skip the web server and the page latency loop."
-        )
+        bench.add_common_arguments(parser, "About how many records.")
 
     def handle(self, *args, records, workers, json_path, repeat, seed, no_latency, **options):
         repeat = bench.rounds(records, repeat, json_path)

@@ -191,6 +191,20 @@ def _raw(alias: str):
     return wrapper.get_new_connection(wrapper.get_connection_params())
 
 
+def add_common_arguments(parser, records_help: str) -> None:
+    """The arguments both benchmarks take, in the same words."""
+    parser.add_argument("--records", type=int, required=True, help=records_help)
+    parser.add_argument("--workers", type=int, default=1, help="RQ worker processes (default 1).")
+    parser.add_argument("--json", dest="json_path", help="Also write the figures as JSON to this path.")
+    parser.add_argument(
+        "--repeat", type=int, help="Timed runs of each kind, medians reported (default 3, 1 above 200k)."
+    )
+    parser.add_argument("--seed", type=int, default=2027)
+    parser.add_argument(
+        "--no-latency", action="store_true", help="Skip the web server and the page latency loop."
+    )
+
+
 def rounds(records: int, repeat: int | None, json_path: str | None) -> int:
     """Both benchmarks' own arguments checked alike (CommandError naming the one at
     fault), and how many timed rounds to run: `repeat`, else 3, 1 above 200k records."""

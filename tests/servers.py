@@ -24,6 +24,35 @@ def start_worker(burst: bool = True, **extra: str) -> subprocess.Popen:
     )
 
 
+def kill_mid_step(step, **extra: str) -> subprocess.Popen:
+    """Start a worker, SIGKILL it once it has reported progress on `step` (mid-step), and
+    return it, dead. `extra`: its environment (RESYNC_CHUNK small: a long step)."""
+    import os
+    import signal
+
+    import pytest
+
+    from history.models import StepStatus
+
+    worker = start_worker(**extra)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            step.refresh_from_db()
+            if step.status == StepStatus.RUNNING and step.processed > 0:  # a progress write: mid-step
+                break
+            assert worker.poll() is None, "the worker ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("the step never reported progress")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    return worker
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,10 +4,7 @@ is lost. Issue 16: a step's own job and a layer's wake-up took most of a small
 district's time."""
 
 import asyncio
-import os
-import signal
 import threading
-import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -25,7 +22,7 @@ from runner import jobs as runner_jobs
 from tool import actions
 
 from .conftest import BOTH, run_queue
-from .servers import start_worker
+from .servers import kill_mid_step
 from .test_resync import results, state_rows
 from .test_worker_crash import backends_of_others
 
@@ -132,22 +129,7 @@ def test_it_recovers_a_one_job_request_whose_worker_was_killed(district, queue):
     with ONE_JOB:
         request = resync(district, ["CourseCode"])
     step = DISBatchHistory.objects.get(request=request)
-    worker = start_worker(RESYNC_CHUNK="10")  # a long step to kill in the middle of
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            step.refresh_from_db()
-            if step.status == StepStatus.RUNNING and step.processed > 0:
-                break
-            assert worker.poll() is None, "the worker ended before it could be killed"
-            time.sleep(0.05)
-        else:
-            pytest.fail("the step never reported progress")
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    kill_mid_step(step, RESYNC_CHUNK="10")  # a long step to kill in the middle of
     assert not StateRecord.objects.exists()
     job = Job.fetch(lifecycle.request_job_id(request.pk), connection=queue.connection)
     assert job.get_status() == "started"  # RQ still thinks it runs

@@ -2,8 +2,6 @@
 recovery queues again what a dead worker or a lost RQ job left behind."""
 
 import logging
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from verification.models import DISVerificationResult, VerificationRun
 from worker import worker as rq_worker
 
 from .conftest import BOTH, add, run_queue
-from .servers import start_worker
+from .servers import kill_mid_step, start_worker
 
 # Transactional: worker processes read the rows, and RQ enqueues a job on commit.
 pytestmark = pytest.mark.django_db(transaction=True, databases=BOTH)
@@ -44,22 +42,7 @@ def test_it_recovers_a_step_whose_worker_was_killed(district, queue):
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
 
-    worker = start_worker(RESYNC_CHUNK="10")  # many small chunks: a long step to kill in the middle of
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            step.refresh_from_db()
-            if step.status == StepStatus.RUNNING and step.processed > 0:  # a progress write: mid-step
-                break
-            assert worker.poll() is None, "the worker ended before it could be killed"
-            time.sleep(0.05)
-        else:
-            pytest.fail("the step never reported progress")
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    worker = kill_mid_step(step, RESYNC_CHUNK="10")  # many small chunks: a long step to kill in the middle of
 
     step.refresh_from_db()
     assert step.status == StepStatus.RUNNING and 0 < step.processed < 20000
