@@ -308,7 +308,7 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
     steps = DISBatchHistory.objects.filter(pk__in=ids).select_related(
         "district", "sync_object", "request__requested_by"
     )
-    rest = []
+    rest, empty = [], []
     # One requester for the layer's steps: its rights are read once, not once a step.
     requester = next((s.request.requested_by for s in steps), None)
     holding = objects_holding(steps[0].district, [s.sync_object for s in steps], request.school_year)
@@ -316,9 +316,20 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
         step.request.requested_by = requester
         if step.sync_object_id in holding:
             rest.append(step.pk)
-            continue
-        step.started_at = timezone.now()  # written with its end, in _record_end's one UPDATE
-        _record_end(step, refusal(step))
+        elif refused := refusal(step):
+            step.started_at = timezone.now()  # written with its end, in _record_end's one UPDATE
+            _record_end(step, refused)
+        else:
+            empty.append(step)
+    # The rest end alike (nothing processed, no error): one UPDATE for all of them.
+    now = timezone.now()
+    colour = status.colour(0, 0)
+    DISBatchHistory.objects.filter(pk__in=[s.pk for s in empty]).update(
+        status=colour, processed=0, errors=0, started_at=now, ended_at=now, message=""
+    )
+    for step in empty:
+        step.status, step.processed, step.errors, step.started_at, step.ended_at = colour, 0, 0, now, now
+        push_step(step)
     return rest
 
 
