@@ -173,26 +173,28 @@ def at_state(district_code: str, wanted: Mapping[str, set[int]]) -> dict[str, se
         return present
     connection = connections[StateRecord.objects.db]
     postgres = connection.vendor == "postgresql"
-    conditions, params = [], [district_code]
+    table = connection.ops.quote_name(StateRecord._meta.db_table)
+    # One SELECT per object, joined by UNION ALL: each planned as its own query would be
+    # (an index-only scan of the unique index), where one WHERE of ORed conditions made
+    # PostgreSQL read the heap through a bitmap (1.4 ms against 0.5 ms for 2,000 ids).
+    selects, params = [], []
     for name, ids in asked.items():
         low, high = min(ids), max(ids)
+        select = f"SELECT %s, record_id FROM {table} WHERE district_code = %s AND sync_object = %s AND "
+        params += [name, district_code, name]
         if high - low < 4 * len(ids):
             # Children stream in their parents' order, so a chunk's parent ids are
             # mostly close together: one index range scan beats a lookup per id.
-            conditions.append("(sync_object = %s AND record_id BETWEEN %s AND %s)")
-            params += [name, low, high]
+            selects.append(select + "record_id BETWEEN %s AND %s")
+            params += [low, high]
         elif postgres:  # one array parameter rather than thousands
-            conditions.append("(sync_object = %s AND record_id = ANY(%s))")
-            params += [name, list(ids)]
+            selects.append(select + "record_id = ANY(%s)")
+            params.append(list(ids))
         else:
-            conditions.append(f"(sync_object = %s AND record_id IN ({', '.join(['%s'] * len(ids))}))")
-            params += [name, *ids]
-    table = connection.ops.quote_name(StateRecord._meta.db_table)
+            selects.append(select + f"record_id IN ({', '.join(['%s'] * len(ids))})")
+            params += ids
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT sync_object, record_id FROM {table} WHERE district_code = %s AND ({' OR '.join(conditions)})",
-            params,
-        )
+        cursor.execute(" UNION ALL ".join(selects), params)
         for name, record_id in cursor.fetchall():
             if record_id in asked[name]:
                 present[name].add(record_id)
@@ -524,7 +526,7 @@ class StateSide:
                 if had_rows:
                     self.state_side.exclude(step=self.step.pk).delete()
                 if self.looked_up and written >= ANALYZE_ROWS:
-                    refresh_statistics(alias, written)
+                    refresh_statistics(alias, written, first_load=not had_rows)
         except _Aborted:
             pass
         except BaseException as e:  # handed to the step's thread, which raises it
@@ -559,24 +561,31 @@ def close_state_connections() -> None:
         executor.submit(connections.close_all).result()
 
 
-def refresh_statistics(alias: str, written: int) -> None:
-    """ANALYZE the state store when a parent's step wrote a good share of it (PostgreSQL).
+def refresh_statistics(alias: str, written: int, first_load: bool) -> None:
+    """ANALYZE the state store's lookup columns when a parent's step wrote its object's
+    first records for the district, or a good share of the store (PostgreSQL).
 
     Children look their parents up by (district, object, record id). With
     statistics taken before the parent's records arrived, PostgreSQL picks the
     scope index instead and reads every record of the parent object for each
     chunk: quadratic. Autovacuum catches up a minute or so later; a first load
-    of a large district cannot wait for it.
+    of a large district cannot wait for it. A state's store holds every district:
+    one district's first load is a small share of it, and yet its statistics know
+    none of the district's rows (a million-record district's first load next to a
+    million of other districts' took 41 s instead of 18 s, issue 16).
     """
     connection = connections[alias]
     if connection.vendor != "postgresql":
         return
     table = StateRecord._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
-        (known,) = cursor.fetchone()
-        if written > 0.2 * max(known, 0):
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+        if not first_load:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+            (known,) = cursor.fetchone()
+            if written <= 0.2 * max(known, 0):
+                return
+        # The columns the lookups filter on: a fraction of a whole ANALYZE's time.
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(table)} (district_code, sync_object, record_id)")
 
 
 class _Aborted(Exception):

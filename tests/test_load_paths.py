@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 
 from history.models import DISBatchHistory, ErrorLog, StepStatus
-from resync.models import DistrictRecord, StateRecord
+from resync.models import District, DistrictRecord, StateRecord
 from runner import engine, lifecycle
 from tool import actions
 
@@ -229,6 +229,15 @@ def test_it_refreshes_the_state_statistics_after_writing_many_parents(district, 
     run_queue()
     assert StateRecord.objects.count() == 20
     assert reltuples() == 20  # without the refresh, the planner would still think it empty
+
+    # Another district's first load: a small share of what the store holds (its 20 rows,
+    # known), yet statistics taken before it know none of that district's rows.
+    other = District.objects.create(state=district.state, code="202", name="Other County", scope_year=2027)
+    for rid in range(1, 4):
+        add(other, "District", rid)
+    resync(other, ["District"])
+    run_queue()
+    assert reltuples() == 23
 
 
 @COMMITTED
