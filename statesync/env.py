@@ -139,18 +139,13 @@ def parse_database_url(name: str, url: str) -> dict:
         except ValueError:
             raise ImproperlyConfigured(f"{name}={url!r} has a port that is not a number.") from None
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "statesync.postgresql",  # Django's, without JIT (statesync/postgresql/base.py)
             "NAME": unquote(db),
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(port or ""),
             "CONN_MAX_AGE": 0,
-            # No JIT: StateSync's queries are short, and PostgreSQL's estimates for its
-            # small tables (users, rights, alerts) overshoot jit_above_cost, so a query
-            # of a millisecond paid 25 ms of compiling (measured: the alert recipients of
-            # a state request, once per district, and per-step queries; issue 16).
-            "OPTIONS": {"options": "-c jit=off"},
         }
     if parts.scheme == "sqlite":
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""

@@ -280,7 +280,7 @@ RESYNC_ONE_JOB_RECORDS = env_int("RESYNC_ONE_JOB_RECORDS", 200_000, minimum=0)
 # A one-job request runs each layer's steps on this many threads of its worker
 # (runner.lanes): one step's commit overlaps the next one's judging. PostgreSQL
 # only: SQLite takes one writer at a time, so there it is 1.
-_postgres = all(db["ENGINE"] == "django.db.backends.postgresql" for db in DATABASES.values())
+_postgres = all(db["ENGINE"] == "statesync.postgresql" for db in DATABASES.values())
 RESYNC_JOB_LANES = env_int("RESYNC_JOB_LANES", 2 if _postgres else 1, minimum=1, maximum=8)
 if RESYNC_JOB_LANES > 1 and not _postgres:
     raise ImproperlyConfigured(
