@@ -140,8 +140,10 @@ def send(groups: list[str], message: dict[str, Any]) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        loop, outbox = _loop, _outbox
-        if loop is not None and outbox is not None:
+        loop, outbox, sender = _loop, _outbox, _sender
+        # A sender that ended (it never should: _deliver swallows a push's failures)
+        # would leave every later push in the outbox: push the slow way instead.
+        if loop is not None and outbox is not None and sender is not None and not sender.done():
             try:
                 loop.call_soon_threadsafe(outbox.put_nowait, (layer, groups, message))
                 return

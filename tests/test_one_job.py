@@ -5,6 +5,7 @@ district's time."""
 
 import asyncio
 import threading
+import time
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -232,6 +233,27 @@ def test_it_pushes_without_waiting_for_redis_in_order_and_delivers_all_before_it
     finally:
         events.stop_loop()
     assert got == list(range(10))
+
+
+def test_it_pushes_the_slow_way_if_the_outbox_sender_ended(queue):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("probe", channel)
+    events.start_loop()
+    try:
+        events._sender.cancel()  # it never should end; if it did, pushes must not pile up unsent
+        while not events._sender.done():
+            time.sleep(0.01)
+        events.send(["probe"], {"type": "probe", "n": 7})
+        assert events._outbox.qsize() == 0
+
+        async def take() -> int:
+            return (await layer.receive(channel))["n"]
+
+        assert async_to_sync(take)() == 7
+    finally:
+        events.stop_loop()
+        async_to_sync(layer.group_discard)("probe", channel)
 
 
 def test_it_checks_the_requesters_rights_again_for_each_layer(cast, queue, monkeypatch):
