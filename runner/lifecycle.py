@@ -118,11 +118,13 @@ def _enqueue_request(request_id: int, dead_worker: str) -> None:
     if not dead_worker and not jobs.job_lost(job_id):
         return
     # The claim: of two recoverers (or a recoverer and the enqueue it raced), one enqueues.
+    # Taken even for a dead worker's job, so the others' ordinary enqueues hold off.
     claimed = jobs.claim_enqueue(job_id, settings.RESYNC_LOST_AFTER)
     if dead_worker:
-        # Once per dead worker: it may have run two of the request's steps (its lanes),
-        # found by one recoverer or by two, and a second enqueue would delete the job the
-        # first one enqueued, maybe while another worker runs it.
+        # What decides then is a claim once per dead worker: it may have run two of the
+        # request's steps (its lanes), found by one recoverer or by two, and a second
+        # enqueue would delete the job the first one enqueued, maybe while another
+        # worker runs it.
         claimed = jobs.claim_enqueue(f"{job_id}:{dead_worker}", DEAD_WORKER_CLAIM_SECONDS)
     if claimed:
         jobs.requeue_job(run_request, request_id, job_id)

@@ -74,9 +74,7 @@ class ResyncWorker(SimpleWorker):
         finally:
             jobs.keep_connections = False
             events.stop_loop()
-            jobs.close_connections()
-            engine.close_state_connections()
-            lanes.close()
+            close_kept_connections()
 
     @property
     def dequeue_timeout(self) -> int:
@@ -95,9 +93,7 @@ class ResyncWorker(SimpleWorker):
         if super().should_run_maintenance_tasks:
             # RQ's maintenance may fork its scheduler: a child must not inherit (and, on
             # its exit, close) the sockets of the connections this worker keeps.
-            jobs.close_connections()
-            engine.close_state_connections()
-            lanes.close()
+            close_kept_connections()
             super().run_maintenance_tasks()
         self.recover()
 
@@ -153,6 +149,14 @@ class ResyncWorker(SimpleWorker):
         jobs.recover_after_job = False
         if orphaned:
             self.recover()
+
+
+def close_kept_connections() -> None:
+    """Close every database connection the worker keeps between jobs: its own thread's,
+    its state-side thread's and its lanes'."""
+    jobs.close_connections()
+    engine.close_state_connections()
+    lanes.close()
 
 
 def yield_cpu(niceness: int) -> None:
