@@ -58,9 +58,11 @@ def test_it_verifies_a_tiny_district_through_a_real_worker_and_writes_json(group
     assert figures["database"] == connections["state"].vendor
     # The rates and ratios follow from the times measured (rounded in the JSON).
     assert figures["verify_matching_rps"] == pytest.approx(records / figures["verify_matching_s"], rel=0.01)
-    assert figures["ratio_changed"] == pytest.approx(
-        figures["floor_first_s"] / figures["verify_changed_s"], rel=0.01, abs=1e-3
-    )
+    floor_s, verify_s = figures["floor_first_s"], figures["verify_changed_s"]
+    # The JSON rounds seconds to 1 ms: on a tiny district (a floor of about 10 ms) that
+    # alone moves the ratio by a few percent, so the bound is what the rounding allows.
+    rounding = 0.0005 / floor_s + 0.0005 / verify_s
+    assert figures["ratio_changed"] == pytest.approx(floor_s / verify_s, rel=0.01 + rounding, abs=1e-3)
     assert 20 < figures["start_verifier_rss_mib"] <= figures["peak_verifier_rss_mib"] < 2000
 
     # Two real verifications ran: the matching copy found nothing to resync, the changed one
