@@ -54,9 +54,6 @@ PROGRESS_SECONDS = 0.5
 # The state side writes the chunks that wait for it together, up to this many
 # records: each write costs a few statements whatever its size.
 WRITE_ROWS = 10_000
-# The state side asks the server whether its kept connection still works unless the
-# connection worked this recently (jobs.reset_connections).
-STATE_SIDE_FRESH_SECONDS = 1.0
 # A step of a parent object that writes at least this many records, either its
 # object's first for the district or a fifth of the state store or more, refreshes
 # the store's statistics (see refresh_statistics).
@@ -508,9 +505,7 @@ class StateSide:
     def _run(self) -> None:
         alias = StateRecord.objects.db
         try:
-            # A connection a previous step's failure left broken, or the server cut while
-            # the worker idled (the last step's state side a second ago: healthy).
-            jobs.reset_connections(used_within=STATE_SIDE_FRESH_SECONDS)
+            jobs.reset_connections()  # a connection a previous step's failure left broken
             connections[alias].execute_wrappers[:] = self.wrappers
             with transaction.atomic(using=alias):
                 # Nothing at the state before (a first load): nothing to remove after.
@@ -535,8 +530,6 @@ class StateSide:
             connections[alias].execute_wrappers.clear()
             if not jobs.keep_connections:
                 connections.close_all()  # this thread's own connections
-            elif self.failure is None:
-                jobs.mark_used()
 
 
 _local = threading.local()

@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from math import inf
 
 import django_rq
 from django.conf import settings
@@ -58,24 +56,16 @@ def worker_name() -> str:
 keep_connections = False
 
 
-def reset_connections(used_within: float = 0) -> None:
+def reset_connections() -> None:
     """Close this thread's database connections that are unusable, on every alias
     (default and state), so no job inherits one a previous job (or a cut connection)
     left broken. In a worker (keep_connections) a healthy one is kept for the next job;
-    elsewhere every one is closed, as Django does around each request (CONN_MAX_AGE 0).
-
-    `used_within`: a connection that worked (no error) this many seconds ago or less
-    (mark_used) is taken as healthy without asking the server: the state side of step
-    after step of a small district, where the question was one statement in five.
-    """
+    elsewhere every one is closed, as Django does around each request (CONN_MAX_AGE 0)."""
     if not keep_connections:
         close_old_connections()
         return
-    now = time.monotonic()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None or conn.in_atomic_block:
-            continue
-        if used_within and not conn.errors_occurred and now - getattr(conn, USED_AT, -inf) <= used_within:
             continue
         # One SELECT 1: a connection the server cut while the worker idled is closed
         # here, not found broken by the next step's claim.
@@ -83,17 +73,6 @@ def reset_connections(used_within: float = 0) -> None:
             conn.close()
         else:
             conn.errors_occurred = False
-
-
-USED_AT = "statesync_used_at"
-
-
-def mark_used() -> None:
-    """This thread's connections have just worked (see reset_connections' used_within)."""
-    now = time.monotonic()
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and not conn.errors_occurred:
-            setattr(conn, USED_AT, now)
 
 
 def close_connections() -> None:
