@@ -613,7 +613,7 @@ class Progress:
                     message = await asyncio.wait_for(layer.receive(channel), 0.5)
                 except TimeoutError:
                     continue
-                if message.get("type") == "step.status":
+                if message.get("type") in ("step.status", "steps.status"):  # one or several steps
                     self.times.append(time.monotonic())
         finally:
             await layer.group_discard(events.STATE_GROUP, channel)

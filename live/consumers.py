@@ -94,6 +94,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self._hears(event):
             await self.send_json(event)
 
+    async def steps_status(self, event):
+        # Several steps of one request in one push (runner.lifecycle.push_steps): the
+        # browser gets each as the step.status it would have had alone.
+        if self._hears(event):
+            for step in event["steps"]:
+                await self.send_json(step)
+
     async def request_finished(self, event):
         if self._hears(event):
             await self.send_json(event)

@@ -62,11 +62,25 @@ def may_edit_schemas(user) -> bool:
 
 
 def object_names(user) -> set[str]:
-    """The sync objects `user` holds the tool right for."""
+    """The sync objects `user` holds the tool right for (as remembered, if they are)."""
     if not active(user):
         return set()
+    remembered = getattr(user, "_resync_object_names", None)
+    if remembered is not None:
+        return remembered
     qs = get_objects_for_user(user, OBJECT, SyncObject.objects.all(), accept_global_perms=True)
     return set(qs.values_list("name", flat=True))
+
+
+def remember(user: User | None) -> User | None:
+    """`user` with their tool rights read once and kept on this very instance (Django
+    keeps its global permissions there too). For a one-job request's requester, read
+    afresh for each layer and asked at each of its steps (why_refused): a query a step
+    cost a state request's small objects more than their records (issue 16)."""
+    if user is not None:
+        user._resync_object_names = None
+        user._resync_object_names = object_names(user)
+    return user
 
 
 def check_objects(user, order: tuple[str, ...], added: tuple[str, ...]) -> None:

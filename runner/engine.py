@@ -160,10 +160,14 @@ def blocked_tests(step: DISBatchHistory) -> set[int]:
     return {rid for rid, payload in tests if not (isinstance(payload, dict) and payload.get("end_year"))}
 
 
-def at_state(district_code: str, wanted: Mapping[str, set[int]]) -> dict[str, set[int]]:
+def at_state(
+    district_code: str, wanted: Mapping[str, set[int]], other_year: Mapping[str, int] | None = None
+) -> dict[str, set[int]]:
     """Which of the ids wanted of each object the state holds for this district: one
     indexed query for all of a chunk's parents (a small step's parents are a statement
-    each otherwise)."""
+    each otherwise). `other_year`: for these objects, only rows of another school year
+    than the one given (runner.batch: this year's are being written in the same batch)."""
+    other_year = other_year or {}
     present: dict[str, set[int]] = {name: set() for name in wanted}
     asked = {name: ids for name, ids in wanted.items() if ids}
     if not asked:
@@ -179,6 +183,9 @@ def at_state(district_code: str, wanted: Mapping[str, set[int]]) -> dict[str, se
         low, high = min(ids), max(ids)
         select = f"SELECT %s, record_id FROM {table} WHERE district_code = %s AND sync_object = %s AND "
         params += [name, district_code, name]
+        if name in other_year:
+            select += "school_year <> %s AND "
+            params.append(other_year[name])
         if high - low < 4 * len(ids):
             # Children stream in their parents' order, so a chunk's parent ids are
             # mostly close together: one index range scan beats a lookup per id.
@@ -209,15 +216,19 @@ def context(
         for parent in parents
     }
     present = at_state(code, wanted)
-    tests = {}
-    if name == "TestScore":
-        test_ids = {n for p in objects if (n := rules.whole_number(p.get("Test"))) is not None}
-        tests = dict(
-            DistrictRecord.objects.filter(
-                district_id=step.district_id, sync_object__name="Test", record_id__in=test_ids
-            ).values_list("record_id", "payload")
-        )
+    tests = scored_tests(step, rows) if name == "TestScore" else {}
     return rules.Context(name, parents, step.school_year, present, tests, blocked, enrolled)
+
+
+def scored_tests(step: DISBatchHistory, rows: list[tuple]) -> dict[int, Any]:
+    """The payloads of the district's Tests the scores among `rows` name, by id."""
+    objects = [r[PARENT_IDS] for r in rows if isinstance(r[PARENT_IDS], dict)]
+    test_ids = {n for p in objects if (n := rules.whole_number(p.get("Test"))) is not None}
+    return dict(
+        DistrictRecord.objects.filter(
+            district_id=step.district_id, sync_object__name="Test", record_id__in=test_ids
+        ).values_list("record_id", "payload")
+    )
 
 
 def enrolled_students(step: DISBatchHistory) -> set[int]:

@@ -39,6 +39,7 @@ advance_locked).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import traceback
 
@@ -57,7 +58,7 @@ from core.errors import log_refusal
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import rights, status
 from resync.models import District, DistrictRecord, ResyncRequest, objects_holding
-from runner import engine, jobs, lanes
+from runner import batch, engine, jobs, lanes
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,41 @@ def run_request(request_id: int) -> None:
         # The requester read afresh for each layer, its rights then cached on the
         # instance for the layer's steps: checked from the database for every step,
         # they cost a state request's small steps more than their records (issue 16).
-        requester = User.objects.filter(pk=requester_id).first() if requester_id else None
+        requester = rights.remember(User.objects.filter(pk=requester_id).first()) if requester_id else None
         catalog = engine.read_catalog()  # likewise: the same for every step of the layer
         read = read_steps(ids)
-        run = functools.partial(run_step, then_advance=False, requester=requester, catalog=catalog, read=read)
-        lanes.run_all(ids, run, settings.RESYNC_JOB_LANES)
+        run = functools.partial(run_unit, requester=requester, catalog=catalog, read=read)
+        lanes.run_all(plan_units(ids, read), run, settings.RESYNC_JOB_LANES)
+
+
+def plan_units(ids: list[int], read: dict[int, DISBatchHistory]) -> list[list[int]]:
+    """A layer's steps as a one-job request runs them: each large one alone, the most
+    records first (on two lanes, the biggest must not start last while the other lane
+    idles), then the small ones in batches (runner.batch, RESYNC_BATCH_RECORDS). One
+    counting statement; the layer's order is the planner's on one lane with no batches."""
+    steps = [read[i] for i in ids]
+    if len({s.layer for s in steps}) > 1:
+        # Several layers at once (span): one batch, in layer order, so that children are
+        # judged after their parents in it and no lane runs them before their parents commit.
+        return [ids]
+    if len(steps) < 2 or (settings.RESYNC_JOB_LANES == 1 and not settings.RESYNC_BATCH_RECORDS):
+        return [[i] for i in ids]
+    # A one-job district holds fewer than RESYNC_ONE_JOB_RECORDS: every record is counted.
+    counted = batch.sizes(steps, max(settings.RESYNC_ONE_JOB_RECORDS, settings.RESYNC_CHUNK))
+    return [[s.pk for s in unit] for unit in batch.pack(steps, counted, settings.RESYNC_BATCH_RECORDS)]
+
+
+def run_unit(
+    ids: list[int],
+    requester: User | None = None,
+    catalog: engine.Catalog | None = None,
+    read: dict[int, DISBatchHistory] | None = None,
+) -> None:
+    """One unit of a one-job request's layer (plan_units): a step, or a batch of small ones."""
+    if len(ids) == 1:
+        run_step(ids[0], then_advance=False, requester=requester, catalog=catalog, read=read)
+    else:
+        run_batch(ids, requester=requester, catalog=catalog, read=read)
 
 
 def advance(request_id: int) -> None:
@@ -189,12 +220,16 @@ def advance_locked(request_id: int, driving: bool = False) -> list[int]:
         queue_request(request.pk)
         return []
     nxt = request.current_layer + 1
-    layer = steps.filter(layer=nxt, status=StepStatus.PENDING)
-    # One job on one lane runs them one after another: the order is the planner's.
-    one_lane = request.one_job and settings.RESYNC_JOB_LANES == 1
-    ids = list(layer.values_list("pk", flat=True)) if one_lane else longest_first(request, layer)
+    last = span(request, nxt) if request.one_job and driving else nxt
+    layer = steps.filter(layer__gte=nxt, layer__lte=last, status=StepStatus.PENDING)
+    # A one-job request's job orders its layer itself (plan_units, by the records there now).
+    ids = (
+        list(layer.order_by("layer", "pk").values_list("pk", flat=True))
+        if request.one_job
+        else longest_first(request, layer)
+    )
     if ids:
-        request.current_layer = nxt
+        request.current_layer = last
         request.save(update_fields=["current_layer"])
         ids = finish_empty(request, ids)
         if not ids:  # nothing to move in the whole layer: on to the next one
@@ -205,6 +240,32 @@ def advance_locked(request_id: int, driving: bool = False) -> list[int]:
         return []
     finish_request(request)
     return []
+
+
+def span(request: ResyncRequest, first: int) -> int:
+    """The last layer a one-job request's job runs together with layer `first`, in one
+    batch (runner.batch): the layers from `first` on that hold RESYNC_BATCH_RECORDS
+    records or fewer in all (and no Selective Sync's steps). A small district's whole
+    request is then one read, one judgement pass and one state transaction: its
+    children's parents are looked up in the batch itself (batch.judge), not at the
+    state. One counting statement; `first` itself when its layer alone holds more."""
+    limit = settings.RESYNC_BATCH_RECORDS
+    if not limit or request.records is not None:
+        return first
+    pending = list(
+        DISBatchHistory.objects.filter(request=request, layer__gte=first, status=StepStatus.PENDING)
+        .select_related("district", "sync_object", "request")
+        .order_by("layer", "pk")
+    )
+    counted = batch.sizes(pending, limit + 1)
+    last, total = first, 0
+    for layer, group in itertools.groupby(pending, key=lambda s: s.layer):
+        group = list(group)
+        records = sum(counted[s.pk] for s in group)
+        if total + records > limit or not all(batch.small(s) for s in group):
+            break
+        last, total = layer, total + records
+    return last
 
 
 def longest_first(request: ResyncRequest, layer: QuerySet[DISBatchHistory]) -> list[int]:
@@ -312,7 +373,7 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
     )
     rest, empty = [], []
     # One requester for the layer's steps: its rights are read once, not once a step.
-    requester = next((s.request.requested_by for s in steps), None)
+    requester = rights.remember(next((s.request.requested_by for s in steps), None))
     holding = objects_holding(steps[0].district, [s.sync_object for s in steps], request.school_year)
     for step in sorted(steps, key=lambda s: ids.index(s.pk)):
         step.request.requested_by = requester
@@ -331,7 +392,7 @@ def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
     )
     for step in empty:
         step.status, step.processed, step.errors, step.started_at, step.ended_at = colour, 0, 0, now, now
-        push_step(step)
+    push_steps(empty)
     return rest
 
 
@@ -432,6 +493,13 @@ def run_step(
         return
     if requester is not None and requester.pk == step.request.requested_by_id:
         step.request.requested_by = requester
+    _run_claimed(step, worker, then_advance, catalog)
+
+
+def _run_claimed(
+    step: DISBatchHistory, worker: str, then_advance: bool, catalog: engine.Catalog | None
+) -> None:
+    step_id = step.pk
     try:
         if refused := refusal(step):
             fail_step(step, refused, then_advance)
@@ -461,6 +529,128 @@ def run_step(
         )
         if step is not None and not step.finished:
             fail_step(step, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}", then_advance)
+
+
+def run_batch(
+    step_ids: list[int],
+    requester: User | None = None,
+    catalog: engine.Catalog | None = None,
+    read: dict[int, DISBatchHistory] | None = None,
+) -> None:
+    """Run small steps of one layer together (runner.batch): claimed in one statement,
+    each checked for its requester's rights, moved in one state transaction, ended in
+    one UPDATE, each pushed. A cut connection queues them all again, as it does one
+    step; any other failure rolls the batch back and runs its steps one by one, so
+    only the step at fault fails."""
+    worker = jobs.worker_name()
+    read = read or read_steps(step_ids)
+    steps = claim_all([read[i] for i in step_ids], worker)
+    taken = {s.pk for s in steps}
+    for step_id in step_ids:
+        if step_id not in taken:  # its row moved on since the layer was read: as any step
+            run_step(step_id, then_advance=False, requester=requester, catalog=catalog)
+    runnable = []
+    for step in steps:
+        if requester is not None and requester.pk == step.request.requested_by_id:
+            step.request.requested_by = requester
+        if refused := refusal(step):
+            fail_step(step, refused, then_advance=False)
+        else:
+            runnable.append(step)
+    push_steps(runnable)
+    if not runnable:
+        return
+    try:
+        batch.move(runnable, catalog or engine.read_catalog())
+    except DATABASE_LOST as e:
+        log.warning("steps %s lost their database connection: %s", [s.pk for s in runnable], e)
+        jobs.reset_connections()
+        for step in runnable:
+            if interrupt_step(step.pk, worker, f"{type(e).__name__}: {e}"):
+                jobs.recover_after_job = True
+        return
+    except Exception:
+        log.exception("a batch of steps %s failed; running them one by one", [s.pk for s in runnable])
+        jobs.reset_connections()
+        ErrorLog.objects.filter(step__in=runnable).delete()
+        for step in runnable:
+            _run_claimed(step, worker, False, catalog)
+        return
+    _record_ends(runnable)
+
+
+def claim_all(steps: list[DISBatchHistory], worker: str) -> list[DISBatchHistory]:
+    """claim() for several steps as their layer read them (read_steps): those of them
+    still queued are marked running on this worker, under their districts' row locks,
+    in one transaction (one round trip on PostgreSQL). Returns the ones it took."""
+    now = timezone.now()
+    ids = [s.pk for s in steps]
+    districts = sorted({s.district_id for s in steps})  # locked in id order: no deadlock
+    connection = connections[DISBatchHistory.objects.db]
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        quote = connection.ops.quote_name
+        sql = (
+            f"SELECT 1 FROM {quote(District._meta.db_table)} WHERE id = ANY(%s) ORDER BY id FOR UPDATE; "
+            f"UPDATE {quote(DISBatchHistory._meta.db_table)} SET status = %s, started_at = %s, "
+            "heartbeat_at = %s, worker = %s, processed = 0, errors = 0, attempts = attempts + 1 "
+            "WHERE id = ANY(%s) AND status = %s RETURNING id, attempts"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [districts, StepStatus.RUNNING, now, now, worker, ids, StepStatus.QUEUED])
+            taken = dict(cursor.fetchall())
+    else:
+        with transaction.atomic():
+            list(
+                District.objects.select_for_update().filter(pk__in=districts).order_by("pk").values_list("pk")
+            )
+            DISBatchHistory.objects.filter(pk__in=ids, status=StepStatus.QUEUED).update(
+                status=StepStatus.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                worker=worker,
+                processed=0,
+                errors=0,
+                attempts=F("attempts") + 1,
+            )
+            # This claim's rows: its worker and its very start.
+            mine = DISBatchHistory.objects.filter(pk__in=ids, worker=worker, started_at=now)
+            taken = dict(mine.values_list("pk", "attempts"))
+    claimed = []
+    for step in steps:
+        if step.pk in taken:
+            step.status, step.started_at, step.heartbeat_at, step.worker = (
+                StepStatus.RUNNING,
+                now,
+                now,
+                worker,
+            )
+            step.processed = step.errors = 0
+            step.attempts = taken[step.pk]
+            claimed.append(step)
+    return claimed
+
+
+def _record_ends(steps: list[DISBatchHistory]) -> None:
+    """_record_end for steps that succeeded, in one UPDATE."""
+    now = timezone.now()
+    for step in steps:
+        step.ended_at = now
+        step.status = status.colour(step.processed, step.errors)
+    connection = connections[DISBatchHistory.objects.db]
+    if connection.vendor != "postgresql":
+        DISBatchHistory.objects.bulk_update(steps, ["status", "processed", "errors", "ended_at"])
+    else:
+        # One UPDATE joined to the values: bulk_update's CASE per field and step cost a
+        # batch's worker more than its claim and its read together.
+        rows = ", ".join(["(%s, %s, %s, %s)"] * len(steps))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {connection.ops.quote_name(DISBatchHistory._meta.db_table)} AS h SET "
+                "status = v.status, processed = v.processed, errors = v.errors, ended_at = %s "
+                f"FROM (VALUES {rows}) AS v(id, status, processed, errors) WHERE h.id = v.id",
+                [now, *(x for s in steps for x in (s.pk, s.status, s.processed, s.errors))],
+            )
+    push_steps(steps)
 
 
 def finish_step(step: DISBatchHistory, then_advance: bool = True) -> None:
@@ -553,3 +743,23 @@ def step_event(step: DISBatchHistory) -> dict:
 def push_step(step: DISBatchHistory) -> None:
     """Send the step's live event to the groups that may see its request (after commit)."""
     events.send(_groups(step.request), step_event(step))
+
+
+def push_steps(steps: list[DISBatchHistory]) -> None:
+    """Several steps of one request (a batch's, a layer's empty ones) as one push: the
+    socket hands the browser each as a step.status of its own (live.consumers). A push
+    costs the worker a few Redis round trips whatever it carries (issue 16)."""
+    if len(steps) < 2:
+        for step in steps:
+            push_step(step)
+        return
+    first = steps[0]
+    events.send(
+        _groups(first.request),
+        {
+            "type": "steps.status",
+            "request": first.request_id,
+            "district": first.district_id,
+            "steps": [step_event(step) for step in steps],
+        },
+    )

@@ -286,6 +286,12 @@ if RESYNC_JOB_LANES > 1 and not _postgres:
     raise ImproperlyConfigured(
         f"RESYNC_JOB_LANES={RESYNC_JOB_LANES} needs PostgreSQL on both sides: SQLite takes one writer at a time."
     )
+# A one-job request runs its steps together in batches of up to this many records
+# (runner.batch): one read, one judgement pass and one state transaction for them all,
+# each step keeping its own counts, history row and Error Log. Consecutive layers that
+# fit go in one batch (a small district's whole request); past that, a layer's small
+# steps (fewer than RESYNC_CHUNK records each). 0 runs every step on its own.
+RESYNC_BATCH_RECORDS = env_int("RESYNC_BATCH_RECORDS", 20_000, minimum=0)
 # How a step writes the state store: "sql" stages each batch (COPY on
 # PostgreSQL, executemany on SQLite) and upserts it in one statement; "orm"
 # uses bulk_create, slower on both (2.4x on SQLite), kept as the reference the

@@ -77,20 +77,25 @@ def test_it_runs_a_one_job_requests_layers_on_two_lanes_with_one_lanes_results(
         pytest.skip(SQLITE)
     district, expected = demo_district
     threads = set()
-    run_step = lifecycle.run_step
+    run_unit = lifecycle.run_unit  # a step, or a batch of small ones
 
-    def spy(step_id, **kwargs):
+    def spy(ids, **kwargs):
         threads.add(threading.current_thread().name)
-        return run_step(step_id, **kwargs)
+        return run_unit(ids, **kwargs)
 
-    monkeypatch.setattr(lifecycle, "run_step", spy)
+    monkeypatch.setattr(lifecycle, "run_unit", spy)
     counted = set()  # instrumentation on the caller's connection (the benchmark's) sees the lanes' too
 
     def count(execute, sql, params, many, context):
         counted.add(threading.current_thread().name)
         return execute(sql, params, many, context)
 
-    with ONE_JOB, override_settings(RESYNC_JOB_LANES=2), connection.execute_wrapper(count):
+    # No batches (tests/test_batch.py has them): a small request is one batch, on one lane.
+    with (
+        ONE_JOB,
+        override_settings(RESYNC_JOB_LANES=2, RESYNC_BATCH_RECORDS=0),
+        connection.execute_wrapper(count),
+    ):
         side_by_side = resync(district)
         run_queue()
     assert any(name.startswith("resync-lane") for name in threads), threads
@@ -106,7 +111,7 @@ def test_it_runs_a_one_job_requests_layers_on_two_lanes_with_one_lanes_results(
 
     StateRecord.objects.all().delete()
     threads.clear()
-    with ONE_JOB, override_settings(RESYNC_JOB_LANES=1):
+    with ONE_JOB, override_settings(RESYNC_JOB_LANES=1, RESYNC_BATCH_RECORDS=0):
         one_lane = resync(district)
         run_queue()
     assert not any(name.startswith("resync-lane") for name in threads), threads

@@ -81,6 +81,27 @@ async def test_it_sends_a_district_user_their_districts_steps_and_their_alerts(c
 
 
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
+async def test_it_hands_a_push_of_several_steps_over_as_a_step_each(cast):
+    """runner.lifecycle.push_steps: a batch's steps in one push, each reaching the
+    browser as the step.status it would have been alone, and only where it may."""
+    alice, charlie, stella = await connected(cast.alice, cast.charlie, cast.stella)
+    layer = get_channel_layer()
+    steps = [
+        {"type": "step.status", "district": cast.district.pk, "object": name, "colour": "green"}
+        for name in ("School", "Calendar")
+    ]
+    push = {"type": "steps.status", "request": 1, "district": cast.district.pk, "steps": steps}
+    await layer.group_send(events.district_group(cast.district.pk), push)
+    await layer.group_send(events.STATE_GROUP, push)
+    assert await drain(alice) == steps
+    assert await drain(stella) == steps
+    assert await charlie.receive_nothing()  # another district's user hears none of them
+    for s in (alice, charlie, stella):
+        await s.disconnect()
+    assert layer.groups == {}
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
 async def test_it_puts_a_state_user_in_the_state_group_only(cast):
     stella = connect_as(cast.stella)
     assert (await stella.connect())[0]

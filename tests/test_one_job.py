@@ -256,6 +256,9 @@ def test_it_pushes_the_slow_way_if_the_outbox_sender_ended(queue):
         async_to_sync(layer.group_discard)("probe", channel)
 
 
+# Layer by layer: a small request's layers run in one batch otherwise (lifecycle.span),
+# its rights checked once for them all when the batch is claimed.
+@override_settings(RESYNC_BATCH_RECORDS=0)
 def test_it_checks_the_requesters_rights_again_for_each_layer(cast, queue, monkeypatch):
     from guardian.shortcuts import remove_perm
 
