@@ -35,12 +35,29 @@ class AlertQuerySet(models.QuerySet):
 
     def notify(self, users: Iterable, **fields) -> list[ProcessAlert]:
         """Store one alert per user and push each their new unread count after commit."""
-        alerts = ProcessAlert.objects.bulk_create(ProcessAlert(user=u, **fields) for u in users)
+        return self.notify_all([ProcessAlert(user=u, **fields) for u in users])
+
+    def notify_all(self, alerts: list[ProcessAlert]) -> list[ProcessAlert]:
+        """Store the alerts (unsaved) and push each its user's new unread count after
+        commit: one INSERT, and one count for each user however many alerts they got."""
+        alerts = ProcessAlert.objects.bulk_create(alerts)
+        users = {alert.user_id for alert in alerts}
+        unread = dict(
+            ProcessAlert.objects.filter(user_id__in=users)
+            .unread()
+            .values("user_id")
+            .annotate(n=models.Count("pk"))
+            .values_list("user_id", "n")
+        )
         for alert in alerts:
-            unread = ProcessAlert.objects.filter(user_id=alert.user_id).unread().count()
             events.send(
                 [events.user_group(alert.user_id)],
-                {"type": "alert.new", "alert": alert.pk, "name": alert.name, "unread": unread},
+                {
+                    "type": "alert.new",
+                    "alert": alert.pk,
+                    "name": alert.name,
+                    "unread": unread.get(alert.user_id, 0),
+                },
             )
         if alerts:
             transaction.on_commit(lambda: alerts_created.send(sender=ProcessAlert, alerts=alerts))

@@ -20,7 +20,7 @@ import django_rq
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 
 from core.errors import ResyncError, RightsError
@@ -212,8 +212,7 @@ class Command(BaseCommand):
                 actions.check_resync(d, None, None, False, user=user, level=ResyncRequest.Level.STATE)
                 for d in state
             ]
-            with transaction.atomic():
-                requests = [actions.do_request_resync(c) for c in checks]
+            requests = actions.do_request_resyncs(checks)
         except (ResyncError, RightsError) as e:
             raise CommandError(f"The state request was refused: {e}") from None
         sent = time.monotonic()

@@ -274,3 +274,26 @@ def test_it_shows_the_state_tool_in_constant_queries(client, cast, queue, django
     connection.queries_log.clear()
     with django_assert_max_num_queries(baseline):
         assert client.get(STATE_TOOL).status_code == 200
+
+
+def test_it_sends_a_state_request_of_several_districts_all_or_none(cast):
+    from core.errors import ResyncError
+    from tool import actions
+
+    chain(cast.other)  # its request keeps running (no worker here): a repeat is refused
+
+    def checked(district, objects=("School",)):
+        return actions.check_resync(
+            district, None, list(objects), False, user=cast.stella, level=ResyncRequest.Level.STATE
+        )
+
+    first = actions.do_request_resyncs([checked(cast.district), checked(cast.other)])
+    assert [r.district for r in first] == [cast.district, cast.other]
+    assert all(r.level == ResyncRequest.Level.STATE and r.requested_by == cast.stella for r in first)
+    assert ProcessAlert.objects.filter(request__in=first, name="State Resync Requested").count() >= 2
+    sent = ResyncRequest.objects.count()
+    # A new one for the first, the same again seconds later for the other (refuse_repeat):
+    # neither is stored.
+    with pytest.raises(ResyncError, match=f"sent the same resync of district {cast.other.code}"):
+        actions.do_request_resyncs([checked(cast.district, ["District"]), checked(cast.other)])
+    assert ResyncRequest.objects.count() == sent

@@ -141,19 +141,34 @@ def refuse_repeat(checked: Checked) -> None:
 
 def do_request_resync(checked: Checked) -> ResyncRequest:
     """Store the request and its steps; start it unless the district and year are busy."""
-    by_name = {o.name: o for o in SyncObject.objects.filter(name__in=checked.plan.order)}
+    return do_request_resyncs([checked])[0]
+
+
+def do_request_resyncs(checks: list[Checked]) -> list[ResyncRequest]:
+    """Store several checked requests (a state request's districts) as do_request_resync
+    stores one, all or none, in the order given: in one transaction, each under its
+    district's lock (taken in id order, so two of these never deadlock), their steps in
+    one INSERT and their alerts in one. Sending a state request of 100 districts one
+    by one took 3.4 s, more than StateSync then took to move some of them (issue 16)."""
+    names = {name for checked in checks for name in checked.plan.order}
+    by_name = {o.name: o for o in SyncObject.objects.filter(name__in=names)}
     with transaction.atomic():
         # One request at a time per district: lock its row while deciding.
-        District.objects.select_for_update().get(pk=checked.district.pk)
-        refuse_repeat(checked)
-        request = ResyncRequest.objects.create(
-            district=checked.district,
-            school_year=checked.year,
-            objects_asked=checked.objects,
-            records=checked.records,
-            check_dependencies=checked.check_dependencies,
-            level=checked.level,
-            requested_by=checked.user,
+        locked = sorted({checked.district.pk for checked in checks})
+        list(District.objects.select_for_update().filter(pk__in=locked).order_by("pk").values_list("pk"))
+        for checked in checks:
+            refuse_repeat(checked)
+        requests = ResyncRequest.objects.bulk_create(
+            ResyncRequest(
+                district=checked.district,
+                school_year=checked.year,
+                objects_asked=checked.objects,
+                records=checked.records,
+                check_dependencies=checked.check_dependencies,
+                level=checked.level,
+                requested_by=checked.user,
+            )
+            for checked in checks
         )
         DISBatchHistory.objects.bulk_create(
             DISBatchHistory(
@@ -163,19 +178,24 @@ def do_request_resync(checked: Checked) -> ResyncRequest:
                 sync_object=by_name[name],
                 layer=i,
             )
+            for request, checked in zip(requests, checks, strict=True)
             for i, layer in enumerate(checked.plan.layers)
             for name in layer
         )
-        busy = ResyncRequest.objects.filter(
-            district=checked.district, school_year=checked.year, status=ResyncRequest.Status.RUNNING
-        ).exists()
-        if not busy:
-            lifecycle.start(request)
-        if request.level == ResyncRequest.Level.STATE:
-            alert_state_request(request)
-        # Here, once: every door (tool, admin, API, command, schedule) sends through this.
-        record("request.sent", request, user=checked.user, level=request.level, detail=_asked(request))
-    return request
+        running = set(
+            ResyncRequest.objects.filter(
+                district_id__in=locked, status=ResyncRequest.Status.RUNNING
+            ).values_list("district_id", "school_year")
+        )
+        for request in requests:
+            if (request.district_id, request.school_year) not in running:
+                lifecycle.start(request)
+                running.add((request.district_id, request.school_year))
+        alert_state_requests([r for r in requests if r.level == ResyncRequest.Level.STATE])
+        for request, checked in zip(requests, checks, strict=True):
+            # Here, once: every door (tool, admin, API, command, schedule) sends through this.
+            record("request.sent", request, user=checked.user, level=request.level, detail=_asked(request))
+    return requests
 
 
 def _asked(request: ResyncRequest) -> str:
@@ -183,23 +203,26 @@ def _asked(request: ResyncRequest) -> str:
     return f"{school_year_name(request.school_year)}: {what}"
 
 
-def alert_state_request(request: ResyncRequest) -> None:
-    """Tell the district's users and the state's that the state asked for a resync.
+def alert_state_requests(requests: list[ResyncRequest]) -> None:
+    """Tell each district's users and the state's that the state asked for a resync.
 
     The district may not learn which objects the state asked for: the alert
     names the district and year only, for district and state users alike.
     """
-    district = request.district
-    ProcessAlert.objects.notify(
-        rights.alert_recipients(district),
-        name=AlertName.STATE_RESYNC_REQUESTED,
-        category=ProcessAlert.VERTICAL_INTEROPERABILITY,
-        message=f"The state requested a resync of district {district} for "
-        f"{school_year_name(request.school_year)}, {timefmt.when(request.created_at, district)}.",
-        link=reverse("admin:resync_tool", args=[district.code]),
-        district=district,
-        request=request,
-    )
+    alerts = []
+    for request in requests:
+        district = request.district
+        fields = {
+            "name": AlertName.STATE_RESYNC_REQUESTED,
+            "category": ProcessAlert.VERTICAL_INTEROPERABILITY,
+            "message": f"The state requested a resync of district {district} for "
+            f"{school_year_name(request.school_year)}, {timefmt.when(request.created_at, district)}.",
+            "link": reverse("admin:resync_tool", args=[district.code]),
+            "district": district,
+            "request": request,
+        }
+        alerts += [ProcessAlert(user=user, **fields) for user in rights.alert_recipients(district)]
+    ProcessAlert.objects.notify_all(alerts)
 
 
 # ---- cancelling a waiting request (issue 14, item 4) --------------------------------

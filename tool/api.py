@@ -396,7 +396,7 @@ class StateRequestViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, Endpoi
                     {field: [f"District {district.code}: {m}" for m in ms] for field, ms in e.detail.items()}
                 ) from None
         with refusals_answered(), transaction.atomic():  # one refused: none is sent
-            created = [actions.do_request_resync(c).pk for c in checks]
+            created = [r.pk for r in actions.do_request_resyncs(checks)]
         return self.created(
             StateSent({"requests": self.get_queryset().filter(pk__in=created).order_by("id")})
         )
