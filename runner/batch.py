@@ -13,9 +13,8 @@ What each step keeps: its own counts, colour, history row and Error Log rows, an
 its crash safety. The batch's state transaction is all or nothing, so a batch
 killed or cut half-way leaves the state as it was, and its steps run again
 (runner.lifecycle.run_batch queues them again, as it does a single step).
-What a batch does not do that a step does: refresh the store's statistics (see
-write), or write progress while it runs (it is over in a fraction of a second:
-BATCH_RECORDS bounds it).
+What a batch does not do that a step does: write progress while it runs (it is
+over in a fraction of a second: BATCH_RECORDS bounds it).
 """
 
 from __future__ import annotations
@@ -178,9 +177,13 @@ def judge(
 STAGE = "resync_stage_batch"
 
 
-def write(steps: list[DISBatchHistory], good: Mapping[int, list[tuple]]) -> None:
+def write(
+    steps: list[DISBatchHistory], good: Mapping[int, list[tuple]], looked_up: frozenset[str] = frozenset()
+) -> None:
     """The steps' good rows into the state store and what each no longer has out of it,
-    in one transaction: a staging COPY (executemany on SQLite), one upsert, one DELETE."""
+    in one transaction: a staging COPY (executemany on SQLite), one upsert, one DELETE;
+    then the statistics, as a step of a parent object in `looked_up` refreshes them
+    (engine.refresh_statistics)."""
     alias = StateRecord.objects.db
     connection = connections[alias]
     postgres = connection.vendor == "postgresql"
@@ -210,6 +213,12 @@ def write(steps: list[DISBatchHistory], good: Mapping[int, list[tuple]]) -> None
                 params.append(step.pk)
         if gone:
             cursor.execute(f"DELETE FROM {table} WHERE {' OR '.join(gone)}", params)
+        parents = [
+            s for s in steps if s.sync_object.name in looked_up and len(good[s.pk]) >= engine.ANALYZE_ROWS
+        ]
+        if parents:
+            biggest = max(parents, key=lambda s: len(good[s.pk]))
+            engine.refresh_statistics(alias, len(good[biggest.pk]), first_load=biggest.pk not in had)
 
 
 def _holding(cursor, steps: list[DISBatchHistory], table: str) -> set[int]:
@@ -273,5 +282,5 @@ def move(steps: list[DISBatchHistory], catalog: engine.Catalog) -> None:
     if retried:
         ErrorLog.objects.filter(step_id__in=retried).delete()
     good, bad = judge(steps, read(steps), catalog)
-    write(steps, good)
+    write(steps, good, catalog.looked_up)
     ErrorLog.objects.bulk_create(bad)

@@ -139,11 +139,11 @@ def test_it_queues_a_batch_whose_connection_was_cut_again(demo_district, queue, 
     StateRecord.objects.all().delete()
     real, cuts = batch.write, []
 
-    def cut_once(steps, good):
+    def cut_once(steps, good, *args):
         if not cuts:
             cuts.append([s.pk for s in steps])
             raise OperationalError("server closed the connection unexpectedly")
-        return real(steps, good)
+        return real(steps, good, *args)
 
     monkeypatch.setattr(batch, "write", cut_once)
     request = resync(district)
@@ -227,3 +227,32 @@ def test_it_packs_small_steps_into_batches_and_leaves_large_ones_alone():
     assert units == [[8], [1], [5], [2, 3, 4, 6], [7]]  # alone, the most records first
     alone = [[s.pk for s in u] for u in batch.pack(steps, counted, limit=0)]
     assert alone == [[8], [1], [7], [2], [4], [3], [5], [6]]
+
+
+def test_it_refreshes_the_state_statistics_after_a_batch_writes_many_parents(district, queue, monkeypatch):
+    from django.db import connections
+
+    from runner import engine
+
+    if connections["state"].vendor != "postgresql":
+        pytest.skip("statistics are PostgreSQL's planner's (CI runs this)")
+    monkeypatch.setattr(engine, "ANALYZE_ROWS", 3)
+    for name in ("CourseCode", "District"):  # nothing hangs off a course code; schools off a district
+        so = SyncObject.objects.get(name=name)
+        DistrictRecord.objects.bulk_create(
+            DistrictRecord(district=district, sync_object=so, record_id=i, payload={}) for i in range(1, 11)
+        )
+
+    def reltuples() -> float:
+        with connections["state"].cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'resync_staterecord'::regclass")
+            return cursor.fetchone()[0]
+
+    with connections["state"].cursor() as cursor:
+        cursor.execute("ANALYZE resync_staterecord")  # statistics of an empty table
+    resync(district, ["CourseCode"])
+    assert reltuples() == 0  # no step will look course codes up
+    StateRecord.objects.all().delete()
+    resync(district, ["CourseCode", "District"])  # one batch (one layer, both small)
+    assert StateRecord.objects.count() == 20
+    assert reltuples() == 20
