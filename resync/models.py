@@ -526,6 +526,12 @@ class ResyncRequest(models.Model):
         help_text="Small enough to run whole in one RQ job, its steps one after another "
         "(runner.lifecycle.run_request); set when it starts.",
     )
+    job = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The RQ job that runs a one-job request: its own (request-<id>), or one of a state "
+        "request's small districts run side by side (requests-<first id>, runner.lifecycle.run_requests).",
+    )
     outcome = models.CharField(max_length=8, blank=True, help_text="Worst step colour once finished.")
     # Written when the request finishes, for the end-of-year rule: it must not change
     # when someone later deletes the failed step's DISBatchHistory row (history D).

@@ -256,3 +256,87 @@ def test_it_refreshes_the_state_statistics_after_a_batch_writes_many_parents(dis
     resync(district, ["CourseCode", "District"])  # one batch (one layer, both small)
     assert StateRecord.objects.count() == 20
     assert reltuples() == 20
+
+
+def state_request(districts, user):
+    checks = [
+        actions.check_resync(d, None, None, False, user=user, level=ResyncRequest.Level.STATE)
+        for d in districts
+    ]
+    with ONE_JOB:
+        return actions.do_request_resyncs(checks)
+
+
+@pytest.fixture
+def five(cast):
+    from resync.models import District
+
+    from .conftest import chain
+
+    more = [
+        District.objects.create(
+            state=cast.district.state, code=str(300 + n), name=f"County {n}", scope_year=2027
+        )
+        for n in range(3)
+    ]
+    districts = [cast.district, cast.other, *more]
+    for d in districts:
+        chain(d)
+    return districts
+
+
+@override_settings(RESYNC_JOB_LANES=2)
+def test_it_runs_a_state_requests_small_districts_side_by_side_in_one_job(five, cast, queue, monkeypatch):
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("two lanes need PostgreSQL (SQLite takes one writer at a time)")
+    ran, real = set(), lifecycle.run_request
+
+    def spy(request_id):
+        ran.add(threading.current_thread().name)
+        return real(request_id)
+
+    monkeypatch.setattr(lifecycle, "run_request", spy)
+    requests = state_request(five, cast.stella)
+    group = f"requests-{requests[0].pk}"
+    assert queue.job_ids == [group]
+    assert set(
+        ResyncRequest.objects.filter(pk__in=[r.pk for r in requests]).values_list("job", flat=True)
+    ) == {group}
+    run_queue()
+    assert any(name.startswith("resync-lane") for name in ran), ran
+    for r in requests:
+        r.refresh_from_db()
+        assert r.status == ResyncRequest.Status.FINISHED
+        assert results(r)["PersonIdentity"][:2] == (1, 0)
+    assert StateRecord.objects.count() == 5 * 5
+
+
+@override_settings(RESYNC_JOB_LANES=2, RESYNC_LOST_AFTER=1)
+def test_it_gives_each_request_of_a_lost_group_job_a_job_of_its_own(five, cast, queue):
+    from runner import jobs, recovery
+
+    requests = state_request(five, cast.stella)
+    group = f"requests-{requests[0].pk}"
+    assert queue.job_ids == [group]
+    queue.empty()  # Redis lost it
+    queue.connection.delete(jobs.enqueue_claim_key(group))
+    recovery.recover_requests()
+    own = [lifecycle.request_job_id(r.pk) for r in requests]
+    assert sorted(queue.job_ids) == sorted(own)
+    assert sorted(
+        ResyncRequest.objects.filter(pk__in=[r.pk for r in requests]).values_list("job", flat=True)
+    ) == sorted(own)
+    recovery.recover_requests()  # again: each is enqueued once
+    assert sorted(queue.job_ids) == sorted(own)
+    run_queue()
+    assert all(
+        status == ResyncRequest.Status.FINISHED
+        for status in ResyncRequest.objects.filter(pk__in=[r.pk for r in requests]).values_list(
+            "status", flat=True
+        )
+    )
+    assert StateRecord.objects.count() == 5 * 5

@@ -187,10 +187,13 @@ def do_request_resyncs(checks: list[Checked]) -> list[ResyncRequest]:
                 district_id__in=locked, status=ResyncRequest.Status.RUNNING
             ).values_list("district_id", "school_year")
         )
+        one_job = []
         for request in requests:
             if (request.district_id, request.school_year) not in running:
-                lifecycle.start(request)
+                if lifecycle.start(request, enqueue=False):
+                    one_job.append(request.pk)
                 running.add((request.district_id, request.school_year))
+        lifecycle.queue_requests(one_job)
         alert_state_requests([r for r in requests if r.level == ResyncRequest.Level.STATE])
         for request, checked in zip(requests, checks, strict=True):
             # Here, once: every door (tool, admin, API, command, schedule) sends through this.
