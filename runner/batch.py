@@ -142,7 +142,8 @@ def judge(
                 if (n := rules.whole_number(ids.get(parent))) is not None:
                     wanted[code][parent].add(n)
         for parent in catalog.parents[step.sync_object.name]:
-            if (own := here.get((step.district_id, parent))) is not None:
+            own = here.get((step.district_id, parent))
+            if own is not None and own.layer < step.layer:  # judged before it, in this batch
                 if own.sync_object.year_scoped:
                     other_year[code][parent] = own.school_year
                 else:
@@ -156,7 +157,8 @@ def judge(
         found = {}
         for p in parents:
             found[p] = held.get(code, {}).get(p, set())
-            if (step.district_id, p) in judged:
+            own = here.get((step.district_id, p))
+            if own is not None and own.layer < step.layer:
                 found[p] = found[p] | judged[step.district_id, p]
         mine = rows.get((step.district_id, step.sync_object_id), [])
         reads = {}

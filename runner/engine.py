@@ -186,8 +186,8 @@ def at_state(
         low, high = min(ids), max(ids)
         select = f"SELECT %s, record_id FROM {table} WHERE district_code = %s AND sync_object = %s AND "
         params += [name, district_code, name]
-        if name in other_year:
-            select += "school_year <> %s AND "
+        if name in other_year:  # a null year is another year too
+            select += f"school_year {'IS DISTINCT FROM' if postgres else 'IS NOT'} %s AND "
             params.append(other_year[name])
         if high - low < 4 * len(ids):
             # Children stream in their parents' order, so a chunk's parent ids are

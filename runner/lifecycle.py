@@ -259,7 +259,8 @@ def advance_locked(request_id: int, driving: bool = False) -> list[int]:
     if request.status != ResyncRequest.Status.RUNNING:
         return []
     steps = DISBatchHistory.objects.filter(request=request)
-    if steps.filter(layer=request.current_layer).exclude(status__in=FINISHED).exists():
+    # Every layer up to the current one: a one-job request's batch may have run several.
+    if steps.filter(layer__lte=request.current_layer).exclude(status__in=FINISHED).exists():
         return []
     if request.one_job and not driving:
         queue_request(request.pk)
@@ -607,21 +608,19 @@ def run_batch(
         return
     try:
         batch.move(runnable, catalog or engine.read_catalog())
+        _record_ends(runnable)  # a cut here too: queued again, and the rerun converges
     except DATABASE_LOST as e:
         log.warning("steps %s lost their database connection: %s", [s.pk for s in runnable], e)
         jobs.reset_connections()
         for step in runnable:
             if interrupt_step(step.pk, worker, f"{type(e).__name__}: {e}"):
                 jobs.recover_after_job = True
-        return
     except Exception:
         log.exception("a batch of steps %s failed; running them one by one", [s.pk for s in runnable])
         jobs.reset_connections()
         ErrorLog.objects.filter(step__in=runnable).delete()
         for step in runnable:
             _run_claimed(step, worker, False, catalog)
-        return
-    _record_ends(runnable)
 
 
 def claim_all(steps: list[DISBatchHistory], worker: str) -> list[DISBatchHistory]:

@@ -8,6 +8,7 @@ workers may run it at once.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from django.db import transaction
@@ -29,31 +30,48 @@ def recover_stale_steps() -> list[int]:
     """
     now = timezone.now()
     touched = []
-    for step in DISBatchHistory.objects.filter(status=StepStatus.RUNNING).select_related("request"):
-        if not jobs.worker_dead(step.worker, step.heartbeat_at, now):
-            continue
-        running = DISBatchHistory.objects.filter(pk=step.pk, status=StepStatus.RUNNING, worker=step.worker)
-        if step.attempts < jobs.MAX_ATTEMPTS:
-            with transaction.atomic():
-                if running.update(status=StepStatus.QUEUED, worker="", queued_at=now):
-                    if step.request.one_job:  # its request's job died with the worker
-                        lifecycle.queue_request(step.request_id, dead_worker=step.worker)
-                    else:
-                        jobs.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
-                    touched.append(step.pk)
-                    log.warning("re-queued step %s: its worker %s died", step.pk, step.worker)
-        # Clearing the worker claims the step, so two recoverers never both fail it.
-        elif running.update(worker=""):
-            step.refresh_from_db()
-            lifecycle.fail_step(step, f"The worker died {step.attempts} times while running this step.")
-            touched.append(step.pk)
-            log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
+    running = DISBatchHistory.objects.filter(status=StepStatus.RUNNING).select_related("request")
+    dead = [
+        s
+        for s in running.order_by("request_id", "layer", "id")
+        if jobs.worker_dead(s.worker, s.heartbeat_at, now)
+    ]
+    # The steps of one request its dead worker ran go back together, in one transaction:
+    # a one-job request's batch may span layers (lifecycle.span), and its job, enqueued
+    # once the first went back, could otherwise run a child before its parent.
+    for _request, steps in itertools.groupby(dead, key=lambda s: (s.request_id, s.worker)):
+        with transaction.atomic():
+            for step in steps:
+                touched += _requeue_dead(step, now)
     queued = DISBatchHistory.objects.filter(status=StepStatus.QUEUED)
     # A one-job request's queued steps have no job of their own: its job is what may be lost.
     for request_id in set(queued.filter(request__one_job=True).values_list("request_id", flat=True)):
         lifecycle.queue_request(request_id)  # no transaction here: at once
     own_jobs = queued.filter(request__one_job=False)
     return touched + jobs.requeue_lost(own_jobs, lifecycle.run_step, lifecycle.step_job_id, now)
+
+
+def _requeue_dead(step: DISBatchHistory, now) -> list[int]:
+    """Queue again a step whose worker died, or fail it after MAX_ATTEMPTS; [its id] if
+    this recoverer did."""
+    running = DISBatchHistory.objects.filter(pk=step.pk, status=StepStatus.RUNNING, worker=step.worker)
+    if step.attempts < jobs.MAX_ATTEMPTS:
+        with transaction.atomic():
+            if not running.update(status=StepStatus.QUEUED, worker="", queued_at=now):
+                return []
+            if step.request.one_job:  # its request's job died with the worker
+                lifecycle.queue_request(step.request_id, dead_worker=step.worker)
+            else:
+                jobs.requeue_job(lifecycle.run_step, step.pk, lifecycle.step_job_id(step.pk))
+            log.warning("re-queued step %s: its worker %s died", step.pk, step.worker)
+            return [step.pk]
+    # Clearing the worker claims the step, so two recoverers never both fail it.
+    if running.update(worker=""):
+        step.refresh_from_db()
+        lifecycle.fail_step(step, f"The worker died {step.attempts} times while running this step.")
+        log.warning("failed step %s: its worker died %s times", step.pk, step.attempts)
+        return [step.pk]
+    return []
 
 
 def recover_requests() -> list[int]:

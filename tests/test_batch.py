@@ -340,3 +340,43 @@ def test_it_gives_each_request_of_a_lost_group_job_a_job_of_its_own(five, cast, 
         )
     )
     assert StateRecord.objects.count() == 5 * 5
+
+
+def test_it_queues_a_dead_workers_whole_batch_again_before_its_job_runs(district, queue, monkeypatch):
+    """A batch spanning layers whose worker died: recovery queues its steps again
+    together, so the job that takes the request again runs the parent with its child,
+    not the child alone against a state without the new parent (a reviewer's case)."""
+    import socket
+
+    from django.db import transaction
+
+    from runner import jobs as runner_jobs
+    from runner import recovery
+
+    from .conftest import add
+
+    dead = f"{socket.gethostname()}:999999"  # no such pid here: worker_dead() at once
+    add(district, "District", 1)
+    add(district, "School", 1, {"District": 1})
+    resync(district, ["District", "School"])
+    add(district, "District", 2)
+    add(district, "School", 2, {"District": 2})
+    with ONE_JOB:
+        request = actions.do_request_resync(
+            actions.check_resync(district, None, ["District", "School"], False)
+        )
+    queue.empty()
+    with transaction.atomic():
+        ids = lifecycle.advance_locked(request.pk, driving=True)
+    assert len(ids) == 2  # one span: District (layer 0) and School (layer 1)
+    lifecycle.claim_all(list(lifecycle.read_steps(ids).values()), dead)  # claimed, then the worker died
+
+    # Another worker takes the request's job as soon as recovery enqueues it.
+    monkeypatch.setattr(runner_jobs, "requeue_job", lambda func, pk, job_id: func(pk))
+    recovery.recover_stale_steps()
+    request.refresh_from_db()
+    assert request.status == ResyncRequest.Status.FINISHED
+    school = DISBatchHistory.objects.get(request=request, sync_object__name="School")
+    assert (school.processed, school.errors) == (2, 0)
+    assert not ErrorLog.objects.filter(step=school).exists()
+    assert StateRecord.objects.filter(sync_object="School").count() == 2

@@ -297,3 +297,18 @@ def test_it_sends_a_state_request_of_several_districts_all_or_none(cast):
     with pytest.raises(ResyncError, match=f"sent the same resync of district {cast.other.code}"):
         actions.do_request_resyncs([checked(cast.district, ["District"]), checked(cast.other)])
     assert ResyncRequest.objects.count() == sent
+
+
+def test_it_refuses_the_same_district_twice_in_one_state_request(cast):
+    from core.errors import ResyncError
+    from tool import actions
+
+    checked = [
+        actions.check_resync(
+            cast.district, None, ["School"], False, user=cast.stella, level=ResyncRequest.Level.STATE
+        )
+        for _ in range(2)
+    ]
+    with pytest.raises(ResyncError, match="asked for twice"):
+        actions.do_request_resyncs(checked)
+    assert not ResyncRequest.objects.exists()

@@ -156,8 +156,20 @@ def do_request_resyncs(checks: list[Checked]) -> list[ResyncRequest]:
         # One request at a time per district: lock its row while deciding.
         locked = sorted({checked.district.pk for checked in checks})
         list(District.objects.select_for_update().filter(pk__in=locked).order_by("pk").values_list("pk"))
+        sent = set()
         for checked in checks:
             refuse_repeat(checked)
+            # The same twice in one call is a repeat too (stored one by one, the second
+            # would have met the first).
+            same = (checked.district.pk, checked.year, checked.level, checked.objects, checked.records)
+            key = (*same[:3], tuple(same[3] or ()), tuple(same[4] or ()), checked.check_dependencies)
+            if checked.user is not None and key in sent:
+                raise ResyncError(
+                    f"The same resync of district {checked.district.code} for {checked.year} was asked "
+                    "for twice; it was not sent twice.",
+                    "objects",
+                )
+            sent.add(key)
         requests = ResyncRequest.objects.bulk_create(
             ResyncRequest(
                 district=checked.district,
