@@ -21,7 +21,7 @@ from django.urls import NoReverseMatch, reverse
 
 from history.models import DISBatchHistory
 from resync.groups import STATE_ADMINS
-from resync.models import DistrictRecord, ResyncRequest, StateRecord
+from resync.models import ResyncRequest
 from statesync.env import child_env
 from tool import actions
 
@@ -40,12 +40,7 @@ class Command(BaseCommand):
         repeat = bench.rounds(records, repeat, json_path)
         if workers < 1:
             raise CommandError(f"--workers {workers}: give at least 1.")
-        for alias, model, fix in (
-            ("default", DistrictRecord, "python manage.py migrate"),
-            ("state", StateRecord, "python manage.py migrate --database state"),
-        ):
-            if model._meta.db_table not in connections[alias].introspection.table_names():
-                raise CommandError(f"The {alias!r} database has no StateSync tables yet: run `{fix}`.")
+        bench.check_migrated()
         log = self.stdout.write
 
         district, expected, _students = bench.make_district(records, seed, log=log)

@@ -205,6 +205,27 @@ def add_common_arguments(parser, records_help: str) -> None:
     )
 
 
+def check_migrated() -> None:
+    """Refuse to measure a database its migrations have not all reached, naming the
+    command to run: its tables would be missing, or of an earlier shape (a column the
+    code writes, not there, fails the run half-way)."""
+    from django.core.management.base import CommandError
+    from django.db.migrations.executor import MigrationExecutor
+
+    for alias, fix in (
+        ("default", "python manage.py migrate"),
+        ("state", "python manage.py migrate --database state"),
+    ):
+        executor = MigrationExecutor(connections[alias])
+        todo = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if todo:
+            names = ", ".join(f"{m.app_label}.{m.name}" for m, _backwards in todo[:3])
+            more = ", …" if len(todo) > 3 else ""
+            raise CommandError(
+                f"The {alias!r} database is not migrated ({len(todo)} to apply: {names}{more}): run `{fix}`."
+            )
+
+
 def rounds(records: int, repeat: int | None, json_path: str | None) -> int:
     """Both benchmarks' own arguments checked alike (CommandError naming the one at
     fault), and how many timed rounds to run: `repeat`, else 3, 1 above 200k records."""

@@ -27,7 +27,7 @@ from core.errors import ResyncError, RightsError
 from history.models import DISBatchHistory
 from resync.demo import Expected
 from resync.groups import STATE_ADMINS
-from resync.models import District, DistrictRecord, ResyncRequest, StateRecord
+from resync.models import District, ResyncRequest, StateRecord
 from statesync.env import child_env
 from tool import actions
 
@@ -120,12 +120,7 @@ class Command(BaseCommand):
             )
         if workers < 1:
             raise CommandError(f"--workers {workers}: give at least 1.")
-        for alias, model, fix in (
-            ("default", DistrictRecord, "python manage.py migrate"),
-            ("state", StateRecord, "python manage.py migrate --database state"),
-        ):
-            if model._meta.db_table not in connections[alias].introspection.table_names():
-                raise CommandError(f"The {alias!r} database has no StateSync tables yet: run `{fix}`.")
+        bench.check_migrated()
         # A run stopped half-way leaves its requests running and their jobs queued: the next
         # run's requests would wait behind them (one request at a time per district) and
         # its workers run the old ones' steps, so its figures would measure both.

@@ -25,7 +25,7 @@ from django.db import connections, transaction
 from rq.job import Job
 
 from history.models import DISBatchHistory
-from resync.models import DistrictRecord, ResyncRequest, StateRecord
+from resync.models import ResyncRequest, StateRecord
 from statesync.env import child_env
 from tool import actions
 from verification import actions as verify
@@ -135,9 +135,7 @@ class Command(BaseCommand):
         repeat = bench.rounds(records, repeat, json_path)
         if not 0 < changed < 1:
             raise CommandError(f"--changed {changed}: give a share between 0 and 1, such as 0.01.")
-        for alias, model in (("default", DistrictRecord), ("state", StateRecord)):
-            if model._meta.db_table not in connections[alias].introspection.table_names():
-                raise CommandError(f"The {alias!r} database has no StateSync tables yet: run migrate.")
+        bench.check_migrated()
         log = self.stdout.write
         district, expected, _students = bench.make_district(records, seed, log=log)
         count = sum(expected.processed.values())

@@ -111,3 +111,22 @@ def test_it_refuses_an_import_too_small_to_mean_anything(catalog):
 
     with pytest.raises(CommandError, match="--records 10: give at least 1000"):
         call_command(imports.Command(), "--records", "10")
+
+
+def test_it_refuses_to_measure_a_database_not_migrated(monkeypatch):
+    from django.core.management.base import CommandError
+    from django.db.migrations.executor import MigrationExecutor
+
+    from bench import parts
+
+    parts.check_migrated()  # the test databases are
+
+    def one_left(self, targets, clean_start=False):
+        return [(self.loader.graph.nodes[self.loader.graph.leaf_nodes()[0]], False)]
+
+    monkeypatch.setattr(MigrationExecutor, "migration_plan", one_left)
+    with pytest.raises(
+        CommandError,
+        match=r"'default' database is not migrated \(1 to apply: .*run `python manage.py migrate`",
+    ):
+        parts.check_migrated()
