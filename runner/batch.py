@@ -13,17 +13,18 @@ What each step keeps: its own counts, colour, history row and Error Log rows, an
 its crash safety. The batch's state transaction is all or nothing, so a batch
 killed or cut half-way leaves the state as it was, and its steps run again
 (runner.lifecycle.run_batch queues them again, as it does a single step).
-What a batch does not do that a step does: write progress while it runs (it is
-over in a fraction of a second: BATCH_RECORDS bounds it).
+While it runs, a batch's steps beat and are pushed as a running step is (Beat).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -36,6 +37,8 @@ from resync import rules
 from resync.models import DistrictRecord, StateRecord
 from runner import engine
 from runner.engine import PARENT_IDS, RECORD_ID, copy_text
+
+log = logging.getLogger(__name__)
 
 Key = tuple[int, int]  # (district id, sync object id): one step of a batch
 
@@ -275,6 +278,41 @@ def _stage(cursor, connection, steps, good, postgres: bool) -> None:
 
 
 _staged = weakref.WeakSet()
+
+
+class Beat:
+    """While a batch runs, every PROGRESS_SECONDS: its steps' heartbeat written (one
+    UPDATE) and their running state pushed (`push`, one push), as a running step's
+    RunningCounts does. The pages hear of every running step at least twice a second,
+    and recovery on another host knows the worker is alive. A batch over sooner (most
+    are) never touches the database from here."""
+
+    def __init__(self, steps: list[DISBatchHistory], push: Callable[[list[DISBatchHistory]], None]):
+        self.steps, self.push = steps, push
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="resync-batch-beat", daemon=True)
+
+    def __enter__(self) -> Beat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Joined before the batch's end is written: no beat lands after the result.
+        self.stop.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(engine.PROGRESS_SECONDS):
+                try:
+                    ids = [s.pk for s in self.steps]
+                    DISBatchHistory.objects.filter(pk__in=ids).update(heartbeat_at=timezone.now())
+                    self.push(self.steps)
+                except Exception:  # a missed beat must not end the batch
+                    log.exception("steps %s: could not write their heartbeat", [s.pk for s in self.steps])
+                    connections.close_all()
+        finally:
+            connections.close_all()  # this thread's own connections
 
 
 def move(steps: list[DISBatchHistory], catalog: engine.Catalog) -> None:

@@ -607,7 +607,8 @@ def run_batch(
     if not runnable:
         return
     try:
-        batch.move(runnable, catalog or engine.read_catalog())
+        with batch.Beat(runnable, push_steps):
+            batch.move(runnable, catalog or engine.read_catalog())
         _record_ends(runnable)  # a cut here too: queued again, and the rerun converges
     except DATABASE_LOST as e:
         log.warning("steps %s lost their database connection: %s", [s.pk for s in runnable], e)

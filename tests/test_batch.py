@@ -380,3 +380,37 @@ def test_it_queues_a_dead_workers_whole_batch_again_before_its_job_runs(district
     assert (school.processed, school.errors) == (2, 0)
     assert not ErrorLog.objects.filter(step=school).exists()
     assert StateRecord.objects.filter(sync_object="School").count() == 2
+
+
+def test_it_beats_and_pushes_a_batchs_running_steps_while_it_runs(district, queue, monkeypatch):
+    import time
+
+    for name in ("CourseCode", "District"):
+        so = SyncObject.objects.get(name=name)
+        DistrictRecord.objects.bulk_create(
+            DistrictRecord(district=district, sync_object=so, record_id=i, payload={}) for i in range(1, 4)
+        )
+    real_judge, real_push = batch.judge, lifecycle.push_steps
+    pushed, beats = [], []
+
+    def slow(steps, rows, catalog):
+        time.sleep(1.3)  # a slow batch: about two beats
+        beats.extend(
+            DISBatchHistory.objects.filter(pk__in=[s.pk for s in steps]).values_list(
+                "heartbeat_at", flat=True
+            )
+        )
+        return real_judge(steps, rows, catalog)
+
+    def watch(steps):
+        pushed.append([s.status for s in steps])
+        return real_push(steps)
+
+    monkeypatch.setattr(batch, "judge", slow)
+    monkeypatch.setattr(lifecycle, "push_steps", watch)
+    request = resync(district, ["CourseCode", "District"])
+    running = [p for p in pushed if set(p) == {StepStatus.RUNNING}]
+    assert len(running) >= 3, pushed  # at the claim, then at least two beats
+    assert pushed[-1] == [StepStatus.GREEN, StepStatus.GREEN]  # the end, after every beat
+    steps = DISBatchHistory.objects.filter(request=request)
+    assert all(b > s.started_at for b, s in zip(beats, steps.order_by("pk"), strict=False))
