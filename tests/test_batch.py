@@ -234,6 +234,8 @@ def test_it_refreshes_the_state_statistics_after_a_batch_writes_many_parents(dis
 
     from runner import engine
 
+    from .test_load_paths import reltuples
+
     if connections["state"].vendor != "postgresql":
         pytest.skip("statistics are PostgreSQL's planner's (CI runs this)")
     monkeypatch.setattr(engine, "ANALYZE_ROWS", 3)
@@ -242,11 +244,6 @@ def test_it_refreshes_the_state_statistics_after_a_batch_writes_many_parents(dis
         DistrictRecord.objects.bulk_create(
             DistrictRecord(district=district, sync_object=so, record_id=i, payload={}) for i in range(1, 11)
         )
-
-    def reltuples() -> float:
-        with connections["state"].cursor() as cursor:
-            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'resync_staterecord'::regclass")
-            return cursor.fetchone()[0]
 
     with connections["state"].cursor() as cursor:
         cursor.execute("ANALYZE resync_staterecord")  # statistics of an empty table

@@ -203,6 +203,13 @@ def test_it_queues_the_object_that_processed_most_last_time_first(district, queu
     assert [names[pk] for pk in queued] == ["ContactLog", "Behavior", "VaccineShot"]  # 3, 1, then none
 
 
+def reltuples() -> float:
+    """The rows the state store's statistics know of (PostgreSQL)."""
+    with connections["state"].cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'resync_staterecord'::regclass")
+        return cursor.fetchone()[0]
+
+
 @COMMITTED
 @pytest.mark.skipif(
     connections["state"].vendor != "postgresql", reason="statistics are PostgreSQL's planner's (CI runs this)"
@@ -212,11 +219,6 @@ def test_it_refreshes_the_state_statistics_after_writing_many_parents(district, 
     for rid in range(1, 11):
         add(district, "CourseCode", rid)  # nothing hangs off a course code
         add(district, "District", rid)  # schools hang off a district
-
-    def reltuples() -> float:
-        with connections["state"].cursor() as cursor:
-            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'resync_staterecord'::regclass")
-            return cursor.fetchone()[0]
 
     with connections["state"].cursor() as cursor:
         cursor.execute("ANALYZE resync_staterecord")  # statistics of an empty table
