@@ -253,12 +253,14 @@ def _stage(cursor, connection, steps, good, postgres: bool) -> None:
                 lambda raw=connection.connection: _staged.add(raw), using=StateRecord.objects.db
             )
         text, null = copy_text, "\\N"
-        copy = "".join(
-            f"{step.district.code}\t{step.sync_object.name}\t{step.pk}\t{null if year is None else year}\t"
-            f"{record_id}\t{text(parents)}\t{text(payload)}\n"
-            for step in steps
-            for _id, record_id, _p, payload, _e, year, parents in good[step.pk]
-        )
+        pieces = []
+        for step in steps:
+            lead = f"{step.district.code}\t{step.sync_object.name}\t{step.pk}\t"  # once a step, not a record
+            pieces += [
+                f"{lead}{null if year is None else year}\t{record_id}\t{text(parents)}\t{text(payload)}\n"
+                for _id, record_id, _p, payload, _e, year, parents in good[step.pk]
+            ]
+        copy = "".join(pieces)
         with connection.wrap_database_errors:  # a cut mid-COPY is Django's OperationalError
             cursor.cursor.copy_expert(f"COPY {STAGE} FROM STDIN", io.StringIO(copy), size=1 << 18)
         return
