@@ -112,6 +112,32 @@ def alert_recipients(district: District) -> QuerySet[User]:
     )
 
 
+def alert_recipients_of(districts: list[District]) -> dict[int, list[User]]:
+    """alert_recipients of each district, by district id, in four queries however many
+    districts (a state request's: one query set per district took it 4 ms each)."""
+    from resync.models import DistrictGroupObjectPermission, DistrictUserObjectPermission
+
+    perm = Permission.objects.get(content_type__app_label="resync", codename="resync_district")
+    ids = [d.pk for d in districts]
+    everywhere = User.objects.filter(
+        Q(is_superuser=True) | Q(user_permissions=perm) | Q(groups__permissions=perm), is_active=True
+    ).values_list("pk", flat=True)
+    local: dict[int, set[int]] = {pk: set(everywhere) for pk in ids}
+    direct = DistrictUserObjectPermission.objects.filter(permission=perm, content_object_id__in=ids)
+    for district_id, user_id in direct.values_list("content_object_id", "user_id"):
+        local[district_id].add(user_id)
+    grouped = DistrictGroupObjectPermission.objects.filter(permission=perm, content_object_id__in=ids)
+    for district_id, user_id in grouped.filter(group__user__isnull=False).values_list(
+        "content_object_id", "group__user"
+    ):
+        local[district_id].add(user_id)
+    users = User.objects.in_bulk({u for found in local.values() for u in found})
+    return {
+        pk: sorted((users[u] for u in found if u in users and users[u].is_active), key=lambda u: u.pk)
+        for pk, found in local.items()
+    }
+
+
 def check_request(user, district: District, level: str) -> None:
     """May `user` ask for a resync of `district` at `level` (a ResyncRequest.Level)?"""
     if not may_resync(user, district):

@@ -98,3 +98,24 @@ def test_it_stores_many_alerts_in_one_insert_and_counts_each_users_unread_once(
     unread = {(groups[0], message["unread"]) for groups, message in pushed}
     assert unread == {(f"user.{cast.alice.pk}", 3), (f"user.{cast.charlie.pk}", 1)}
     assert len(pushed) == 3 and {m["alert"] for _g, m in pushed} == {a.pk for a in new}
+
+
+def test_it_finds_the_same_alert_recipients_for_many_districts_at_once(cast, django_assert_max_num_queries):
+    from django.contrib.auth.models import Group, User
+    from guardian.shortcuts import assign_perm
+
+    from resync import rights
+
+    team = Group.objects.create(name="district B helpers")
+    helper = User.objects.create(username="helper")
+    helper.groups.add(team)
+    assign_perm(rights.DISTRICT, team, cast.other)  # through a group's object right
+    gone = User.objects.create(username="gone", is_active=False)
+    assign_perm(rights.DISTRICT, gone, cast.district)  # inactive: never alerted
+    districts = [cast.district, cast.other]
+    with django_assert_max_num_queries(5):
+        found = rights.alert_recipients_of(districts)
+    for d in districts:
+        assert found[d.pk] == sorted(rights.alert_recipients(d), key=lambda u: u.pk), d.code
+    assert helper in found[cast.other.pk] and helper not in found[cast.district.pk]
+    assert gone not in found[cast.district.pk] and cast.stella in found[cast.district.pk]

@@ -225,6 +225,7 @@ def alert_state_requests(requests: list[ResyncRequest]) -> None:
     names the district and year only, for district and state users alike.
     """
     alerts = []
+    recipients = rights.alert_recipients_of([r.district for r in requests])
     for request in requests:
         district = request.district
         fields = {
@@ -236,7 +237,7 @@ def alert_state_requests(requests: list[ResyncRequest]) -> None:
             "district": district,
             "request": request,
         }
-        alerts += [ProcessAlert(user=user, **fields) for user in rights.alert_recipients(district)]
+        alerts += [ProcessAlert(user=user, **fields) for user in recipients[district.pk]]
     ProcessAlert.objects.notify_all(alerts)
 
 
