@@ -170,7 +170,7 @@ class Command(BaseCommand):
             f"{'n/a' if pg is None else f'{pg} s'}, over {f['statesync_first_s']:.1f} s of wall time"
         )
         w(
-            f"Websocket: {f['websocket_messages']} step.status messages, median gap "
+            f"Websocket: {f['websocket_messages']} step pushes (a batch's steps in one), median gap "
             f"{f['websocket_median_gap_s']} s, longest {f['websocket_max_gap_s']} s"
         )
         for name, label in (("tool", "Tool page"), ("api", "API request status")):

@@ -376,7 +376,7 @@ class Command(BaseCommand):
         row("PostgreSQL CPU s", "postgres_cpu_s_{}")
         w(f"Peak worker RSS: {', '.join(f'{v} MiB' for v in f['worker_rss_mib'])}")
         w(
-            f"Websocket: {f['websocket_messages']} step.status messages, longest gap {f['websocket_max_gap_s']} s"
+            f"Websocket: {f['websocket_messages']} step pushes (a batch's steps in one), longest gap {f['websocket_max_gap_s']} s"
         )
         for name, label in (("tool", "Tool page"), ("api", "API request status")):
             if f.get(f"{name}_idle_ms") is not None:
