@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import threading
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 
@@ -241,17 +240,15 @@ def _holding(cursor, steps: list[DISBatchHistory], table: str) -> set[int]:
 
 
 def _stage(cursor, connection, steps, good, postgres: bool) -> None:
+    engine.open_stage(
+        StateRecord.objects.db,
+        STAGE,
+        postgres="district_code varchar(16), sync_object varchar(64), step integer, school_year smallint, "
+        "record_id bigint, parent_ids jsonb, payload jsonb",
+        sqlite="district_code text, sync_object text, step integer, school_year integer, record_id integer, "
+        "parent_ids text, payload text",
+    )
     if postgres:
-        # Made once per connection and emptied by every commit, as engine.SqlWriter's.
-        if connection.connection not in _staged:
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (district_code varchar(16), "
-                "sync_object varchar(64), step integer, school_year smallint, record_id bigint, "
-                "parent_ids jsonb, payload jsonb) ON COMMIT DELETE ROWS"
-            )
-            transaction.on_commit(
-                lambda raw=connection.connection: _staged.add(raw), using=StateRecord.objects.db
-            )
         text, null = copy_text, "\\N"
         pieces = []
         for step in steps:
@@ -264,11 +261,6 @@ def _stage(cursor, connection, steps, good, postgres: bool) -> None:
         with connection.wrap_database_errors:  # a cut mid-COPY is Django's OperationalError
             cursor.cursor.copy_expert(f"COPY {STAGE} FROM STDIN", io.StringIO(copy), size=1 << 18)
         return
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (district_code text, sync_object text, "
-        "step integer, school_year integer, record_id integer, parent_ids text, payload text)"
-    )
-    cursor.execute(f"DELETE FROM {STAGE}")
     cursor.executemany(
         f"INSERT INTO {STAGE} VALUES (%s, %s, %s, %s, %s, %s, %s)",
         [
@@ -277,9 +269,6 @@ def _stage(cursor, connection, steps, good, postgres: bool) -> None:
             for _id, record_id, _p, payload, _e, year, parents in good[step.pk]
         ],
     )
-
-
-_staged = weakref.WeakSet()
 
 
 class Beat:

@@ -347,27 +347,12 @@ class SqlWriter:
         )
 
     def open(self) -> None:
-        connection = connections[self.alias]
-        with connection.cursor() as cursor:
-            if self.postgres:
-                # Made once per connection, emptied by every commit: a worker's state
-                # connection serves step after step, and a table made and dropped per
-                # step cost each step catalog writes (pg_class, pg_attribute, pg_type),
-                # and asking whether it exists, a statement.
-                if connection.connection in _staged:
-                    return
-                cursor.execute(
-                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.STAGE} (school_year smallint, "
-                    "record_id bigint, parent_ids jsonb, payload jsonb) ON COMMIT DELETE ROWS"
-                )
-                # Known once its transaction commits: rolled back, the table is gone too.
-                transaction.on_commit(lambda raw=connection.connection: _staged.add(raw), using=self.alias)
-            else:
-                cursor.execute(
-                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.STAGE} "
-                    "(school_year integer, record_id integer, parent_ids text, payload text)"
-                )
-                cursor.execute(f"DELETE FROM {self.STAGE}")
+        open_stage(
+            self.alias,
+            self.STAGE,
+            postgres="school_year smallint, record_id bigint, parent_ids jsonb, payload jsonb",
+            sqlite="school_year integer, record_id integer, parent_ids text, payload text",
+        )
 
     def write(self, pieces: list, now) -> None:
         step, connection = self.step, connections[self.alias]
@@ -400,9 +385,29 @@ class SqlWriter:
             self.staged = True
 
 
-# The PostgreSQL connections (the driver's own, which a reconnect replaces) that hold
-# the staging table.
-_staged: weakref.WeakSet = weakref.WeakSet()
+# The PostgreSQL connections (the driver's own, which a reconnect replaces), each with
+# the staging tables it holds.
+_staged: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def open_stage(alias: str, name: str, postgres: str, sqlite: str) -> None:
+    """The temporary staging table `name` (columns as each database declares them), empty,
+    on `alias`'s connection, inside its transaction. On PostgreSQL it is made once per
+    connection and emptied by every commit: a worker's state connection serves step
+    after step, and a table made and dropped per step cost each step catalog writes
+    (pg_class, pg_attribute, pg_type), and asking whether it exists, a statement."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({sqlite})")
+            cursor.execute(f"DELETE FROM {name}")
+            return
+        raw = connection.connection
+        if name in _staged.get(raw, ()):
+            return
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({postgres}) ON COMMIT DELETE ROWS")
+        # Known once its transaction commits: rolled back, the table is gone too.
+        transaction.on_commit(lambda: _staged.setdefault(raw, set()).add(name), using=alias)
 
 
 def writer(step: DISBatchHistory) -> OrmWriter | SqlWriter:

@@ -161,8 +161,14 @@ def do_request_resyncs(checks: list[Checked]) -> list[ResyncRequest]:
             refuse_repeat(checked)
             # The same twice in one call is a repeat too (stored one by one, the second
             # would have met the first).
-            same = (checked.district.pk, checked.year, checked.level, checked.objects, checked.records)
-            key = (*same[:3], tuple(same[3] or ()), tuple(same[4] or ()), checked.check_dependencies)
+            key = (
+                checked.district.pk,
+                checked.year,
+                checked.level,
+                tuple(checked.objects or ()),
+                tuple(checked.records or ()),
+                checked.check_dependencies,
+            )
             if checked.user is not None and key in sent:
                 raise ResyncError(
                     f"The same resync of district {checked.district.code} for {checked.year} was asked "
@@ -224,6 +230,8 @@ def alert_state_requests(requests: list[ResyncRequest]) -> None:
     The district may not learn which objects the state asked for: the alert
     names the district and year only, for district and state users alike.
     """
+    if not requests:  # a district's own request: no query for nobody's recipients
+        return
     alerts = []
     recipients = rights.alert_recipients_of([r.district for r in requests])
     for request in requests:
