@@ -34,7 +34,7 @@ from django.utils import timezone
 from history.models import DISBatchHistory, ErrorLog
 from resync import rules
 from resync.models import DistrictRecord, StateRecord
-from runner import engine
+from runner import bulk, engine
 from runner.engine import PARENT_IDS, RECORD_ID, copy_text
 
 log = logging.getLogger(__name__)
@@ -193,50 +193,23 @@ def write(
     postgres = connection.vendor == "postgresql"
     table = connection.ops.quote_name(StateRecord._meta.db_table)
     with transaction.atomic(using=alias), connection.cursor() as cursor:
-        had = _holding(cursor, steps, table)
+        had = bulk.holding(cursor, steps, table)
         if any(good.values()):
             _stage(cursor, connection, steps, good, postgres)
             cursor.execute(
-                f"INSERT INTO {table} (district_code, sync_object, school_year, record_id, parent_ids, "
-                f"payload, step, synced_at) SELECT district_code, sync_object, school_year, record_id, "
-                f"parent_ids, payload, step, %s FROM {STAGE} WHERE true "
-                "ON CONFLICT (district_code, sync_object, record_id) DO UPDATE "
-                "SET school_year = excluded.school_year, parent_ids = excluded.parent_ids, "
-                "payload = excluded.payload, step = excluded.step, synced_at = excluded.synced_at",
+                engine.upsert_sql(
+                    "SELECT district_code, sync_object, school_year, record_id, parent_ids, payload, step, %s "
+                    f"FROM {STAGE} WHERE true"
+                ),
                 [connection.ops.adapt_datetimefield_value(timezone.now())],
             )
-        # What the district no longer has, and what errored, leaves the state: the rows of
-        # each step's scope that its upsert did not write.
-        gone, params = [], []
-        for step in steps:
-            if step.pk in had:
-                year = " AND school_year = %s" if step.sync_object.year_scoped else ""
-                gone.append(f"(district_code = %s AND sync_object = %s{year} AND step <> %s)")
-                params += [step.district.code, step.sync_object.name]
-                params += [step.school_year] if year else []
-                params.append(step.pk)
-        if gone:
-            cursor.execute(f"DELETE FROM {table} WHERE {' OR '.join(gone)}", params)
+        bulk.remove_stale(cursor, [s for s in steps if s.pk in had], table)
         parents = [
             s for s in steps if s.sync_object.name in looked_up and len(good[s.pk]) >= engine.ANALYZE_ROWS
         ]
         if parents:
             biggest = max(parents, key=lambda s: len(good[s.pk]))
             engine.refresh_statistics(alias, len(good[biggest.pk]), first_load=biggest.pk not in had)
-
-
-def _holding(cursor, steps: list[DISBatchHistory], table: str) -> set[int]:
-    """The ids of the steps whose scope has rows at the state (a first load deletes nothing)."""
-    asks, params = [], []
-    for step in steps:
-        year = " AND school_year = %s" if step.sync_object.year_scoped else ""
-        asks.append(
-            f"SELECT %s WHERE EXISTS (SELECT 1 FROM {table} WHERE district_code = %s AND sync_object = %s{year})"
-        )
-        params += [step.pk, step.district.code, step.sync_object.name]
-        params += [step.school_year] if year else []
-    cursor.execute(" UNION ALL ".join(asks), params)
-    return {row[0] for row in cursor.fetchall()}
 
 
 def _stage(cursor, connection, steps, good, postgres: bool) -> None:
@@ -312,6 +285,9 @@ def move(steps: list[DISBatchHistory], catalog: engine.Catalog) -> None:
     retried = [s.pk for s in steps if s.attempts > 1]
     if retried:
         ErrorLog.objects.filter(step_id__in=retried).delete()
+    if bulk.usable():
+        bulk.move_steps(steps, catalog)
+        return
     good, bad = judge(steps, read(steps), catalog)
     write(steps, good, catalog.looked_up)
     ErrorLog.objects.bulk_create(bad)

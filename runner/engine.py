@@ -307,6 +307,20 @@ class OrmWriter:
         )
 
 
+def upsert_sql(select: str) -> str:
+    """INSERT into the state store of the rows `select` gives (district_code, sync_object,
+    school_year, record_id, parent_ids, payload, step, synced_at), each replacing the
+    record it names (ON CONFLICT DO UPDATE): every path's upsert."""
+    table = connections[StateRecord.objects.db].ops.quote_name(StateRecord._meta.db_table)
+    # "WHERE" in `select` keeps SQLite from reading ON CONFLICT as a join's condition.
+    return (
+        f"INSERT INTO {table} (district_code, sync_object, school_year, record_id, parent_ids, payload, "
+        f"step, synced_at) {select} ON CONFLICT (district_code, sync_object, record_id) DO UPDATE "
+        "SET school_year = excluded.school_year, parent_ids = excluded.parent_ids, "
+        "payload = excluded.payload, step = excluded.step, synced_at = excluded.synced_at"
+    )
+
+
 class SqlWriter:
     """The upsert in set-based SQL: valid records go into a temporary staging
     table (COPY on PostgreSQL, one executemany elsewhere), then one
@@ -323,15 +337,9 @@ class SqlWriter:
         self.step = step
         self.staged = False  # rows of an earlier write in the staging table
         self.alias = StateRecord.objects.db
-        ops = connections[self.alias].ops
         self.postgres = connections[self.alias].vendor == "postgresql"
-        self.upsert = (
-            f"INSERT INTO {ops.quote_name(StateRecord._meta.db_table)} (district_code, sync_object, "
-            "school_year, record_id, parent_ids, payload, step, synced_at) "
-            f"SELECT %s, %s, school_year, record_id, parent_ids, payload, %s, %s FROM {self.STAGE} "
-            "WHERE true ON CONFLICT (district_code, sync_object, record_id) DO UPDATE "
-            "SET school_year = excluded.school_year, parent_ids = excluded.parent_ids, "
-            "payload = excluded.payload, step = excluded.step, synced_at = excluded.synced_at"
+        self.upsert = upsert_sql(
+            f"SELECT %s, %s, school_year, record_id, parent_ids, payload, %s, %s FROM {self.STAGE} WHERE true"
         )
 
     def encode(self, rows: list[tuple]) -> str | list[tuple]:
@@ -690,11 +698,11 @@ def move_records(
     on_progress: Callable[[DISBatchHistory], None] | None = None,
     catalog: Catalog | None = None,
 ) -> DISBatchHistory:
-    """Move the step's records to the state and count them. The step must be claimed
-    (runner.lifecycle.claim); its end is the caller's to record. `catalog`: as read for
-    its layer (read_catalog), or read now."""
-    if step.attempts > 1:  # a retried step starts its Error Log afresh: nothing is counted twice
-        ErrorLog.objects.filter(step=step).delete()
+    """Move the step's records to the state and count them, judged here in Python (on
+    PostgreSQL, runner.bulk judges them at the state: runner.lifecycle.move_records
+    chooses). The step must be claimed (runner.lifecycle.claim), its Error Log empty;
+    its end is the caller's to record. `catalog`: as read for its layer (read_catalog),
+    or read now."""
     catalog = catalog or read_catalog()
     parents = catalog.parents[step.sync_object.name]
     scores = step.sync_object.name == "TestScore"

@@ -13,7 +13,7 @@ How a resync starts, runs and lands:
             one RQ job `step-<id>` each, enqueued once the transaction commits);
             steps with nothing to move are finished at once (finish_empty).
             A worker runs the job run_step(): claim() -> refusal() (the
-            requester may have lost the right) -> engine.move_records() ->
+            requester may have lost the right) -> move_records() ->
             finish_step(), or fail_step() when it raised, or interrupt_step()
             when its database connection was cut (queued again, up to
             jobs.MAX_ATTEMPTS). runner.recovery queues again what a dead worker
@@ -42,6 +42,7 @@ import functools
 import itertools
 import logging
 import traceback
+from collections.abc import Callable
 
 import django_rq
 from django.conf import settings
@@ -58,7 +59,7 @@ from core.errors import log_refusal
 from history.models import FINISHED, DISBatchHistory, ErrorLog, StepStatus
 from resync import rights, status
 from resync.models import District, DistrictRecord, ResyncRequest, objects_holding
-from runner import batch, engine, jobs, lanes
+from runner import batch, bulk, engine, jobs, lanes
 
 log = logging.getLogger(__name__)
 
@@ -542,6 +543,21 @@ def run_step(
     _run_claimed(step, worker, then_advance, catalog)
 
 
+def move_records(
+    step: DISBatchHistory,
+    on_progress: Callable[[DISBatchHistory], None] | None = None,
+    catalog: engine.Catalog | None = None,
+) -> DISBatchHistory:
+    """Move a claimed step's records to the state and count them (its end is the
+    caller's): judged at the state on PostgreSQL (runner.bulk), in the worker otherwise
+    (runner.engine)."""
+    if step.attempts > 1:  # a retried step starts its Error Log afresh: nothing is counted twice
+        ErrorLog.objects.filter(step=step).delete()
+    if bulk.fits(step):
+        return bulk.move(step, on_progress, catalog or engine.read_catalog())
+    return engine.move_records(step, on_progress, catalog)
+
+
 def _run_claimed(
     step: DISBatchHistory, worker: str, then_advance: bool, catalog: engine.Catalog | None
 ) -> None:
@@ -551,7 +567,7 @@ def _run_claimed(
             fail_step(step, refused, then_advance)
             return
         push_step(step)
-        engine.move_records(step, on_progress=push_step, catalog=catalog)
+        move_records(step, on_progress=push_step, catalog=catalog)
         finish_step(step, then_advance)
     except DATABASE_LOST as e:
         # The step's state transaction died with its connection: nothing it did

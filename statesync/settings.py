@@ -299,6 +299,10 @@ RESYNC_BATCH_RECORDS = env_int("RESYNC_BATCH_RECORDS", 20_000, minimum=0)
 RESYNC_WRITE = env_str("RESYNC_WRITE", "sql")
 if RESYNC_WRITE not in ("sql", "orm"):
     raise ImproperlyConfigured(f"RESYNC_WRITE={RESYNC_WRITE!r} is not one of sql, orm.")
+# On PostgreSQL (both sides) with RESYNC_WRITE=sql, a step's records are judged where
+# they land, in the state's database (runner.bulk); false judges every record in the
+# worker (runner.engine and runner.batch), as on SQLite: same results, more worker CPU.
+RESYNC_BULK = env_bool("RESYNC_BULK", True)
 
 # Files uploaded in the admin for a load (loads.Upload): the web process writes them and
 # a worker reads them, so in production the two must share this folder.

@@ -84,6 +84,14 @@ def fresh_channel_layer():
 
 
 @pytest.fixture
+def python_path(settings):
+    """Steps judged in Python whatever the database (runner.engine's chunks, runner.batch's
+    batches), for a test of those paths' own parts; on PostgreSQL the bulk path is the
+    default (runner.bulk, tested in tests/test_bulk.py)."""
+    settings.RESYNC_BULK = False
+
+
+@pytest.fixture
 def superuser(db):
     return User.objects.create_superuser("root", "root@example.org", "pw")
 

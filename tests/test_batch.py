@@ -34,6 +34,20 @@ def error_log(request) -> list[tuple]:
     return sorted(rows)
 
 
+@pytest.fixture(params=["python", "bulk"])
+def path(request, settings):
+    """Each batch path in turn, as the part a fault is put into: runner.batch's (steps judged
+    in Python) and, on PostgreSQL, runner.bulk's (judged at the state)."""
+    from runner import bulk
+
+    if request.param == "python":
+        settings.RESYNC_BULK = False
+        return {"write": (batch, "write"), "judge": (batch, "judge")}
+    if not bulk.usable():
+        pytest.skip("the bulk path is PostgreSQL's (COPY)")
+    return {"write": (bulk, "copy_across"), "judge": (bulk, "passing")}
+
+
 @pytest.fixture
 def batches(monkeypatch):
     """The batches run, as lists of object names."""
@@ -131,21 +145,22 @@ def test_it_judges_children_against_a_parent_removed_in_the_same_batch(demo_dist
     assert error_log(batched) == errors
 
 
-def test_it_queues_a_batch_whose_connection_was_cut_again(demo_district, queue, monkeypatch):
+def test_it_queues_a_batch_whose_connection_was_cut_again(demo_district, queue, monkeypatch, path):
     district, _expected = demo_district
     with override_settings(RESYNC_BATCH_RECORDS=0):
         alone = resync(district)
     rows = state_rows(district)
     StateRecord.objects.all().delete()
-    real, cuts = batch.write, []
+    module, name = path["write"]
+    real, cuts = getattr(module, name), []
 
-    def cut_once(steps, good, *args):
-        if not cuts:
+    def cut_once(steps, *args):
+        if not cuts and len(steps) > 1:
             cuts.append([s.pk for s in steps])
             raise OperationalError("server closed the connection unexpectedly")
-        return real(steps, good, *args)
+        return real(steps, *args)
 
-    monkeypatch.setattr(batch, "write", cut_once)
+    monkeypatch.setattr(module, name, cut_once)
     request = resync(district)
     assert len(cuts) == 1 and len(cuts[0]) > 1
     again = DISBatchHistory.objects.filter(pk__in=cuts[0])
@@ -155,18 +170,24 @@ def test_it_queues_a_batch_whose_connection_was_cut_again(demo_district, queue, 
     assert state_rows(district) == rows
 
 
-def test_it_runs_a_failing_batch_one_step_at_a_time(demo_district, queue, monkeypatch):
+def test_it_runs_a_failing_batch_one_step_at_a_time(demo_district, queue, monkeypatch, path):
     district, _expected = demo_district
     with override_settings(RESYNC_BATCH_RECORDS=0):
         alone = resync(district)
     rows, errors = state_rows(district), error_log(alone)
     StateRecord.objects.all().delete()
+    module, name = path["judge"]
+    real, broke = getattr(module, name), []
 
-    def broken(steps, rows, catalog):
-        raise ValueError("a bug in the batch")
+    def broken(steps, *args):
+        if len(steps) > 1:  # a batch's, not a step's run alone
+            broke.append(len(steps))
+            raise ValueError("a bug in the batch")
+        return real(steps, *args)
 
-    monkeypatch.setattr(batch, "judge", broken)
+    monkeypatch.setattr(module, name, broken)
     request = resync(district)
+    assert broke
     assert results(request) == results(alone)
     assert state_rows(district) == rows
     assert error_log(request) == errors  # the batch's own Error Log rows were not kept twice
@@ -379,7 +400,7 @@ def test_it_queues_a_dead_workers_whole_batch_again_before_its_job_runs(district
     assert StateRecord.objects.filter(sync_object="School").count() == 2
 
 
-def test_it_beats_and_pushes_a_batchs_running_steps_while_it_runs(district, queue, monkeypatch):
+def test_it_beats_and_pushes_a_batchs_running_steps_while_it_runs(district, queue, monkeypatch, path):
     import time
 
     for name in ("CourseCode", "District"):
@@ -387,23 +408,24 @@ def test_it_beats_and_pushes_a_batchs_running_steps_while_it_runs(district, queu
         DistrictRecord.objects.bulk_create(
             DistrictRecord(district=district, sync_object=so, record_id=i, payload={}) for i in range(1, 4)
         )
-    real_judge, real_push = batch.judge, lifecycle.push_steps
+    module, name = path["write"]
+    real_part, real_push = getattr(module, name), lifecycle.push_steps
     pushed, beats = [], []
 
-    def slow(steps, rows, catalog):
+    def slow(steps, *args):
         time.sleep(1.3)  # a slow batch: about two beats
         beats.extend(
             DISBatchHistory.objects.filter(pk__in=[s.pk for s in steps]).values_list(
                 "heartbeat_at", flat=True
             )
         )
-        return real_judge(steps, rows, catalog)
+        return real_part(steps, *args)
 
     def watch(steps):
         pushed.append([s.status for s in steps])
         return real_push(steps)
 
-    monkeypatch.setattr(batch, "judge", slow)
+    monkeypatch.setattr(module, name, slow)
     monkeypatch.setattr(lifecycle, "push_steps", watch)
     request = resync(district, ["CourseCode", "District"])
     running = [p for p in pushed if set(p) == {StepStatus.RUNNING}]

@@ -57,8 +57,9 @@ def in_thread(target) -> tuple[threading.Thread, dict]:
 
 @COMMITTED
 def test_it_makes_a_load_wait_for_the_running_step_which_sees_none_of_it(
-    district, queue, settings, monkeypatch
+    district, queue, settings, monkeypatch, python_path
 ):
+    # The chunk path reads a step's records in several statements (the bulk path in one COPY).
     for n in IDS:
         add(district, "CourseCode", n, payload={"code": f"C{n}", "title": "old"})
     settings.RESYNC_CHUNK = 2  # three chunks: the load tries to land between two

@@ -18,8 +18,8 @@ from rq.worker import Worker
 from core import events
 from history.models import FINISHED, DISBatchHistory, StepStatus
 from resync.models import DistrictRecord, ResyncRequest, StateRecord, SyncObject
-from runner import engine, lifecycle, recovery
 from runner import jobs as runner_jobs
+from runner import lifecycle, recovery
 from tool import actions
 
 from .conftest import BOTH, run_queue
@@ -82,7 +82,7 @@ def test_it_gives_a_district_at_the_limit_a_job_per_step(district, queue):
 
 def test_it_runs_again_in_the_same_job_a_step_whose_connection_was_cut(district, queue, monkeypatch):
     course_codes(district, 50)
-    real, cuts = engine.move_records, []
+    real, cuts = lifecycle.move_records, []
 
     def cut_once(step, on_progress=None, catalog=None):
         if not cuts:
@@ -90,7 +90,7 @@ def test_it_runs_again_in_the_same_job_a_step_whose_connection_was_cut(district,
             raise OperationalError("server closed the connection unexpectedly")
         return real(step, on_progress, catalog)
 
-    monkeypatch.setattr(engine, "move_records", cut_once)
+    monkeypatch.setattr(lifecycle, "move_records", cut_once)
     runs = []
     real_request = lifecycle.run_request
 
@@ -130,7 +130,8 @@ def test_it_recovers_a_one_job_request_whose_worker_was_killed(district, queue):
     with ONE_JOB:
         request = resync(district, ["CourseCode"])
     step = DISBatchHistory.objects.get(request=request)
-    kill_mid_step(step, RESYNC_CHUNK="10")  # a long step to kill in the middle of
+    # The chunk path in many small chunks: a long step to kill in the middle of.
+    kill_mid_step(step, RESYNC_CHUNK="10", RESYNC_BULK="false")
     assert not StateRecord.objects.exists()
     job = Job.fetch(lifecycle.request_job_id(request.pk), connection=queue.connection)
     assert job.get_status() == "started"  # RQ still thinks it runs
@@ -170,13 +171,13 @@ def test_it_calls_a_started_job_lost_only_when_its_worker_is_gone(queue, monkeyp
 def test_it_keeps_a_workers_connections_from_one_job_to_the_next(district, queue, monkeypatch):
     course_codes(district, 5)
     seen = []
-    real = engine.move_records
+    real = lifecycle.move_records
 
     def watch(step, on_progress=None, catalog=None):
         seen.append(connections["default"].connection)  # the object: an id() may be reused
         return real(step, on_progress, catalog)
 
-    monkeypatch.setattr(engine, "move_records", watch)
+    monkeypatch.setattr(lifecycle, "move_records", watch)
     first = resync(district, ["CourseCode"])
     second = resync(district, ["CourseCode"])  # it waits for the first: one worker's run takes both
     run_queue()
@@ -271,13 +272,13 @@ def test_it_checks_the_requesters_rights_again_for_each_layer(cast, queue, monke
     with ONE_JOB:
         checked = actions.check_resync(cast.district, None, ["PersonIdentity", "Enrollment"], False, user=bob)
         request = actions.do_request_resync(checked)
-    real = engine.move_records
+    real = lifecycle.move_records
 
     def revoke_while_running(step, on_progress=None, catalog=None):
         remove_perm(rights.DISTRICT, bob, cast.district)  # during the first layer's step
         return real(step, on_progress, catalog)
 
-    monkeypatch.setattr(engine, "move_records", revoke_while_running)
+    monkeypatch.setattr(lifecycle, "move_records", revoke_while_running)
     run_queue()
     steps = {s.sync_object.name: s for s in DISBatchHistory.objects.filter(request=request)}
     ran = steps["PersonIdentity"]  # checked before it ran: it ran (its parents are not at the state)

@@ -183,14 +183,14 @@ def test_it_keeps_every_request_in_history(district, queue):
 def test_it_runs_children_after_a_failed_step_and_ends_red(district, queue, monkeypatch):
     chain(district)
     add(district, "Enrollment", 1, {"PersonIdentity": 1})
-    real = engine.move_records
+    real = lifecycle.move_records
 
     def explode(step, on_progress=None, catalog=None):
         if step.sync_object.name == "PersonIdentity":
             raise RuntimeError("disk on fire")
         return real(step, on_progress, catalog)
 
-    monkeypatch.setattr(engine, "move_records", explode)
+    monkeypatch.setattr(lifecycle, "move_records", explode)
     request = resync(district, ["PersonIdentity", "Enrollment"])
     run_queue()
     request.refresh_from_db()
@@ -260,7 +260,9 @@ def test_it_refuses_an_unknown_district_from_the_command(catalog):
 
 
 @COMMITTED
-def test_it_counts_nothing_of_a_step_that_failed_half_way(district, queue, monkeypatch, settings):
+def test_it_counts_nothing_of_a_step_that_failed_half_way(
+    district, queue, monkeypatch, settings, python_path
+):
     chain(district)
     add(district, "PersonIdentity", 2, {"ScheduleStructure": 1}, excluded=True)
     add(district, "PersonIdentity", 3, {"ScheduleStructure": 1})

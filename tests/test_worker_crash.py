@@ -42,7 +42,9 @@ def test_it_recovers_a_step_whose_worker_was_killed(district, queue):
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
 
-    worker = kill_mid_step(step, RESYNC_CHUNK="10")  # many small chunks: a long step to kill in the middle of
+    # Many small chunks of the chunk path: a long step to kill in the middle of (the bulk
+    # path's is one statement; tests/test_faults.py kills workers mid-step on either).
+    worker = kill_mid_step(step, RESYNC_CHUNK="10", RESYNC_BULK="false")
 
     step.refresh_from_db()
     assert step.status == StepStatus.RUNNING and 0 < step.processed < 20000
@@ -390,7 +392,7 @@ def test_it_requeues_a_step_whose_database_connections_were_cut_and_the_worker_g
     step = DISBatchHistory.objects.get(request=request)
     # RQ's own maintenance and the periodic check stay out of the way: the requeue
     # must come from the interrupted job itself, at once.
-    worker = start_worker(burst=False, RESYNC_CHUNK="10", RESYNC_RECOVER_EVERY="600")
+    worker = start_worker(burst=False, RESYNC_CHUNK="10", RESYNC_RECOVER_EVERY="600", RESYNC_BULK="false")
     try:
 
         def mid_step() -> bool:
@@ -458,8 +460,6 @@ def test_it_requeues_a_step_that_lost_its_connection_up_to_three_times_then_fail
 ):
     from django.db import OperationalError
 
-    from runner import engine
-
     course_codes(district)
     request = actions.do_request_resync(actions.check_resync(district, None, ["CourseCode"], False))
     step = DISBatchHistory.objects.get(request=request)
@@ -467,7 +467,7 @@ def test_it_requeues_a_step_that_lost_its_connection_up_to_three_times_then_fail
     def connection_cut(*args, **kwargs):
         raise OperationalError("terminating connection due to administrator command")
 
-    monkeypatch.setattr(engine, "move_records", connection_cut)
+    monkeypatch.setattr(lifecycle, "move_records", connection_cut)
     run_queue()  # each interrupted attempt is enqueued again at once by the same worker
     step.refresh_from_db()
     request.refresh_from_db()

@@ -17,7 +17,7 @@ from core import timefmt
 from core.errors import ResyncError, RightsError
 from history.models import DISBatchHistory, StepStatus
 from resync.models import District, DistrictRecord
-from runner import engine
+from runner import lifecycle
 from tool import actions
 from yearswitch import actions as yearswitch
 
@@ -96,14 +96,14 @@ def test_it_refuses_when_the_data_changed_after_the_last_full_resync(district, q
 
 
 def fail_school_steps(monkeypatch) -> None:
-    run_step = engine.move_records
+    run_step = lifecycle.move_records
 
     def failing(step, **kwargs):
         if step.sync_object.name == "School":
             raise RuntimeError("the state database went away")
         return run_step(step, **kwargs)
 
-    monkeypatch.setattr(engine, "move_records", failing)
+    monkeypatch.setattr(lifecycle, "move_records", failing)
 
 
 @COMMITTED
