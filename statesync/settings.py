@@ -272,11 +272,15 @@ LOGIN_URL = "admin:login"
 # How many records a resync step reads and validates at a time (it writes them in batches).
 RESYNC_CHUNK = env_int("RESYNC_CHUNK", 2000, minimum=1)
 # A request of a district with fewer records than this runs whole in one RQ job, its
-# steps one after another (runner.lifecycle.run_request): a step of its own each cost
-# a job's round trip and a layer's wake-up, which took most of a small district's time.
-# 0 runs every request a job per step. Larger districts keep a job per step, so
-# several workers share one district's layers.
-RESYNC_ONE_JOB_RECORDS = env_int("RESYNC_ONE_JOB_RECORDS", 200_000, minimum=0)
+# steps one after another (runner.lifecycle.run_request) on RESYNC_JOB_LANES threads:
+# a step of its own each cost a job's round trip and a layer's wake-up, which took
+# most of a small district's time. 0 runs every request a job per step. Larger
+# districts keep a job per step, so several workers share one district's layers.
+# Two million: on PostgreSQL a step's records are judged in the database
+# (runner.bulk), so a worker's lanes keep two database cores busy with one district
+# (a million records ran at 109% of the plain-SQL floor in one job, 72% a job per
+# step with one worker; issue 16).
+RESYNC_ONE_JOB_RECORDS = env_int("RESYNC_ONE_JOB_RECORDS", 2_000_000, minimum=0)
 # A one-job request runs each layer's steps on this many threads of its worker
 # (runner.lanes): one step's commit overlaps the next one's judging. PostgreSQL
 # only: SQLite takes one writer at a time, so there it is 1.
