@@ -145,23 +145,16 @@ class CountingReader:
 
 def select(steps: list[DISBatchHistory], catalog: engine.Catalog) -> str:
     """The steps' district records as the stage's columns, in one SELECT, parameters
-    inlined. Each step's are its record_scope (resync.models): its district and object,
-    its school year if the object is year-scoped, a Selective Sync's records; written
-    out here (held to record_scope by a test) as the ORM took 0.4 ms to build each."""
+    inlined. Each step's are its record_scope (scope_sql, held to record_scope by a
+    test): the ORM took 0.4 ms to build each."""
     source = connections[DistrictRecord.objects.db]
     table = source.ops.quote_name(DistrictRecord._meta.db_table)
     parts = []
     with source.cursor() as cursor:
         for step in steps:
             is_plain, keys, params = plain(step, catalog.parents[step.sync_object.name])
-            where = "r.district_id = %s AND r.sync_object_id = %s"
-            params += [step.district_id, step.sync_object_id]
-            if step.sync_object.year_scoped:
-                where += " AND r.school_year = %s"
-                params.append(step.school_year)
-            if step.request.records is not None:
-                where += " AND r.record_id = ANY(%s)"
-                params.append(list(step.request.records))
+            where, scoped = scope_sql(step, district_side=True)
+            params += scoped
             parts.append(
                 cursor.mogrify(
                     f"SELECT {int(step.pk)}, r.id, r.record_id, r.parent_ids, r.payload, r.state_excluded, "
@@ -212,15 +205,27 @@ def copy_across(steps: list[DISBatchHistory], catalog: engine.Catalog, tally) ->
             raise failure[0]
 
 
-def state_scope(step: DISBatchHistory) -> tuple[str, list]:
-    """(SQL condition, params) of the step's rows at the state: record_scope's state side
-    (its district and object, its year if year-scoped, a Selective Sync's records)."""
-    sql, params = "district_code = %s AND sync_object = %s", [step.district.code, step.sync_object.name]
+def scope_sql(step: DISBatchHistory, district_side: bool = False) -> tuple[str, list]:
+    """(SQL condition, params) of the step's rows, resync.models.record_scope written out:
+    its district and object, its year if the object is year-scoped, a Selective Sync's
+    records. The district side's table is `r`, keyed by ids; the state's by code and name."""
+    if district_side:
+        col, sql, params = (
+            "r.",
+            "r.district_id = %s AND r.sync_object_id = %s",
+            [step.district_id, step.sync_object_id],
+        )
+    else:
+        col, sql, params = (
+            "",
+            "district_code = %s AND sync_object = %s",
+            [step.district.code, step.sync_object.name],
+        )
     if step.sync_object.year_scoped:
-        sql += " AND school_year = %s"
+        sql += f" AND {col}school_year = %s"
         params.append(step.school_year)
     if step.request.records is not None:
-        sql += " AND record_id = ANY(%s)"
+        sql += f" AND {col}record_id = ANY(%s)"
         params.append(list(step.request.records))
     return sql, params
 
@@ -229,7 +234,7 @@ def holding(cursor, steps: list[DISBatchHistory], table: str) -> set[int]:
     """The ids of the steps whose scope has rows at the state (a first load deletes nothing)."""
     asks, params = [], []
     for step in steps:
-        scope, scoped = state_scope(step)
+        scope, scoped = scope_sql(step)
         asks.append(f"SELECT %s WHERE EXISTS (SELECT 1 FROM {table} WHERE {scope})")
         params += [step.pk, *scoped]
     cursor.execute(" UNION ALL ".join(asks), params)
@@ -241,7 +246,7 @@ def remove_stale(cursor, steps: list[DISBatchHistory], table: str) -> None:
     each step's scope that its upsert did not write (one DELETE)."""
     gone, params = [], []
     for step in steps:
-        scope, scoped = state_scope(step)
+        scope, scoped = scope_sql(step)
         gone.append(f"({scope} AND step <> %s)")
         params += [*scoped, step.pk]
     if gone:
