@@ -648,10 +648,14 @@ class Progress:
         inside = [t for t in self.times if start <= t <= end]
         marks = [start, *inside, end]
         gaps = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+        longest = max(range(len(gaps)), key=gaps.__getitem__) if gaps else None
         return {
             "messages": len(inside),
             "median_gap_s": statistics.median(gaps) if gaps else None,
-            "max_gap_s": max(gaps) if gaps else None,
+            "max_gap_s": gaps[longest] if gaps else None,
+            # Where the longest silence began, from the run's start: before the first push
+            # (a request being sent), amid the steps, or after the last one.
+            "max_gap_from_s": marks[longest] - start if gaps else None,
         }
 
 

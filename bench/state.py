@@ -272,7 +272,9 @@ class Command(BaseCommand):
             "sql": sql,
             "worker_cpu_s": pool.cpu_seconds() - cpu_before[0],
             "postgres_cpu_s": None if pg_after is None or cpu_before[1] is None else pg_after - cpu_before[1],
-            "websocket": probes.progress.gaps(started, ended),
+            # From the send's return: before it commits no step runs, and its seconds are
+            # reported as sending, not as a running step's silence.
+            "websocket": probes.progress.gaps(sent, ended),
         }
 
     def figures(self, count, sizes, workers, firsts, reloads, runs, pool, probes) -> dict:
@@ -329,6 +331,9 @@ class Command(BaseCommand):
                 "worker_rss_mib": [round(v / MIB, 1) for v in pool.peak_rss.values()],
                 "websocket_messages": ws[0]["messages"],
                 "websocket_max_gap_s": _round(max((w["max_gap_s"] or 0) for w in ws), 3),
+                "websocket_max_gap_from_s": _round(
+                    max(ws, key=lambda w: w["max_gap_s"] or 0)["max_gap_from_s"], 3
+                ),
                 "rounds": {
                     "floor_first_s": [round(s, 3) for s in firsts],
                     "floor_reload_s": [round(s, 3) for s in reloads],
@@ -377,6 +382,7 @@ class Command(BaseCommand):
         w(f"Peak worker RSS: {', '.join(f'{v} MiB' for v in f['worker_rss_mib'])}")
         w(
             f"Websocket: {f['websocket_messages']} step pushes (a batch's steps in one), longest gap {f['websocket_max_gap_s']} s"
+            f" from {f['websocket_max_gap_from_s']} s into its run"
         )
         for name, label in (("tool", "Tool page"), ("api", "API request status")):
             if f.get(f"{name}_idle_ms") is not None:
