@@ -49,16 +49,20 @@ class AlertQuerySet(models.QuerySet):
             .annotate(n=models.Count("pk"))
             .values_list("user_id", "n")
         )
-        for alert in alerts:
-            events.send(
-                [events.user_group(alert.user_id)],
-                {
-                    "type": "alert.new",
-                    "alert": alert.pk,
-                    "name": alert.name,
-                    "unread": unread.get(alert.user_id, 0),
-                },
-            )
+        events.send_all(
+            [
+                (
+                    [events.user_group(alert.user_id)],
+                    {
+                        "type": "alert.new",
+                        "alert": alert.pk,
+                        "name": alert.name,
+                        "unread": unread.get(alert.user_id, 0),
+                    },
+                )
+                for alert in alerts
+            ]
+        )
         if alerts:
             transaction.on_commit(lambda: alerts_created.send(sender=ProcessAlert, alerts=alerts))
         return alerts

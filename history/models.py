@@ -4,7 +4,7 @@ import csv
 import io
 from collections.abc import Iterator
 
-from django.db import models
+from django.db import connections, models
 
 from core import spreadsheet, timefmt
 from resync import status
@@ -37,6 +37,36 @@ class HistoryQuerySet(models.QuerySet):
         the request (and every later one of its district and year) or change the
         outcome it is about to conclude."""
         return self.filter(~models.Q(status__in=FINISHED) | ~models.Q(request__status="finished"))
+
+    def add_pending(self, rows: list[tuple[int, int, int, int, int]]) -> None:
+        """Store new steps, pending, one per (request id, district id, school year, sync
+        object id, layer), every other column its field's default.
+
+        On PostgreSQL one INSERT of five arrays: a state request of 100 districts stores
+        4,900 steps, and bulk_create spent 0.6 s of the request's 2.2 s turning 78,000
+        values into SQL one by one (issue 16). The defaults come from the fields, so a
+        column added to the model is filled as bulk_create would fill it."""
+        if not rows:
+            return
+        given = ["request_id", "district_id", "school_year", "sync_object_id", "layer"]
+        connection = connections[self.db]
+        if connection.vendor != "postgresql":
+            self.bulk_create(self.model(**dict(zip(given, row, strict=True))) for row in rows)
+            return
+        rest = [f for f in self.model._meta.concrete_fields if not f.primary_key and f.attname not in given]
+        quote = connection.ops.quote_name
+        columns = ", ".join(
+            quote(self.model._meta.get_field(a).column) for a in given + [f.attname for f in rest]
+        )
+        sql = (
+            f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) "
+            f"SELECT t.*, {', '.join(['%s'] * len(rest))} "
+            f"FROM unnest({', '.join(['%s::integer[]'] * len(given))}) AS t"
+        )
+        blank = self.model()  # every other field's value as a new row gets it (pre_save: auto_now too)
+        defaults = [f.get_db_prep_save(f.pre_save(blank, True), connection) for f in rest]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*defaults, *(list(column) for column in zip(*rows, strict=True))])
 
     def latest_per_object(self) -> dict[int, DISBatchHistory]:
         """{sync_object_id: its latest step} in two queries, however long the history."""

@@ -89,12 +89,14 @@ def test_it_stores_many_alerts_in_one_insert_and_counts_each_users_unread_once(
     from core import events
 
     alert(cast.alice)  # one unread already
-    pushed = []
-    monkeypatch.setattr(events, "send", lambda groups, message: pushed.append((groups, message)))
+    trips = []  # one call of send_all: one trip to the channel layer after commit
+    monkeypatch.setattr(events, "send_all", trips.append)
     fields = {"name": AlertName.STATE_RESYNC_REQUESTED, "category": "c", "message": "m"}
     new = [ProcessAlert(user=u, **fields) for u in (cast.alice, cast.alice, cast.charlie)]
     with django_assert_num_queries(2):  # the INSERT, and the counts of both users
         ProcessAlert.objects.notify_all(new)
+    assert len(trips) == 1
+    pushed = trips[0]
     unread = {(groups[0], message["unread"]) for groups, message in pushed}
     assert unread == {(f"user.{cast.alice.pk}", 3), (f"user.{cast.charlie.pk}", 1)}
     assert len(pushed) == 3 and {m["alert"] for _g, m in pushed} == {a.pk for a in new}

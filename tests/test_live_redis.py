@@ -129,3 +129,39 @@ async def test_it_closes_a_logged_out_sessions_socket_on_the_real_layer(cast, la
     assert (output["type"], output["code"]) == ("websocket.close", 4401)
     assert await group_members(layer, events.district_group(cast.district.pk)) == 0
     await socket.disconnect()
+
+
+async def test_it_pushes_a_commits_alerts_to_each_inbox_in_one_trip_on_the_real_layer(cast, layer):
+    """notify_all sends every alert of its commit through events.send_all (one trip to the
+    layer): each user's socket still hears its own alert, and nobody else's."""
+    alice, bob = connect_as(cast.alice), connect_as(cast.bob)
+    for socket in (alice, bob):
+        assert (await socket.connect())[0]
+        assert (await socket.receive_json_from())["type"] == "alert.count"
+
+    def notify() -> None:
+        ProcessAlert.objects.notify_all(
+            [
+                ProcessAlert(
+                    user=user, name=name, category=ProcessAlert.VERTICAL_INTEROPERABILITY, message=name
+                )
+                for user, name in (
+                    (cast.alice, "for alice"),
+                    (cast.bob, "for bob"),
+                    (cast.alice, "alice again"),
+                )
+            ]
+        )
+
+    await sync_to_async(notify)()
+    heard = [await alice.receive_json_from(timeout=5), await alice.receive_json_from(timeout=5)]
+    assert [(m["type"], m["name"], m["unread"]) for m in heard] == [
+        ("alert.new", "for alice", 2),
+        ("alert.new", "alice again", 2),
+    ]
+    got = await bob.receive_json_from(timeout=5)
+    assert (got["name"], got["unread"]) == ("for bob", 1)
+    assert await alice.receive_nothing(timeout=0.5) and await bob.receive_nothing(timeout=0.2)
+    for socket in (alice, bob):
+        await socket.disconnect()
+    assert await group_members(layer, events.user_group(cast.alice.pk)) == 0

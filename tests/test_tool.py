@@ -312,3 +312,24 @@ def test_it_refuses_the_same_district_twice_in_one_state_request(cast):
     with pytest.raises(ResyncError, match="asked for twice"):
         actions.do_request_resyncs(checked)
     assert not ResyncRequest.objects.exists()
+
+
+def test_it_stores_a_requests_steps_as_bulk_create_would(cast):
+    """add_pending (one INSERT of arrays on PostgreSQL) fills every other column with its
+    field's default, as the ORM's bulk_create does: held to it column by column."""
+    from resync.models import SyncObject
+
+    request = ResyncRequest.objects.create(district=cast.district, school_year=2027)
+    objects = list(SyncObject.objects.order_by("pk")[:3])
+    DISBatchHistory.objects.add_pending(
+        [(request.pk, cast.district.pk, 2027, o.pk, i) for i, o in enumerate(objects)]
+    )
+    DISBatchHistory.objects.bulk_create(
+        DISBatchHistory(request=request, district=cast.district, school_year=2027, sync_object=o, layer=i)
+        for i, o in enumerate(objects)
+    )
+    fields = [f.attname for f in DISBatchHistory._meta.concrete_fields if not f.primary_key]
+    rows = list(DISBatchHistory.objects.filter(request=request).order_by("pk").values_list(*fields))
+    assert len(rows) == 6
+    assert rows[:3] == rows[3:]
+    assert rows[0][fields.index("status")] == "pending" and rows[2][fields.index("layer")] == 2

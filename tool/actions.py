@@ -151,7 +151,7 @@ def do_request_resyncs(checks: list[Checked]) -> list[ResyncRequest]:
     one INSERT and their alerts in one. Sending a state request of 100 districts one
     by one took 3.4 s, more than StateSync then took to move some of them (issue 16)."""
     names = {name for checked in checks for name in checked.plan.order}
-    by_name = {o.name: o for o in SyncObject.objects.filter(name__in=names)}
+    by_name = dict(SyncObject.objects.filter(name__in=names).values_list("name", "pk"))
     with transaction.atomic():
         # One request at a time per district: lock its row while deciding.
         locked = sorted({checked.district.pk for checked in checks})
@@ -188,17 +188,13 @@ def do_request_resyncs(checks: list[Checked]) -> list[ResyncRequest]:
             )
             for checked in checks
         )
-        DISBatchHistory.objects.bulk_create(
-            DISBatchHistory(
-                request=request,
-                district=checked.district,
-                school_year=checked.year,
-                sync_object=by_name[name],
-                layer=i,
-            )
-            for request, checked in zip(requests, checks, strict=True)
-            for i, layer in enumerate(checked.plan.layers)
-            for name in layer
+        DISBatchHistory.objects.add_pending(
+            [
+                (request.pk, checked.district.pk, checked.year, by_name[name], i)
+                for request, checked in zip(requests, checks, strict=True)
+                for i, layer in enumerate(checked.plan.layers)
+                for name in layer
+            ]
         )
         running = set(
             ResyncRequest.objects.filter(
