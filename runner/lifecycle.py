@@ -187,16 +187,17 @@ def run_request(request_id: int) -> None:
     queued = DISBatchHistory.objects.filter(request_id=request_id, status=StepStatus.QUEUED)
     requester_id = ResyncRequest.objects.values_list("requested_by_id", flat=True).get(pk=request_id)
     while True:
+        # The requester read afresh for each layer, its rights then cached on the
+        # instance for the layer's steps (and its empty ones, advance_locked): checked
+        # from the database for every step, they cost a state request's small steps
+        # more than their records (issue 16).
+        requester = rights.remember(User.objects.filter(pk=requester_id).first()) if requester_id else None
         ids = list(queued.order_by("layer", "id").values_list("pk", flat=True))
         if not ids:
             with transaction.atomic():
-                ids = advance_locked(request_id, driving=True)
+                ids = advance_locked(request_id, driving=True, requester=requester)
             if not ids:
                 return
-        # The requester read afresh for each layer, its rights then cached on the
-        # instance for the layer's steps: checked from the database for every step,
-        # they cost a state request's small steps more than their records (issue 16).
-        requester = rights.remember(User.objects.filter(pk=requester_id).first()) if requester_id else None
         catalog = engine.read_catalog()  # likewise: the same for every step of the layer
         read = read_steps(ids)
         run = functools.partial(run_unit, requester=requester, catalog=catalog, read=read)
@@ -239,7 +240,7 @@ def advance(request_id: int) -> None:
         advance_locked(request_id)
 
 
-def advance_locked(request_id: int, driving: bool = False) -> list[int]:
+def advance_locked(request_id: int, driving: bool = False, requester: User | None = None) -> list[int]:
     """Advance the request, in the caller's transaction, under its district's lock.
 
     The district's row is the one lock a district and year's requests take, in
@@ -252,58 +253,79 @@ def advance_locked(request_id: int, driving: bool = False) -> list[int]:
 
     Returns the ids of the steps it queued. A one-job request is moved on by its
     job (run_request, `driving`): its steps are queued for that job to run, not
-    enqueued; anyone else advancing it makes sure its job is in RQ.
+    enqueued; anyone else advancing it makes sure its job is in RQ. `requester`: the
+    request's requester as that job remembered it (rights.remember), for its empty steps.
+
+    The request's steps are read once, here, and followed in memory while empty layers
+    end: read again by each check, each layer and each empty layer, they cost a worker
+    40% of its time during a state resync (issue 16). A step that ends meanwhile on
+    another worker advances the request itself, once this has committed.
     """
     district_id = ResyncRequest.objects.values_list("district_id", flat=True).get(pk=request_id)
     District.objects.select_for_update().only("pk").get(pk=district_id)
-    request = ResyncRequest.objects.select_for_update().get(pk=request_id)
+    request = (
+        ResyncRequest.objects.select_for_update(of=("self",))
+        .select_related("district", "requested_by")
+        .get(pk=request_id)
+    )
     if request.status != ResyncRequest.Status.RUNNING:
         return []
-    steps = DISBatchHistory.objects.filter(request=request)
-    # Every layer up to the current one: a one-job request's batch may have run several.
-    if steps.filter(layer__lte=request.current_layer).exclude(status__in=FINISHED).exists():
-        return []
-    if request.one_job and not driving:
-        queue_request(request.pk)
-        return []
-    nxt = request.current_layer + 1
-    last = span(request, nxt) if request.one_job and driving else nxt
-    layer = steps.filter(layer__gte=nxt, layer__lte=last, status=StepStatus.PENDING)
-    # A one-job request's job orders its layer itself (plan_units, by the records there now).
-    ids = (
-        list(layer.order_by("layer", "pk").values_list("pk", flat=True))
-        if request.one_job
-        else longest_first(request, layer)
-    )
-    if ids:
+    steps = request_steps(request)
+    while True:
+        # Every layer up to the current one: a one-job request's batch may have run several.
+        if any(s.layer <= request.current_layer and not s.finished for s in steps):
+            return []
+        if request.one_job and not driving:
+            queue_request(request.pk)
+            return []
+        nxt = request.current_layer + 1
+        pending = [s for s in steps if s.layer >= nxt and s.status == StepStatus.PENDING]
+        last = span(request, pending) if request.one_job and driving and pending else nxt
+        layer = [s for s in pending if s.layer <= last]
+        if not layer:
+            break
         request.current_layer = last
         request.save(update_fields=["current_layer"])
-        ids = finish_empty(request, ids)
-        if not ids:  # nothing to move in the whole layer: on to the next one
-            return advance_locked(request_id, driving)
-        queue_steps(ids, enqueue=not request.one_job)
-        return ids
-    if steps.exclude(status__in=FINISHED).exists():
+        rest = finish_empty(request, layer, requester)
+        if rest:  # else nothing to move in the whole layer: on to the next one
+            # A one-job request's job orders its layer itself (plan_units, by the records there now).
+            ids = [s.pk for s in rest] if request.one_job else longest_first(request, rest)
+            queue_steps(ids, enqueue=not request.one_job)
+            return ids
+    if any(not s.finished for s in steps):
         return []
     finish_request(request)
     return []
 
 
-def span(request: ResyncRequest, first: int) -> int:
-    """The last layer a one-job request's job runs together with layer `first`, in one
-    batch (runner.batch): the layers from `first` on that hold RESYNC_BATCH_RECORDS
+def request_steps(request: ResyncRequest) -> list[DISBatchHistory]:
+    """The request's steps in layer order, each with its object, and with `request` and
+    its district as theirs (one instance of each for all of them, not one per step)."""
+    steps = list(
+        DISBatchHistory.objects.filter(request=request).select_related("sync_object").order_by("layer", "pk")
+    )
+    for step in steps:
+        _share(step, request)
+    return steps
+
+
+def _share(step: DISBatchHistory, request: ResyncRequest) -> None:
+    step.request = request
+    step.district = request.district
+
+
+def span(request: ResyncRequest, pending: list[DISBatchHistory]) -> int:
+    """The last layer a one-job request's job runs together with the first of its
+    `pending` steps (in layer order), in one
+    batch (runner.batch): the layers from that one on that hold RESYNC_BATCH_RECORDS
     records or fewer in all (and no Selective Sync's steps). A small district's whole
     request is then one read, one judgement pass and one state transaction: its
     children's parents are looked up in the batch itself (batch.judge), not at the
-    state. One counting statement; `first` itself when its layer alone holds more."""
+    state. One counting statement; the first layer itself when it alone holds more."""
+    first = pending[0].layer
     limit = settings.RESYNC_BATCH_RECORDS
     if not limit or request.records is not None:
         return first
-    pending = list(
-        DISBatchHistory.objects.filter(request=request, layer__gte=first, status=StepStatus.PENDING)
-        .select_related("district", "sync_object", "request")
-        .order_by("layer", "pk")
-    )
     counted = batch.sizes(pending, limit + 1)
     last, total = first, 0
     for layer, group in itertools.groupby(pending, key=lambda s: s.layer):
@@ -315,7 +337,7 @@ def span(request: ResyncRequest, first: int) -> int:
     return last
 
 
-def longest_first(request: ResyncRequest, layer: QuerySet[DISBatchHistory]) -> list[int]:
+def longest_first(request: ResyncRequest, layer: list[DISBatchHistory]) -> list[int]:
     """The layer's step ids, those whose object processed most last time first.
 
     Workers take steps in queue order: a layer's biggest step queued last
@@ -328,7 +350,7 @@ def longest_first(request: ResyncRequest, layer: QuerySet[DISBatchHistory]) -> l
         .exclude(request=request)
         .latest_per_object()
     )
-    steps = list(layer.values_list("pk", "sync_object_id"))
+    steps = [(s.pk, s.sync_object_id) for s in layer]
     steps.sort(key=lambda s: -before[s[1]].processed if s[1] in before else 0)
     return [pk for pk, _obj in steps]
 
@@ -408,24 +430,22 @@ def queue_steps(step_ids: list[int], enqueue: bool = True) -> None:
         queue.enqueue(run_step, step_id, job_id=step_job_id(step_id))
 
 
-def finish_empty(request: ResyncRequest, ids: list[int]) -> list[int]:
-    """Finish here the steps with no record of their object on either side, and return
-    the others' ids. Such a step would move and remove nothing; an RQ job for it
-    costs tens of milliseconds, and a catalog has dozens of objects a district
-    does not use. The requester's rights are checked as the job checks them."""
+def finish_empty(
+    request: ResyncRequest, steps: list[DISBatchHistory], requester: User | None = None
+) -> list[DISBatchHistory]:
+    """Finish here those of the request's `steps` with no record of their object on
+    either side, and return the others. Such a step would move and remove nothing; an
+    RQ job for it costs tens of milliseconds, and a catalog has dozens of objects a
+    district does not use. The requester's rights are checked as the job checks them:
+    `requester` as remembered (rights.remember), else read here once for them all."""
     if request.records is not None:  # a Selective Sync names its records: let its step look
-        return ids
-    steps = DISBatchHistory.objects.filter(pk__in=ids).select_related(
-        "district", "sync_object", "request__requested_by"
-    )
+        return steps
     rest, empty = [], []
-    # One requester for the layer's steps: its rights are read once, not once a step.
-    requester = rights.remember(next((s.request.requested_by for s in steps), None))
-    holding = objects_holding(steps[0].district, [s.sync_object for s in steps], request.school_year)
-    for step in sorted(steps, key=lambda s: ids.index(s.pk)):
-        step.request.requested_by = requester
+    request.requested_by = requester or rights.remember(request.requested_by)
+    holding = objects_holding(request.district, [s.sync_object for s in steps], request.school_year)
+    for step in steps:
         if step.sync_object_id in holding:
-            rest.append(step.pk)
+            rest.append(step)
         elif refused := refusal(step):
             step.started_at = timezone.now()  # written with its end, in _record_end's one UPDATE
             _record_end(step, refused)
@@ -505,11 +525,18 @@ def _take(queued: QuerySet[DISBatchHistory], district_id: int, worker: str, now)
 
 
 def read_steps(ids: list[int]) -> dict[int, DISBatchHistory]:
-    """The steps by id, with what running them reads (district, object, request, requester)."""
-    steps = DISBatchHistory.objects.filter(pk__in=ids).select_related(
-        "district", "sync_object", "request", "request__requested_by"
+    """The steps by id, with what running them reads (district, object, request, requester):
+    a request's steps share one instance of it (request_steps)."""
+    steps = list(DISBatchHistory.objects.filter(pk__in=ids).select_related("sync_object"))
+    requests = ResyncRequest.objects.select_related("district", "requested_by").in_bulk(
+        {step.request_id for step in steps}
     )
-    return {step.pk: step for step in steps}
+    read = {}
+    for step in steps:
+        if step.request_id in requests:  # else deleted since, with its steps
+            _share(step, requests[step.request_id])
+            read[step.pk] = step
+    return read
 
 
 def refusal(step: DISBatchHistory) -> str:
